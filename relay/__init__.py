@@ -1,0 +1,1 @@
+"""genops-relay: an OTLP relay with GenOps cost attribution."""

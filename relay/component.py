@@ -1,0 +1,63 @@
+"""The component model shared by receivers, processors, exporters and extensions.
+
+Lifecycle contract: the service calls ``start()`` once before any data flows
+and ``shutdown()`` once at the end, even if ``start()`` failed part-way.
+Exporters (and the processors in front of them) start before receivers, so
+nothing is accepted that could not be passed on; receivers stop first, so
+nothing new arrives while processors flush and exporters drain.
+``shutdown()`` must return within the deadline the service gives it and must
+not raise for data that was still in flight: that data is logged and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Protocol
+
+from relay.signals import Signal
+
+_ID = re.compile(r"^[A-Za-z0-9_]+(/[^/\s]+)?$")
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True, order=True)
+class ComponentID:
+    """``type`` or ``type/name``, as keys of the collector's config sections."""
+
+    type: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "ComponentID":
+        if not isinstance(text, str) or not _ID.match(text):
+            raise ValueError(f'invalid component id "{text}": expected "type" or "type/name"')
+        type_, _, name = text.partition("/")
+        return cls(type_, name)
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.name}" if self.name else self.type
+
+
+@dataclass(frozen=True)
+class Factory:
+    """What the registry knows of a component type: its Config class and how to build it.
+
+    Component modules expose ``TYPE``, ``Config`` (a dataclass with ``validate()``),
+    ``SIGNALS`` and ``create(...)``; ``from_module`` reads those names.
+    """
+
+    type: str
+    config: type
+    create: Callable[..., Any]
+    signals: frozenset[Signal]
+
+    @classmethod
+    def from_module(cls, module: ModuleType, type_: str | None = None) -> "Factory":
+        return cls(type_ or module.TYPE, module.Config, module.create, frozenset(module.SIGNALS))

@@ -1,0 +1,229 @@
+"""Load the collector-format YAML: sections, service.pipelines and service.telemetry.
+
+Every problem in the file is collected and raised together as one
+``ConfigError``, each with its key path (``exporters::otlp/x::endpoint: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from relay.component import ComponentID, Factory
+from relay.config.decode import decode
+from relay.config.expand import expand
+from relay.errors import ConfigError, Problem
+from relay.signals import Signal
+
+KINDS = ("receivers", "processors", "exporters", "extensions")
+_SINGULAR = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
+             "extensions": "extension"}
+
+
+@dataclass
+class LogsConfig:
+    level: Literal["debug", "info", "warn", "error"] = "info"
+    encoding: Literal["json"] = "json"
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class MetricsConfig:
+    # The collector's own default, on all interfaces; "none" level turns it off.
+    address: str = "0.0.0.0:8888"
+    level: Literal["none", "basic", "normal", "detailed"] = "normal"
+
+    def validate(self) -> list[Problem]:
+        return [Problem(("address",), message)] if (message := endpoint_problem(self.address)) else []
+
+
+@dataclass
+class TelemetryConfig:
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class PipelineConfig:
+    receivers: list[str]
+    exporters: list[str]
+    processors: list[str] = field(default_factory=list)
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        for key in ("receivers", "exporters"):
+            if not getattr(self, key):
+                problems.append(Problem((key,), "must name at least one component"))
+        for key in ("receivers", "processors", "exporters"):
+            names = getattr(self, key)
+            for name in {n for n in names if names.count(n) > 1}:
+                problems.append(Problem((key,), f'"{name}" is listed twice'))
+        return problems
+
+
+@dataclass
+class ServiceConfig:
+    pipelines: dict[str, PipelineConfig]
+    extensions: list[str] = field(default_factory=list)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+
+    def validate(self) -> list[Problem]:
+        return [] if self.pipelines else [Problem(("pipelines",), "at least one pipeline is required")]
+
+
+@dataclass
+class Pipeline:
+    id: str
+    signal: Signal
+    receivers: list[ComponentID]
+    processors: list[ComponentID]
+    exporters: list[ComponentID]
+
+
+@dataclass
+class RelayConfig:
+    """A loaded, fully validated configuration."""
+
+    components: dict[str, dict[ComponentID, Any]]
+    factories: dict[str, dict[ComponentID, Factory]]
+    pipelines: list[Pipeline]
+    extensions: list[ComponentID]
+    telemetry: TelemetryConfig
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f'"{endpoint}" is not a host:port endpoint'
+    return None
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_file(path: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError([Problem((), f"cannot read config file {path}: {error.strerror}")]) from None
+    return load(text, registry, env)
+
+
+def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError([Problem((), f"invalid YAML: {error}")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem((), "the config must be a mapping of sections")])
+    raw, problems = expand(raw, os.environ if env is None else env)
+
+    for key in raw:
+        if key not in KINDS + ("service", "connectors"):
+            problems.append(Problem((str(key),), "unknown section (valid: " + ", ".join(KINDS + ("service",)) + ")"))
+    if raw.get("connectors"):
+        problems.append(Problem(("connectors",), "connectors are not supported yet"))
+
+    components: dict[str, dict[ComponentID, Any]] = {}
+    factories: dict[str, dict[ComponentID, Factory]] = {}
+    for kind in KINDS:
+        components[kind], factories[kind] = _load_section(kind, raw.get(kind), registry, problems)
+
+    service, sub = decode(ServiceConfig, raw.get("service"), ("service",))
+    problems += sub
+    pipelines: list[Pipeline] = []
+    extensions: list[ComponentID] = []
+    if service is not None:
+        pipelines = _load_pipelines(service.pipelines, factories, problems)
+        for index, name in enumerate(service.extensions):
+            id_ = _reference(name, "extensions", factories, ("service", "extensions", str(index)), problems)
+            if id_ is not None:
+                extensions.append(id_)
+    elif "service" not in raw:
+        problems.append(Problem(("service",), "required section is missing"))
+
+    if problems:
+        raise ConfigError(problems)
+    return RelayConfig(components, factories, pipelines, extensions, service.telemetry)
+
+
+def _load_section(kind: str, section: Any, registry, problems: list[Problem]):
+    configs: dict[ComponentID, Any] = {}
+    found: dict[ComponentID, Factory] = {}
+    if section is None:
+        return configs, found
+    if not isinstance(section, dict):
+        problems.append(Problem((kind,), "expected a mapping of component ids to settings"))
+        return configs, found
+    available = registry.types(kind)
+    for key, body in section.items():
+        path = (kind, str(key))
+        try:
+            id_ = ComponentID.parse(key)
+        except ValueError as error:
+            problems.append(Problem(path, str(error)))
+            continue
+        factory = available.get(id_.type)
+        if factory is None:
+            problems.append(Problem(path, f'unsupported {_SINGULAR[kind]} type "{id_.type}" '
+                                          f'(available: {", ".join(sorted(available)) or "none"})'))
+            continue
+        config, sub = decode(factory.config, body, path)
+        problems += sub
+        if config is not None:
+            configs[id_] = config
+            found[id_] = factory
+    return configs, found
+
+
+def _reference(name, kind, factories, path, problems) -> ComponentID | None:
+    try:
+        id_ = ComponentID.parse(name)
+    except ValueError as error:
+        problems.append(Problem(path, str(error)))
+        return None
+    if id_ not in factories[kind]:
+        problems.append(Problem(path, f'references {_SINGULAR[kind]} "{name}", which is not configured'
+                                      f' (or not valid) under {kind}'))
+        return None
+    return id_
+
+
+def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, problems) -> list[Pipeline]:
+    out = []
+    for pipeline_id, spec in pipelines.items():
+        path = ("service", "pipelines", pipeline_id)
+        signal_name, _, _ = pipeline_id.partition("/")
+        try:
+            signal = Signal(signal_name)
+        except ValueError:
+            problems.append(Problem(path, f'unknown signal "{signal_name}" (pipelines are named '
+                                          'traces, metrics or logs, optionally with "/name")'))
+            continue
+        refs = {}
+        for kind in ("receivers", "processors", "exporters"):
+            refs[kind] = []
+            for index, name in enumerate(getattr(spec, kind)):
+                id_ = _reference(name, kind, factories, path + (kind, str(index)), problems)
+                if id_ is None:
+                    continue
+                if signal not in factories[kind][id_].signals:
+                    problems.append(Problem(path + (kind, str(index)),
+                                            f'{_SINGULAR[kind]} "{name}" does not support {signal.value}'))
+                    continue
+                refs[kind].append(id_)
+        out.append(Pipeline(pipeline_id, signal, refs["receivers"], refs["processors"], refs["exporters"]))
+    return out

@@ -1,0 +1,71 @@
+"""The relay's exception tree.
+
+Every failure that crosses a component boundary is one of these, so that the
+edges of the process (receivers answering clients, exporters reading
+downstream answers) classify an error exactly once::
+
+    RelayError
+     ├── ConfigError            the configuration cannot run; carries every problem found
+     ├── PermanentError         retrying the same data cannot help; it is dropped and counted
+     │    ├── InvalidDataError  the payload is malformed (gRPC INVALID_ARGUMENT, HTTP 400)
+     │    └── TooLargeError     the payload exceeds a size limit (RESOURCE_EXHAUSTED, HTTP 413)
+     └── RetryableError        try again later, optionally after ``retry_after`` seconds
+                                (gRPC UNAVAILABLE, HTTP 503 with Retry-After)
+
+``relay.status`` is the one place that maps these to and from gRPC and HTTP codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RelayError(Exception):
+    """Base of every error the relay raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration problem: where it is (a key path) and what is wrong."""
+
+    path: tuple[str, ...]
+    message: str
+
+    def __str__(self) -> str:
+        where = "::".join(self.path)
+        return f"{where}: {self.message}" if where else self.message
+
+    def under(self, *prefix: str) -> "Problem":
+        return Problem(tuple(prefix) + self.path, self.message)
+
+
+class ConfigError(RelayError):
+    """The configuration is invalid. ``problems`` holds all of them, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PermanentError(RelayError):
+    """Retrying cannot succeed. ``status`` keeps the downstream's own code when known."""
+
+    def __init__(self, message: str, status: str | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidDataError(PermanentError):
+    """The data itself is malformed."""
+
+
+class TooLargeError(PermanentError):
+    """The data exceeds a configured size limit."""
+
+
+class RetryableError(RelayError):
+    """The data may be accepted later; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

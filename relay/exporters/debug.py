@@ -1,0 +1,64 @@
+"""The ``debug`` exporter: logs what passes through, as the collector's does.
+
+``basic`` logs one summary line per request; ``normal`` adds one line per
+resource; ``detailed`` logs the whole request in OTLP/JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from relay import otlpjson
+from relay.errors import Problem
+from relay.exporters.exporter import Exporter
+from relay.signals import Signal, signal_of
+from relay.telemetry import component_logger
+
+TYPE = "debug"
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+_RESOURCE_FIELD = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics",
+                   Signal.LOGS: "resource_logs"}
+
+
+@dataclass
+class Config:
+    verbosity: Literal["basic", "normal", "detailed"] = "basic"
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+class DebugTransport:
+    def __init__(self, id_, verbosity: str):
+        self.verbosity = verbosity
+        self.log = component_logger(id_)
+
+    async def start(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def send(self, request) -> None:
+        signal = signal_of(request)
+        resources = getattr(request, _RESOURCE_FIELD[signal])
+        summary = {"signal": signal.value, "resources": len(resources), signal.item: signal.count(request)}
+        if self.verbosity == "detailed":
+            summary["content"] = json.loads(otlpjson.encode(request))
+        self.log.info(f"{signal.value} received", fields=summary)
+        if self.verbosity == "normal":
+            for resource in resources:
+                attrs = {kv.key: _plain(kv.value) for kv in resource.resource.attributes}
+                self.log.info("resource", fields={"signal": signal.value, "attributes": attrs})
+
+
+def _plain(value):
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in ("string_value", "bool_value", "int_value", "double_value") else kind
+
+
+def create(id_, config: Config, telemetry) -> Exporter:
+    return Exporter(id_, DebugTransport(id_, config.verbosity), telemetry, timeout=0)

@@ -1,0 +1,1 @@
+"""Exporter helpers: senders stacked in front of a transport."""

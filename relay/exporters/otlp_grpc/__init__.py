@@ -1,0 +1,66 @@
+"""The ``otlp`` / ``otlp_grpc`` exporter: OTLP/gRPC to a downstream endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from relay.config.decode import Duration
+from relay.errors import Problem
+from relay.exporters.exporter import Exporter
+from relay.signals import Signal
+
+TYPE = "otlp_grpc"
+ALIASES = ("otlp",)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+
+@dataclass
+class TLSConfig:
+    insecure: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name_override: str = ""
+
+    def validate(self) -> list[Problem]:
+        if bool(self.cert_file) != bool(self.key_file):
+            return [Problem(("cert_file" if not self.cert_file else "key_file",),
+                            "cert_file and key_file must be given together")]
+        return []
+
+
+@dataclass
+class Config:
+    endpoint: str
+    headers: dict[str, str] = field(default_factory=dict)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    compression: Literal["gzip", "none", ""] = "gzip"
+    timeout: Duration = Duration(5.0)
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        target, _ = split_target(self.endpoint)
+        if not target or ":" not in target.rsplit("]", 1)[-1]:
+            problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
+                                                    '(optionally with an http:// or https:// scheme)'))
+        if self.timeout < 0:
+            problems.append(Problem(("timeout",), "must not be negative"))
+        for key in self.headers:
+            if key != key.lower() or not key or any(c.isspace() for c in key):
+                problems.append(Problem(("headers", key), "gRPC metadata keys must be lowercase, without spaces"))
+        return problems
+
+
+def split_target(endpoint: str) -> tuple[str, bool | None]:
+    """(host:port, use_tls) where a scheme decides TLS, and None means "not said"."""
+    for scheme, tls in (("https://", True), ("http://", False)):
+        if endpoint.startswith(scheme):
+            return endpoint[len(scheme):].rstrip("/"), tls
+    return endpoint, None
+
+
+def create(id_, config: Config, telemetry) -> Exporter:
+    from relay.exporters.otlp_grpc.transport import GrpcTransport
+
+    return Exporter(id_, GrpcTransport(id_, config, telemetry), telemetry, timeout=config.timeout)

@@ -1,0 +1,41 @@
+"""The registry: component type -> factory. The only module that imports every component.
+
+It is passed to the loader and the graph builder rather than read as a global,
+so tests can build registries with test components of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relay.component import Factory
+
+
+@dataclass
+class Registry:
+    receivers: dict[str, Factory] = field(default_factory=dict)
+    processors: dict[str, Factory] = field(default_factory=dict)
+    exporters: dict[str, Factory] = field(default_factory=dict)
+    extensions: dict[str, Factory] = field(default_factory=dict)
+
+    def types(self, kind: str) -> dict[str, Factory]:
+        return getattr(self, kind)
+
+    def add(self, kind: str, module, *aliases: str) -> "Registry":
+        factory = Factory.from_module(module)
+        section = self.types(kind)
+        for name in (factory.type,) + tuple(getattr(module, "ALIASES", ())) + aliases:
+            section[name] = factory
+        return self
+
+
+def default_registry() -> Registry:
+    from relay.exporters import debug, otlp_grpc
+    from relay.extensions import health_check
+    from relay.receivers import otlp
+
+    return (Registry()
+            .add("receivers", otlp)
+            .add("exporters", otlp_grpc)
+            .add("exporters", debug)
+            .add("extensions", health_check))

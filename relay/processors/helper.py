@@ -1,0 +1,31 @@
+"""Processors are pure functions from request to request; this wraps one as a consumer.
+
+A processor function returns the (possibly changed) request, or ``None`` when
+nothing is left to pass on. The wrapper chains it to the next consumer, so the
+function itself never awaits, counts or handles downstream errors.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class FunctionProcessor:
+    mutates_data = True
+
+    def __init__(self, id_, process: Callable, next_consumer, *, mutates: bool = True):
+        self.id = id_
+        self.process = process
+        self.next = next_consumer
+        self.mutates_data = mutates or next_consumer.mutates_data
+
+    async def start(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def consume(self, request) -> None:
+        result = self.process(request)
+        if result is not None:
+            await self.next.consume(result)

@@ -1,0 +1,96 @@
+"""The three OTLP signals: their request and response types, item names and counts."""
+
+from __future__ import annotations
+
+import enum
+
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+
+class Signal(enum.Enum):
+    TRACES = "traces"
+    METRICS = "metrics"
+    LOGS = "logs"
+
+    @property
+    def request_type(self):
+        return _REQUEST[self]
+
+    @property
+    def response_type(self):
+        return _RESPONSE[self]
+
+    @property
+    def item(self) -> str:
+        """The collector's name for one unit of this signal, used in metric names."""
+        return _ITEM[self]
+
+    @property
+    def service(self) -> str:
+        return _SERVICE[self]
+
+    @property
+    def method(self) -> str:
+        return f"/{self.service}/Export"
+
+    def count(self, request) -> int:
+        return _COUNT[self](request)
+
+
+def _count_spans(request) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def _count_log_records(request) -> int:
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def _count_metric_points(request) -> int:
+    total = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total
+
+
+_REQUEST = {
+    Signal.TRACES: trace_service_pb2.ExportTraceServiceRequest,
+    Signal.METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
+    Signal.LOGS: logs_service_pb2.ExportLogsServiceRequest,
+}
+_RESPONSE = {
+    Signal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
+    Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
+    Signal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
+}
+_ITEM = {Signal.TRACES: "spans", Signal.METRICS: "metric_points", Signal.LOGS: "log_records"}
+_SERVICE = {
+    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
+    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+_COUNT = {
+    Signal.TRACES: _count_spans,
+    Signal.METRICS: _count_metric_points,
+    Signal.LOGS: _count_log_records,
+}
+_BY_TYPE = {request_type: signal for signal, request_type in _REQUEST.items()}
+
+
+def signal_of(request) -> Signal:
+    return _BY_TYPE[type(request)]
+
+
+def rejected_count(signal: Signal, response) -> tuple[int, str]:
+    """(rejected items, message) from a response's partial_success, (0, "") when unset."""
+    if not response.HasField("partial_success"):
+        return 0, ""
+    ps = response.partial_success
+    field = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
+             Signal.LOGS: "rejected_log_records"}[signal]
+    return getattr(ps, field), ps.error_message

@@ -1,0 +1,115 @@
+"""The one place that maps relay errors to and from gRPC and HTTP status codes.
+
+Receivers call ``to_grpc`` / ``to_http`` on whatever the pipeline raised;
+exporters call ``from_grpc`` / ``from_http`` on whatever the downstream
+answered. The tables follow the OTLP specification (retryable gRPC codes,
+RESOURCE_EXHAUSTED retryable only with RetryInfo; only HTTP 429/502/503/504
+retryable) and the collector's gRPC-to-HTTP mapping.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from relay.errors import InvalidDataError, PermanentError, RetryableError, TooLargeError
+
+StatusCode = grpc.StatusCode
+
+RETRYABLE_GRPC = frozenset({
+    StatusCode.CANCELLED,
+    StatusCode.DEADLINE_EXCEEDED,
+    StatusCode.ABORTED,
+    StatusCode.OUT_OF_RANGE,
+    StatusCode.UNAVAILABLE,
+    StatusCode.DATA_LOSS,
+})
+
+GRPC_TO_HTTP = {
+    StatusCode.OK: 200,
+    StatusCode.UNAVAILABLE: 503,
+    StatusCode.CANCELLED: 503,
+    StatusCode.DEADLINE_EXCEEDED: 503,
+    StatusCode.ABORTED: 503,
+    StatusCode.OUT_OF_RANGE: 503,
+    StatusCode.DATA_LOSS: 503,
+    StatusCode.RESOURCE_EXHAUSTED: 429,
+    StatusCode.INVALID_ARGUMENT: 400,
+    StatusCode.UNAUTHENTICATED: 401,
+    StatusCode.PERMISSION_DENIED: 403,
+    StatusCode.UNIMPLEMENTED: 404,
+}
+
+RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+def to_grpc(error: BaseException) -> tuple[StatusCode, float | None]:
+    """The status a receiver answers for ``error``, with a retry delay hint."""
+    if isinstance(error, RetryableError):
+        return StatusCode.UNAVAILABLE, error.retry_after
+    if isinstance(error, InvalidDataError):
+        return StatusCode.INVALID_ARGUMENT, None
+    if isinstance(error, TooLargeError):
+        return StatusCode.RESOURCE_EXHAUSTED, None
+    if isinstance(error, PermanentError):
+        # A downstream that refused the data as malformed is telling our
+        # client the same thing; anything else permanent is our failure.
+        if error.status == StatusCode.INVALID_ARGUMENT.name:
+            return StatusCode.INVALID_ARGUMENT, None
+        return StatusCode.INTERNAL, None
+    # An unclassified exception is a bug in the relay, never the client's data;
+    # answering UNAVAILABLE keeps the client's copy alive for a retry.
+    return StatusCode.UNAVAILABLE, None
+
+
+def to_http(error: BaseException) -> tuple[int, float | None]:
+    code, retry_after = to_grpc(error)
+    return GRPC_TO_HTTP.get(code, 500), retry_after
+
+
+def from_grpc(code: StatusCode, message: str, retry_after: float | None) -> Exception:
+    """Classify a downstream gRPC failure, per the OTLP retry table."""
+    text = f"downstream answered {code.name}: {message}"
+    if code in RETRYABLE_GRPC:
+        return RetryableError(text, retry_after)
+    if code == StatusCode.RESOURCE_EXHAUSTED and retry_after is not None:
+        return RetryableError(text, retry_after)
+    return PermanentError(text, status=code.name)
+
+
+def from_http(status: int, message: str, retry_after: float | None) -> Exception:
+    text = f"downstream answered HTTP {status}: {message}"
+    if status in RETRYABLE_HTTP:
+        return RetryableError(text, retry_after)
+    return PermanentError(text, status=str(status))
+
+
+def retry_info_details(code: StatusCode, message: str, retry_after: float) -> bytes:
+    """A serialized google.rpc.Status carrying RetryInfo, for the trailing metadata."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(retry_after * 1e9))
+    info = error_details_pb2.RetryInfo(retry_delay=delay)
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return status.SerializeToString()
+
+
+def retry_after_from_details(details: bytes | None) -> float | None:
+    """The RetryInfo delay in a grpc-status-details-bin value, if there is one."""
+    if not details:
+        return None
+    status = status_pb2.Status()
+    try:
+        status.ParseFromString(details)
+    except Exception:  # noqa: BLE001 - a garbled hint is no hint
+        return None
+    for any_detail in status.details:
+        if any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            any_detail.Unpack(info)
+            return info.retry_delay.ToNanoseconds() / 1e9
+    return None
+

@@ -1,0 +1,126 @@
+"""The relay's own telemetry: JSON-line logs and ``otelcol_*`` self-metrics.
+
+Metrics live on an injected ``CollectorRegistry`` (never the global one), so
+every test and every relay instance sees only its own counters. Names follow
+the collector's internal metrics; the component id is a label.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from relay.httpserver import HttpListener
+from relay.signals import Signal
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, msg, component, and any ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        component = getattr(record, "component", None)
+        if component:
+            entry["component"] = component
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "info", stream=None) -> None:
+    root = logging.getLogger("relay")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    root.propagate = False
+
+
+class ComponentLogger(logging.LoggerAdapter):
+    """Stamps every line with the component id; extra keyword ``fields`` adds keys."""
+
+    def process(self, msg, kwargs):
+        extra = {"component": self.extra["component"], "fields": kwargs.pop("fields", None)}
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def component_logger(component_id) -> ComponentLogger:
+    return ComponentLogger(logging.getLogger("relay.component"), {"component": str(component_id)})
+
+
+class _Uptime:
+    def __init__(self, started: float):
+        self.started = started
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield CounterMetricFamily("otelcol_process_uptime", "Uptime of the relay process in seconds",
+                                  value=time.monotonic() - self.started, unit="seconds")
+
+
+class SelfMetrics:
+    """Counters every component reports into, created once per registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.receiver_accepted = {}
+        self.receiver_refused = {}
+        self.exporter_sent = {}
+        self.exporter_failed = {}
+        self.exporter_rejected = {}
+        for signal in Signal:
+            item = signal.item
+            self.receiver_accepted[signal] = Counter(
+                f"otelcol_receiver_accepted_{item}", f"Number of {item} accepted and passed on by a receiver",
+                ["receiver", "transport"], registry=reg)
+            self.receiver_refused[signal] = Counter(
+                f"otelcol_receiver_refused_{item}", f"Number of {item} a receiver refused to its client",
+                ["receiver", "transport", "reason"], registry=reg)
+            self.exporter_sent[signal] = Counter(
+                f"otelcol_exporter_sent_{item}", f"Number of {item} an exporter delivered downstream",
+                ["exporter"], registry=reg)
+            self.exporter_failed[signal] = Counter(
+                f"otelcol_exporter_send_failed_{item}", f"Number of {item} an exporter failed to deliver",
+                ["exporter", "retryable"], registry=reg)
+            self.exporter_rejected[signal] = Counter(
+                f"otelcol_exporter_partially_rejected_{item}",
+                f"Number of {item} a downstream rejected in a partial_success answer",
+                ["exporter"], registry=reg)
+        ProcessCollector(namespace="otelcol", registry=reg)
+        reg.register(_Uptime(time.monotonic()))
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    """A /metrics endpoint that negotiates text or OpenMetrics from the Accept header."""
+
+    async def handle(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app
+
+
+def metrics_listener(registry: CollectorRegistry, address: str) -> HttpListener:
+    return HttpListener(metrics_app(registry), address)
