@@ -44,6 +44,7 @@ GRPC_TO_HTTP = {
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 
 DETAILS_KEY = "grpc-status-details-bin"
+RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 
 def to_grpc(error: BaseException) -> tuple[StatusCode, float | None]:
@@ -87,29 +88,33 @@ def from_http(status: int, message: str, retry_after: float | None) -> Exception
     return PermanentError(text, status=str(status))
 
 
-def retry_info_details(code: StatusCode, message: str, retry_after: float) -> bytes:
-    """A serialized google.rpc.Status carrying RetryInfo, for the trailing metadata."""
+def retry_info_metadata(code: StatusCode, message: str, retry_after: float) -> tuple:
+    """Trailing metadata that carries a RetryInfo delay in both places clients read it.
+
+    Go clients (the collector) read the details of ``grpc-status-details-bin``;
+    the Python SDK reads a bare RetryInfo under ``google.rpc.retryinfo-bin``.
+    """
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(retry_after * 1e9))
     info = error_details_pb2.RetryInfo(retry_delay=delay)
     status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(info)
-    return status.SerializeToString()
+    return ((DETAILS_KEY, status.SerializeToString()), (RETRY_INFO_KEY, info.SerializeToString()))
 
 
-def retry_after_from_details(details: bytes | None) -> float | None:
-    """The RetryInfo delay in a grpc-status-details-bin value, if there is one."""
-    if not details:
-        return None
-    status = status_pb2.Status()
-    try:
-        status.ParseFromString(details)
-    except Exception:  # noqa: BLE001 - a garbled hint is no hint
-        return None
-    for any_detail in status.details:
-        if any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            any_detail.Unpack(info)
-            return info.retry_delay.ToNanoseconds() / 1e9
+def retry_after_from_metadata(trailing) -> float | None:
+    """The RetryInfo delay in a call's trailing metadata, if there is one."""
+    for key, value in trailing or ():
+        try:
+            if key == DETAILS_KEY:
+                status = status_pb2.Status.FromString(value)
+                for detail in status.details:
+                    if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                        info = error_details_pb2.RetryInfo()
+                        detail.Unpack(info)
+                        return info.retry_delay.ToNanoseconds() / 1e9
+            elif key == RETRY_INFO_KEY:
+                return error_details_pb2.RetryInfo.FromString(value).retry_delay.ToNanoseconds() / 1e9
+        except Exception:  # noqa: BLE001 - a garbled hint is no hint
+            continue
     return None
-

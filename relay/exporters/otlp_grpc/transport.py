@@ -62,10 +62,8 @@ class GrpcTransport:
             answer = await self._calls[signal](request.SerializeToString(), metadata=self.metadata,
                                                wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
-            trailing = error.trailing_metadata() or ()
-            details = next((v for k, v in trailing if k == status.DETAILS_KEY), None)
             raise status.from_grpc(error.code(), error.details() or "",
-                                   status.retry_after_from_details(details)) from None
+                                   status.retry_after_from_metadata(error.trailing_metadata())) from None
         if answer:
             self._check_partial(signal, answer)
 

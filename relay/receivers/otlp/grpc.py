@@ -93,7 +93,6 @@ async def _refuse(context, error: BaseException, signal: Signal, count: int, log
         log.warning("refused request", fields={"signal": signal.value, "items": count,
                                                 "status": code.name, "error": message})
     if retry_after is not None:
-        context.set_trailing_metadata(
-            ((status.DETAILS_KEY, status.retry_info_details(code, message, retry_after)),))
+        context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
     await context.abort(code, message)
     return b""  # not reached: abort raises

@@ -1,0 +1,194 @@
+"""Test helpers: a recording OTLP/gRPC sink and a relay run as a real process.
+
+Waits here end at a deadline on a condition (a request arrived, a process
+answered); no test sleeps for a fixed time to "let things happen".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from relay import status
+from relay.signals import Signal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sink:
+    """A fake downstream OTLP/gRPC server that records every request it accepts.
+
+    ``fail_with(code, retry_after=None)`` makes it refuse calls until ``fail_with(None)``.
+    """
+
+    def __init__(self, port: int = 0):
+        self.port = port
+        self.requests: dict[Signal, list] = {s: [] for s in Signal}
+        self.metadata: list[dict] = []
+        self.refused = 0
+        self._failure: tuple | None = None
+        self._cond = threading.Condition()
+        self._server: grpc.Server | None = None
+
+    def start(self) -> "Sink":
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        for sig in Signal:
+            handler = grpc.unary_unary_rpc_method_handler(
+                self._handler(sig), request_deserializer=sig.request_type.FromString,
+                response_serializer=lambda r: r.SerializeToString())
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(sig.service, {"Export": handler}),))
+        self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(0).wait(5)
+            self._server = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def fail_with(self, code: grpc.StatusCode | None, message: str = "sink refuses",
+                  retry_after: float | None = None, partial: int = 0) -> None:
+        self._failure = None if code is None and not partial else (code, message, retry_after, partial)
+
+    def _handler(self, sig: Signal):
+        def export(request, context):
+            failure = self._failure
+            if failure is not None and failure[0] is not None:
+                code, message, retry_after, _ = failure
+                with self._cond:
+                    self.refused += 1
+                if retry_after is not None:
+                    context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
+                context.abort(code, message)
+            with self._cond:
+                self.requests[sig].append(request)
+                self.metadata.append(dict(context.invocation_metadata()))
+                self._cond.notify_all()
+            response = sig.response_type()
+            if failure is not None and failure[3]:
+                field = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
+                         Signal.LOGS: "rejected_log_records"}[sig]
+                setattr(response.partial_success, field, failure[3])
+                response.partial_success.error_message = failure[1]
+            return response
+        return export
+
+    def count(self, sig: Signal) -> int:
+        with self._cond:
+            return sum(sig.count(r) for r in self.requests[sig])
+
+    def wait_for(self, sig: Signal, items: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(sig.count(r) for r in self.requests[sig]) < items:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def span_ids(self) -> list[bytes]:
+        with self._cond:
+            return [span.span_id for r in self.requests[Signal.TRACES] for rs in r.resource_spans
+                    for ss in rs.scope_spans for span in ss.spans]
+
+
+class RelayProcess:
+    """``python -m relay run`` on a config file, with its JSON log captured."""
+
+    def __init__(self, config: str, tmp_path: Path, health_port: int | None = None, env: dict | None = None):
+        self.config_path = tmp_path / "relay.yaml"
+        self.config_path.write_text(config)
+        self.log_path = tmp_path / "relay.log"
+        self.health_port = health_port
+        self.env = dict(os.environ, **(env or {}))
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "RelayProcess":
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "relay", "run", "--config", str(self.config_path)],
+                                        stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        if self.health_port is not None:
+            self.wait_healthy(timeout)
+        return self
+
+    def health(self) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/", timeout=2) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"relay exited with {self.process.returncode}:\n{self.log_text()}")
+            try:
+                if self.health()[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"relay not healthy within {timeout}s:\n{self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+            self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+
+
+def passthrough_config(receiver_port: int, exporters: dict[str, str], health_port: int,
+                       metrics_port: int | None = None, signals=("traces", "metrics", "logs"),
+                       extra_exporter_settings: str = "") -> str:
+    """A relay config: OTLP/gRPC in, one insecure OTLP/gRPC exporter per entry of ``exporters``."""
+    exporter_yaml = "".join(
+        f"  {name}:\n    endpoint: {endpoint}\n    tls:\n      insecure: true\n{extra_exporter_settings}"
+        for name, endpoint in exporters.items())
+    names = ", ".join(exporters)
+    pipelines = "".join(f"    {s}:\n      receivers: [otlp]\n      exporters: [{names}]\n" for s in signals)
+    metrics = (f"    metrics:\n      address: 127.0.0.1:{metrics_port}\n" if metrics_port
+               else "    metrics:\n      level: none\n")
+    return (f"receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{receiver_port}\n"
+            f"exporters:\n{exporter_yaml}"
+            f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health_port}\n"
+            f"service:\n  extensions: [health_check]\n  pipelines:\n{pipelines}"
+            f"  telemetry:\n    logs:\n      level: info\n{metrics}")
