@@ -33,10 +33,11 @@ class Fanout:
             raise ValueError("fan-out needs at least one consumer")
         self.consumers = list(consumers)
         self.mutates_data = False
-        # Branches that change data get copies; one of them may keep the original.
+        # Branches that change data get copies. Only when every branch changes
+        # it may one of them keep the original: nobody else reads it then.
         self._copy = [c.mutates_data for c in self.consumers]
-        if any(self._copy):
-            self._copy[self._copy.index(True)] = False
+        if all(self._copy):
+            self._copy[0] = False
 
     async def consume(self, request) -> None:
         results = await asyncio.gather(
