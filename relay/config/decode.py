@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from relay.config.expand import Expanded
+from relay.config.expand import Expanded, Unresolved
 from relay.errors import Problem
 
 
@@ -39,17 +39,37 @@ def parse_duration(text: str) -> float:
     return total
 
 
+# The problem of a value whose environment expansion failed: it fails the enclosing
+# dataclass (so no validate() runs on a made-up value) but was already reported by
+# the expansion, so decode() drops it. Compared by identity.
+_ALREADY_REPORTED = "(already reported by environment expansion)"
+
+
 def decode(cls: type, raw: Any, path: tuple[str, ...] = ()) -> tuple[Any, list[Problem]]:
-    """(instance or None, problems) for a dataclass ``cls`` from ``raw``."""
-    return _decode(cls, raw, path)
+    """(instance or None, problems) for a dataclass ``cls`` from ``raw``.
+
+    None with no problems means an ``Unresolved`` value (from ``expand``) was met:
+    its problem is the expansion's.
+    """
+    value, problems = _decode(cls, raw, path)
+    return value, [p for p in problems if p.message is not _ALREADY_REPORTED]
+
+
+_TYPE_NAMES = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
+               float: "number", type(None): "null"}
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    # By the MRO, so that str subclasses (``Expanded``, from the environment) read "string".
+    for base in type(value).__mro__:
+        if base in _TYPE_NAMES:
+            return _TYPE_NAMES[base]
+    return type(value).__name__
 
 
 def _decode(tp: Any, raw: Any, path: tuple[str, ...]) -> tuple[Any, list[Problem]]:
+    if isinstance(raw, Unresolved):
+        return None, [Problem(path, _ALREADY_REPORTED)]
     if dataclasses.is_dataclass(tp):
         return _decode_dataclass(tp, raw, path)
     origin = typing.get_origin(tp)
@@ -63,7 +83,7 @@ def _decode(tp: Any, raw: Any, path: tuple[str, ...]) -> tuple[Any, list[Problem
     if origin is Literal:
         if isinstance(raw, str) and raw in args:
             return str(raw), []
-        choices = ", ".join(str(a) for a in args)
+        choices = ", ".join(str(a) if a != "" else '""' for a in args)
         return None, [Problem(path, f'"{raw}" is not one of: {choices}')]
     if origin is list:
         if not isinstance(raw, list):

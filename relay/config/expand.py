@@ -4,6 +4,9 @@
 problem naming the variable and the key it was used in. Expanded strings are
 marked (``Expanded``) so the decoder may read them as numbers or booleans,
 the way the collector does for a value that came from the environment.
+A value whose expansion failed is marked ``Unresolved``: its problem is
+already reported, so the decoder rejects it without reporting it again
+(say, an unset ``${ENDPOINT}`` as also "not a host:port endpoint").
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ _BAD_REF = re.compile(r"\$\{(?!(?:env:)?[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})[^}
 
 class Expanded(str):
     """A string that came (at least partly) from an environment variable."""
+
+
+class Unresolved(str):
+    """A string whose expansion failed (unset variable, malformed reference); already reported."""
 
 
 def expand(tree: Any, env: Mapping[str, str], path: tuple[str, ...] = ()) -> tuple[Any, list[Problem]]:
@@ -45,7 +52,8 @@ def _expand_string(text: str, env: Mapping[str, str], path, problems: list[Probl
     bad = _BAD_REF.search(text.replace("$$", ""))
     if bad:
         problems.append(Problem(path, f'malformed variable reference "{bad.group(0)}"'))
-        return text
+        return Unresolved(text)
+    unset = False
 
     def substitute(match: re.Match) -> str:
         if match.group(0) == "$$":
@@ -54,10 +62,14 @@ def _expand_string(text: str, env: Mapping[str, str], path, problems: list[Probl
         value = env.get(name)
         if value is None:
             if default is None:
+                nonlocal unset
+                unset = True
                 problems.append(Problem(path, f"environment variable {name} is not set and has no default"))
                 return ""
             return default
         return value
 
     result = _REF.sub(substitute, text)
+    if unset:
+        return Unresolved(result)
     return Expanded(result) if result != text else result

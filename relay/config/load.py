@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Container, Literal, Mapping
 
 import yaml
 
@@ -64,7 +64,8 @@ class PipelineConfig:
                 problems.append(Problem((key,), "must name at least one component"))
         for key in ("receivers", "processors", "exporters"):
             names = getattr(self, key)
-            for name in {n for n in names if names.count(n) > 1}:
+            # dict.fromkeys, not a set: report duplicates in a stable (document) order.
+            for name in dict.fromkeys(n for n in names if names.count(n) > 1):
                 problems.append(Problem((key,), f'"{name}" is listed twice'))
         return problems
 
@@ -139,35 +140,67 @@ def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConf
 
     components: dict[str, dict[ComponentID, Any]] = {}
     factories: dict[str, dict[ComponentID, Factory]] = {}
+    # Every id written in a section, even one whose type is unsupported or whose settings
+    # are invalid: that component's own problem is already reported, so a pipeline naming
+    # it must not be reported again as "not configured".
+    present: dict[str, Container[ComponentID]] = {}
     for kind in KINDS:
-        components[kind], factories[kind] = _load_section(kind, raw.get(kind), registry, problems)
+        components[kind], factories[kind], present[kind] = _load_section(kind, raw.get(kind), registry,
+                                                                         problems)
 
-    service, sub = decode(ServiceConfig, raw.get("service"), ("service",))
-    problems += sub
-    pipelines: list[Pipeline] = []
-    extensions: list[ComponentID] = []
-    if service is not None:
-        pipelines = _load_pipelines(service.pipelines, factories, problems)
-        for index, name in enumerate(service.extensions):
-            id_ = _reference(name, "extensions", factories, ("service", "extensions", str(index)), problems)
-            if id_ is not None:
-                extensions.append(id_)
-    elif "service" not in raw:
+    service = None
+    if "service" not in raw:
         problems.append(Problem(("service",), "required section is missing"))
+    else:
+        service, sub = decode(ServiceConfig, raw["service"], ("service",))
+        problems += sub
+    # An invalid service section (say, one empty pipeline) must not hide the reference
+    # problems of the rest of it: check whatever parts of it still decode.
+    service_pipelines, service_extensions = ((service.pipelines, service.extensions) if service is not None
+                                             else _decodable_parts(raw.get("service")))
+    pipelines = _load_pipelines(service_pipelines, factories, present, problems)
+    extensions: list[ComponentID] = []
+    for index, name in enumerate(service_extensions):
+        id_ = _reference(name, "extensions", factories, present, ("service", "extensions", str(index)),
+                         problems)
+        if id_ is not None:
+            extensions.append(id_)
 
     if problems:
         raise ConfigError(problems)
     return RelayConfig(components, factories, pipelines, extensions, service.telemetry)
 
 
+def _decodable_parts(raw_service: Any) -> tuple[dict[str, PipelineConfig], list[str]]:
+    """The pipelines and extensions of a service section that failed to decode as a whole.
+
+    Their problems were already reported by the full decode; they are dropped here.
+    """
+    if not isinstance(raw_service, dict):
+        return {}, []
+    pipelines, _ = decode(dict[str, PipelineConfig], raw_service.get("pipelines"), ("service", "pipelines"))
+    extensions, sub = decode(list[str], raw_service.get("extensions", []), ("service", "extensions"))
+    return ({k: v for k, v in (pipelines or {}).items() if v is not None},
+            extensions if extensions is not None and not sub else [])
+
+
+class _EveryId:
+    """The ``present`` ids of a malformed section: any reference into it may have been meant."""
+
+    def __contains__(self, id_) -> bool:
+        return True
+
+
 def _load_section(kind: str, section: Any, registry, problems: list[Problem]):
     configs: dict[ComponentID, Any] = {}
     found: dict[ComponentID, Factory] = {}
+    present: set[ComponentID] = set()
     if section is None:
-        return configs, found
+        return configs, found, present
     if not isinstance(section, dict):
         problems.append(Problem((kind,), "expected a mapping of component ids to settings"))
-        return configs, found
+        # Which ids the user meant is unknown: do not also report every reference into it.
+        return configs, found, _EveryId()
     available = registry.types(kind)
     for key, body in section.items():
         path = (kind, str(key))
@@ -176,6 +209,7 @@ def _load_section(kind: str, section: Any, registry, problems: list[Problem]):
         except ValueError as error:
             problems.append(Problem(path, str(error)))
             continue
+        present.add(id_)
         factory = available.get(id_.type)
         if factory is None:
             problems.append(Problem(path, f'unsupported {_SINGULAR[kind]} type "{id_.type}" '
@@ -186,23 +220,24 @@ def _load_section(kind: str, section: Any, registry, problems: list[Problem]):
         if config is not None:
             configs[id_] = config
             found[id_] = factory
-    return configs, found
+    return configs, found, present
 
 
-def _reference(name, kind, factories, path, problems) -> ComponentID | None:
+def _reference(name, kind, factories, present, path, problems) -> ComponentID | None:
     try:
         id_ = ComponentID.parse(name)
     except ValueError as error:
         problems.append(Problem(path, str(error)))
         return None
     if id_ not in factories[kind]:
-        problems.append(Problem(path, f'references {_SINGULAR[kind]} "{name}", which is not configured'
-                                      f' (or not valid) under {kind}'))
+        if id_ not in present[kind]:
+            problems.append(Problem(path, f'references {_SINGULAR[kind]} "{name}", which is not configured'
+                                          f' under {kind}'))
         return None
     return id_
 
 
-def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, problems) -> list[Pipeline]:
+def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, present, problems) -> list[Pipeline]:
     out = []
     for pipeline_id, spec in pipelines.items():
         path = ("service", "pipelines", pipeline_id)
@@ -217,7 +252,7 @@ def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, problems) -
         for kind in ("receivers", "processors", "exporters"):
             refs[kind] = []
             for index, name in enumerate(getattr(spec, kind)):
-                id_ = _reference(name, kind, factories, path + (kind, str(index)), problems)
+                id_ = _reference(name, kind, factories, present, path + (kind, str(index)), problems)
                 if id_ is None:
                     continue
                 if signal not in factories[kind][id_].signals:

@@ -1,0 +1,846 @@
+"""Config loading: every problem reported at once, by key path; env expansion; defaults.
+
+Every ``load()`` here is given ``env=`` explicitly, so nothing depends on the
+environment the tests happen to run in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from relay.component import ComponentID, Factory
+from relay.config import Duration, load, load_file, parse_duration
+from relay.defaults import DEFAULT_CONFIG
+from relay.errors import ConfigError, Problem
+from relay.exporters import otlp_grpc
+from relay.pipeline.registry import Registry, default_registry
+from relay.signals import Signal
+
+# The "Core Configuration" block of the production monitoring guide
+# (shared/reference/production-monitoring-guide.md), verbatim.
+REFERENCE_COLLECTOR_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+      http:
+        endpoint: 0.0.0.0:4318
+  
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: 'openrouter-service'
+          static_configs:
+            - targets: ['openrouter-service:8000']
+          scrape_interval: 30s
+          metrics_path: /metrics
+
+processors:
+  batch:
+    timeout: 1s
+    send_batch_size: 1024
+  
+  resource:
+    attributes:
+      - key: service.name
+        value: genops-openrouter
+        action: upsert
+      - key: service.version
+        from_attribute: service_version
+        action: upsert
+      - key: environment
+        from_attribute: deployment_environment
+        action: upsert
+  
+  # GenOps-specific processors
+  attributes/genops:
+    actions:
+      - key: genops.cost.currency
+        value: "USD"
+        action: upsert
+      - key: genops.provider
+        value: "openrouter"
+        action: upsert
+  
+  # Cost attribution processor
+  transform:
+    metric_statements:
+      - context: metric
+        statements:
+          - set(description, "OpenRouter request cost in USD") where name == "genops.cost.total"
+          - set(unit, "USD") where name == "genops.cost.total"
+
+exporters:
+  # Honeycomb
+  otlp/honeycomb:
+    endpoint: https://api.honeycomb.io:443
+    headers:
+      x-honeycomb-team: "${HONEYCOMB_API_KEY}"
+  
+  # Datadog
+  datadog:
+    api:
+      key: "${DATADOG_API_KEY}"
+      site: datadoghq.com
+    hostname: "openrouter-collector"
+  
+  # Prometheus
+  prometheus:
+    endpoint: "0.0.0.0:8889"
+    namespace: genops_openrouter
+    const_labels:
+      service: "openrouter"
+  
+  # Jaeger
+  jaeger:
+    endpoint: jaeger-collector:14250
+    tls:
+      insecure: true
+
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch, resource, attributes/genops]
+      exporters: [otlp/honeycomb, jaeger]
+    
+    metrics:
+      receivers: [otlp, prometheus]
+      processors: [batch, resource, attributes/genops, transform]
+      exporters: [otlp/honeycomb, datadog, prometheus]
+    
+    logs:
+      receivers: [otlp]
+      processors: [batch, resource]
+      exporters: [otlp/honeycomb]
+
+extensions:
+  health_check:
+    endpoint: 0.0.0.0:13133
+  
+  pprof:
+    endpoint: 0.0.0.0:1777
+  
+  zpages:
+    endpoint: 0.0.0.0:55679
+"""
+
+REFERENCE_ENV = {"HONEYCOMB_API_KEY": "hc-key", "DATADOG_API_KEY": "dd-key"}
+
+# A minimal valid config; the table below breaks it one way at a time.
+BASE = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+"""
+
+AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc)"
+OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, timeout, tls)"
+
+
+def with_exporter(body: str, pipeline_exporters: str = "[debug]") -> str:
+    """BASE with one more exporter section entry (``body`` is its indented YAML)."""
+    return BASE.replace("  debug:\n", "  debug:\n" + body).replace("[debug]", pipeline_exporters)
+
+
+def problems_of(text: str, env: dict | None = None, registry: Registry | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(text, registry or default_registry(), env={} if env is None else env)
+    error = caught.value
+    got = [str(p) for p in error.problems]
+    assert all(isinstance(p, Problem) for p in error.problems)
+    # The exception's text is every problem, one per line.
+    assert str(error) == "\n".join(got)
+    return got
+
+
+def assert_problems(got: list[str], expected: list) -> None:
+    """``expected`` items are exact strings or compiled patterns (full match), in order."""
+    assert len(got) == len(expected), got
+    for text, want in zip(got, expected):
+        if isinstance(want, re.Pattern):
+            assert want.fullmatch(text), (text, want.pattern)
+        else:
+            assert text == want
+
+
+INVALID = [
+    pytest.param(
+        BASE + "processor:\n  batch:\n",
+        ["processor: unknown section (valid: receivers, processors, exporters, extensions, service)"],
+        id="unknown-top-level-section"),
+    pytest.param(
+        with_exporter("  otlp:\n    endpoitn: collector:4317\n"),
+        [f"exporters::otlp::endpoitn: unknown key {OTLP_EXPORTER_KEYS}",
+         "exporters::otlp::endpoint: required key is missing"],
+        id="unknown-key-lists-valid-keys"),
+    pytest.param(
+        BASE.replace("      grpc:\n", '      grpc:\n        max_recv_msg_size_mib: "big"\n'),
+        ["receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string"],
+        id="string-where-int-expected"),
+    pytest.param(
+        BASE.replace("      receivers: [otlp]\n", "      receivers:\n        otlp: {}\n"),
+        ["service::pipelines::traces::receivers: expected a list, got mapping"],
+        id="mapping-where-list-expected"),
+    pytest.param(
+        with_exporter('  otlp:\n    endpoint: collector:4317\n    tls:\n      insecure: "yes"\n'),
+        ["exporters::otlp::tls::insecure: expected a boolean, got string"],
+        id="string-where-bool-expected"),
+    pytest.param(
+        with_exporter("  otlp:\n    endpoint: true\n"),
+        ["exporters::otlp::endpoint: expected a string, got boolean"],
+        id="bool-where-string-expected"),
+    pytest.param(
+        with_exporter("  otlp:\n    endpoint: collector:4317\n    timeout: 5 parsecs\n"),
+        ['exporters::otlp::timeout: invalid duration "5 parsecs" (use e.g. "5s", "200ms", "1m")'],
+        id="invalid-duration"),
+    pytest.param(
+        with_exporter("  otlp:\n    endpoint: collector:4317\n    compression: zstd\n"),
+        ['exporters::otlp::compression: "zstd" is not one of: gzip, none, ""'],
+        id="invalid-enum"),
+    pytest.param(
+        BASE.replace("debug:\nservice", "debug:\n    verbosity: loud\nservice"),
+        ['exporters::debug::verbosity: "loud" is not one of: basic, normal, detailed'],
+        id="invalid-enum-debug-verbosity"),
+    pytest.param(
+        BASE.replace("receivers: [otlp]", "receivers: [otlp/missing]"),
+        ['service::pipelines::traces::receivers::0: references receiver "otlp/missing", '
+         "which is not configured under receivers"],
+        id="undefined-receiver"),
+    pytest.param(
+        BASE.replace("exporters: [debug]", "exporters: [debug, otlp/honeycomb]"),
+        ['service::pipelines::traces::exporters::1: references exporter "otlp/honeycomb", '
+         "which is not configured under exporters"],
+        id="undefined-exporter"),
+    pytest.param(
+        BASE.replace("      exporters: [debug]", "      processors: [batch]\n      exporters: [debug]"),
+        ['service::pipelines::traces::processors::0: references processor "batch", '
+         "which is not configured under processors"],
+        id="undefined-processor"),
+    pytest.param(
+        BASE.replace("    traces:", "    spans:"),
+        ['service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics or logs, '
+         'optionally with "/name")'],
+        id="unknown-signal"),
+    pytest.param(
+        with_exporter("  datadog:\n    api:\n      key: abc\n"),
+        [f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}'],
+        id="unknown-component-type-lists-available"),
+    pytest.param(
+        BASE.replace("  otlp:\n    protocols", "  jaeger:\n    protocols").replace("[otlp]", "[jaeger]"),
+        ['receivers::jaeger: unsupported receiver type "jaeger" (available: otlp)'],
+        id="unknown-receiver-type"),
+    pytest.param(
+        with_exporter("  otlp:\n    compression: gzip\n"),
+        ["exporters::otlp::endpoint: required key is missing"],
+        id="missing-required-endpoint"),
+    pytest.param(
+        with_exporter("  otlp:\n    endpoint: collector\n"),
+        ['exporters::otlp::endpoint: "collector" must be host:port (optionally with an http:// or https:// '
+         "scheme)"],
+        id="endpoint-without-port"),
+    pytest.param(
+        BASE.replace("receivers: [otlp]", "receivers: []"),
+        ["service::pipelines::traces::receivers: must name at least one component"],
+        id="empty-receivers-list"),
+    pytest.param(
+        BASE.replace("exporters: [debug]", "exporters: [debug, debug]"),
+        ['service::pipelines::traces::exporters: "debug" is listed twice'],
+        id="component-listed-twice"),
+    pytest.param(
+        with_exporter("  otlp//x:\n    endpoint: collector:4317\n"),
+        ['exporters::otlp//x: invalid component id "otlp//x": expected "type" or "type/name"'],
+        id="invalid-component-id"),
+    pytest.param(
+        BASE.replace("exporters: [debug]", "exporters: [otlp//x]"),
+        ['service::pipelines::traces::exporters::0: invalid component id "otlp//x": expected "type" or '
+         '"type/name"'],
+        id="invalid-component-id-in-pipeline"),
+    pytest.param(
+        with_exporter('  otlp:\n    endpoint: collector:4317\n    headers:\n      authorization: "${TOKEN}"\n'),
+        ["exporters::otlp::headers::authorization: environment variable TOKEN is not set and has no default"],
+        id="unset-env-var"),
+    pytest.param(
+        # The failed expansion is the only problem: the empty endpoint it left is not reported too.
+        with_exporter('  otlp:\n    endpoint: "${OTLP_ENDPOINT}"\n'),
+        ["exporters::otlp::endpoint: environment variable OTLP_ENDPOINT is not set and has no default"],
+        id="unset-env-var-no-follow-up-problem"),
+    pytest.param(
+        with_exporter('  otlp:\n    endpoint: "${OTLP_ENDPOINT"\n'),
+        ['exporters::otlp::endpoint: malformed variable reference "${OTLP_ENDPOINT"'],
+        id="malformed-env-reference-unclosed"),
+    pytest.param(
+        with_exporter('  otlp:\n    endpoint: "${1BAD}:4317"\n'),
+        ['exporters::otlp::endpoint: malformed variable reference "${1BAD}"'],
+        id="malformed-env-reference-bad-name"),
+    pytest.param(
+        BASE.replace("service:\n", "service:\n  extensions: [health_check]\n"),
+        ['service::extensions::0: references extension "health_check", which is not configured under '
+         "extensions"],
+        id="service-extension-not-configured"),
+    pytest.param(
+        BASE.replace("      grpc:\n", "      grpc:\n      http:\n        endpoint: 0.0.0.0:4318\n"),
+        ['receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)'],
+        id="otlp-receiver-http-not-supported"),
+    pytest.param(
+        BASE.replace("      grpc:\n", "      http:\n"),
+        ['receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)'],
+        id="otlp-receiver-empty-http-section-seen"),
+    pytest.param(
+        BASE.replace("    protocols:\n      grpc:\n", "    protocols: {}\n"),
+        ["receivers::otlp::protocols: at least one protocol must be configured (grpc)"],
+        id="otlp-receiver-no-protocol"),
+    pytest.param(
+        BASE.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: 0\n"),
+        ["receivers::otlp::protocols::grpc::max_recv_msg_size_mib: must be between 1 and 2047"],
+        id="value-out-of-range"),
+    pytest.param(
+        BASE.split("service:")[0] + "service:\n  extensions: []\n",
+        ["service::pipelines: required key is missing"],
+        id="pipelines-missing"),
+    pytest.param(
+        BASE.split("service:")[0] + "service:\n  pipelines: {}\n",
+        ["service::pipelines: at least one pipeline is required"],
+        id="pipelines-empty"),
+    pytest.param(
+        BASE.split("service:")[0],
+        ["service: required section is missing"],
+        id="service-missing-reported-once"),
+    pytest.param(
+        "receivers: [otlp\n",
+        [re.compile(r"invalid YAML: while parsing a flow sequence\n.*line 1, column 12.*", re.S)],
+        id="invalid-yaml"),
+    pytest.param(
+        "- receivers\n- exporters\n",
+        ["the config must be a mapping of sections"],
+        id="not-a-mapping"),
+    pytest.param(
+        BASE.replace("receivers:\n  otlp:\n    protocols:\n      grpc:\n", "receivers: [otlp]\n"),
+        ["receivers: expected a mapping of component ids to settings"],
+        id="section-not-a-mapping-no-reference-noise"),
+    pytest.param(
+        BASE + "connectors:\n  forward:\n",
+        ["connectors: connectors are not supported yet"],
+        id="connectors-not-supported"),
+    pytest.param(
+        BASE + "  telemetry:\n    logs:\n      level: loud\n",
+        ['service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error'],
+        id="telemetry-bad-level"),
+]
+
+
+@pytest.mark.parametrize("text, expected", INVALID)
+def test_invalid_config_is_reported_by_key_path(text, expected):
+    assert_problems(problems_of(text), expected)
+
+
+def test_table_rows_are_each_a_single_change_to_a_valid_config():
+    config = load(BASE, default_registry(), env={})
+    assert [p.id for p in config.pipelines] == ["traces"]
+
+
+def test_telemetry_metrics_address_is_validated():
+    text = BASE + "  telemetry:\n    metrics:\n      address: nowhere\n"
+    assert problems_of(text) == ['service::telemetry::metrics::address: "nowhere" is not a host:port endpoint']
+
+
+# --- a receiver that supports one signal only, from a test registry --------------------------------
+
+
+@dataclass
+class TracesOnlyConfig:
+    def validate(self) -> list[Problem]:
+        return []
+
+
+def traces_only_registry() -> Registry:
+    registry = default_registry()
+    factory = Factory("tracesonly", TracesOnlyConfig, lambda *args: None, frozenset({Signal.TRACES}))
+    registry.receivers["tracesonly"] = factory
+    return registry
+
+
+def test_receiver_in_pipeline_of_a_signal_it_does_not_support():
+    text = """\
+receivers:
+  tracesonly:
+  tracesonly/b:
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [tracesonly, tracesonly/b]
+      exporters: [debug]
+    metrics:
+      receivers: [tracesonly/b]
+      exporters: [debug]
+    logs/audit:
+      receivers: [tracesonly]
+      exporters: [debug]
+"""
+    assert problems_of(text, registry=traces_only_registry()) == [
+        'service::pipelines::metrics::receivers::0: receiver "tracesonly/b" does not support metrics',
+        'service::pipelines::logs/audit::receivers::0: receiver "tracesonly" does not support logs',
+    ]
+    # The traces pipeline alone is fine.
+    valid = text.split("    metrics:")[0]
+    config = load(valid, traces_only_registry(), env={})
+    assert config.pipelines[0].receivers == [ComponentID("tracesonly"), ComponentID("tracesonly", "b")]
+
+
+def test_unknown_type_in_a_test_registry_lists_its_types():
+    text = BASE.replace("  otlp:\n    protocols", "  zipkin:\n    protocols").replace("[otlp]", "[zipkin]")
+    assert problems_of(text, registry=traces_only_registry()) == [
+        'receivers::zipkin: unsupported receiver type "zipkin" (available: otlp, tracesonly)']
+
+
+def test_processor_type_with_no_processors_registered():
+    text = BASE + "processors:\n  batch:\n"
+    assert problems_of(text) == ['processors::batch: unsupported processor type "batch" (available: none)']
+
+
+# --- every problem at once ----------------------------------------------------------------------------
+
+MANY_MISTAKES = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+        max_recv_msg_size_mib: lots
+exporters:
+  debug:
+  otlp/honeycomb:
+    endpoint: api.honeycomb.io:443
+    compression: zstd
+    timeout: soon
+    headers:
+      x-honeycomb-team: ${HONEYCOMB_API_KEY}
+  datadog:
+    api: {key: x}
+extensions:
+  health_check:
+    endpoitn: 0.0.0.0:13133
+service:
+  extensions: [pprof]
+  pipelines:
+    traces:
+      receivers: []
+      exporters: [debug, otlp/honeycomb]
+    metrics:
+      receivers: [otlp, prometheus]
+      exporters: [datadog, missing]
+    spans:
+      receivers: [otlp]
+      exporters: [debug]
+"""
+
+
+def test_all_problems_are_reported_together():
+    assert problems_of(MANY_MISTAKES) == [
+        "exporters::otlp/honeycomb::headers::x-honeycomb-team: environment variable HONEYCOMB_API_KEY "
+        "is not set and has no default",
+        "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
+        'exporters::otlp/honeycomb::compression: "zstd" is not one of: gzip, none, ""',
+        'exporters::otlp/honeycomb::timeout: invalid duration "soon" (use e.g. "5s", "200ms", "1m")',
+        f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
+        "extensions::health_check::endpoitn: unknown key (valid keys: endpoint, path)",
+        # An invalid pipeline (the empty receivers list) does not hide the other pipelines' problems.
+        "service::pipelines::traces::receivers: must name at least one component",
+        'service::pipelines::metrics::receivers::1: references receiver "prometheus", which is not '
+        "configured under receivers",
+        'service::pipelines::metrics::exporters::1: references exporter "missing", which is not configured '
+        "under exporters",
+        'service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics or logs, '
+        'optionally with "/name")',
+        'service::extensions::0: references extension "pprof", which is not configured under extensions',
+    ]
+
+
+def test_invalid_service_settings_do_not_hide_reference_problems():
+    text = BASE.replace("service:\n", "service:\n  extensions: [zpages]\n  telemetry: {logs: {level: loud}}\n")
+    text = text.replace("[debug]", "[debug, nowhere]")
+    assert problems_of(text) == [
+        'service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error',
+        'service::pipelines::traces::exporters::1: references exporter "nowhere", which is not configured '
+        "under exporters",
+        'service::extensions::0: references extension "zpages", which is not configured under extensions',
+    ]
+
+
+def test_component_with_invalid_settings_is_not_reported_again_by_pipelines():
+    text = with_exporter("  otlp:\n    endpoint: collector:4317\n    timeout: soon\n", "[otlp]")
+    text = text.replace("traces:\n", "traces/a:\n") + "    logs:\n      receivers: [otlp]\n      exporters: [otlp]\n"
+    assert problems_of(text) == [
+        'exporters::otlp::timeout: invalid duration "soon" (use e.g. "5s", "200ms", "1m")']
+
+
+# --- environment expansion ----------------------------------------------------------------------------
+
+ENV_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "${env:LISTEN_HOST}:${LISTEN_PORT:-4317}"
+        max_recv_msg_size_mib: ${SIZE}
+exporters:
+  otlp/honeycomb:
+    endpoint: ${env:HONEYCOMB_ENDPOINT:-api.honeycomb.io:443}
+    compression: ${COMPRESSION:-gzip}
+    timeout: ${TIMEOUT:-5s}
+    headers:
+      x-honeycomb-team: "${HONEYCOMB_API_KEY}"
+      authorization: "Bearer ${TOKEN}"
+      x-price: "$$5 and $${NOT_A_VARIABLE}"
+      x-empty: "${EMPTY:-}"
+    tls:
+      insecure: ${INSECURE}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/honeycomb]
+"""
+
+ENV = {"LISTEN_HOST": "127.0.0.1", "SIZE": "16", "HONEYCOMB_API_KEY": "0123456789", "TOKEN": "abc.def",
+       "INSECURE": "true"}
+
+
+def test_env_expansion_forms():
+    config = load(ENV_CONFIG, default_registry(), env=ENV)
+    grpc = config.components["receivers"][ComponentID("otlp")].protocols.grpc
+    exporter = config.components["exporters"][ComponentID("otlp", "honeycomb")]
+    assert grpc.endpoint == "127.0.0.1:4317"            # ${env:VAR} and ${VAR:-default}
+    assert exporter.endpoint == "api.honeycomb.io:443"  # ${env:VAR:-default}, default containing ":"
+    assert exporter.compression == "gzip"
+    assert exporter.timeout == 5.0
+    assert exporter.headers == {
+        "x-honeycomb-team": "0123456789",
+        "authorization": "Bearer abc.def",              # part of a string
+        "x-price": "$5 and ${NOT_A_VARIABLE}",          # $$ is a literal $, and is not expanded further
+        "x-empty": "",
+    }
+    assert exporter.tls.insecure is True
+
+
+def test_number_field_from_env_becomes_a_number():
+    config = load(ENV_CONFIG, default_registry(), env=ENV)
+    grpc = config.components["receivers"][ComponentID("otlp")].protocols.grpc
+    assert grpc.max_recv_msg_size_mib == 16
+    assert type(grpc.max_recv_msg_size_mib) is int
+
+
+def test_digits_only_header_value_from_env_stays_a_string():
+    config = load(ENV_CONFIG, default_registry(), env=ENV)
+    value = config.components["exporters"][ComponentID("otlp", "honeycomb")].headers["x-honeycomb-team"]
+    assert value == "0123456789"  # leading zero kept: not read as a number
+    assert type(value) is str
+
+
+def test_env_values_override_defaults():
+    env = dict(ENV, LISTEN_PORT="14317", HONEYCOMB_ENDPOINT="https://eu.honeycomb.io:443",
+               COMPRESSION="none", TIMEOUT="1m30s", EMPTY="set")
+    config = load(ENV_CONFIG, default_registry(), env=env)
+    exporter = config.components["exporters"][ComponentID("otlp", "honeycomb")]
+    assert config.components["receivers"][ComponentID("otlp")].protocols.grpc.endpoint == "127.0.0.1:14317"
+    assert exporter.endpoint == "https://eu.honeycomb.io:443"
+    assert exporter.compression == "none"
+    assert exporter.timeout == 90.0
+    assert exporter.headers["x-empty"] == "set"
+
+
+def test_env_value_of_the_wrong_type_is_reported_at_its_key():
+    env = dict(ENV, SIZE="big", INSECURE="maybe", COMPRESSION="lz4")
+    assert problems_of(ENV_CONFIG, env=env) == [
+        "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
+        # (within a component, in the order of its Config's fields)
+        "exporters::otlp/honeycomb::tls::insecure: expected a boolean, got string",
+        'exporters::otlp/honeycomb::compression: "lz4" is not one of: gzip, none, ""',
+    ]
+
+
+def test_unset_variables_are_each_named_with_their_key_path():
+    env = {k: v for k, v in ENV.items() if k not in ("LISTEN_HOST", "TOKEN", "SIZE")}
+    assert problems_of(ENV_CONFIG, env=env) == [
+        "receivers::otlp::protocols::grpc::endpoint: environment variable LISTEN_HOST is not set and has "
+        "no default",
+        "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: environment variable SIZE is not set and "
+        "has no default",
+        "exporters::otlp/honeycomb::headers::authorization: environment variable TOKEN is not set and has "
+        "no default",
+    ]
+
+
+def test_unset_variable_in_a_pipeline_list():
+    text = BASE.replace("exporters: [debug]", 'exporters: ["${EXPORTER}"]')
+    assert problems_of(text) == [
+        "service::pipelines::traces::exporters::0: environment variable EXPORTER is not set and has no default"]
+    config = load(text, default_registry(), env={"EXPORTER": "debug"})
+    assert config.pipelines[0].exporters == [ComponentID("debug")]
+
+
+def test_the_process_environment_is_not_read_when_env_is_given(monkeypatch):
+    monkeypatch.setenv("RELAY_TEST_ONLY_IN_OS_ENVIRON", "collector:4317")
+    text = with_exporter('  otlp:\n    endpoint: "${RELAY_TEST_ONLY_IN_OS_ENVIRON}"\n')
+    assert problems_of(text, env={}) == [
+        "exporters::otlp::endpoint: environment variable RELAY_TEST_ONLY_IN_OS_ENVIRON is not set and has "
+        "no default"]
+
+
+def test_dollar_literal_needs_no_variables():
+    text = with_exporter('  otlp:\n    endpoint: collector:4317\n    headers:\n      x-cost: "$$${AMOUNT:-0}"\n')
+    config = load(text, default_registry(), env={})
+    assert config.components["exporters"][ComponentID("otlp")].headers == {"x-cost": "$0"}
+
+
+# --- component ids, aliases, named pipelines -----------------------------------------------------------
+
+ALIASES = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp/honeycomb:
+    endpoint: https://api.honeycomb.io:443
+  otlp_grpc/tempo:
+    endpoint: tempo:4317
+  otlp:
+    endpoint: localhost:4317
+  debug/verbose:
+    verbosity: detailed
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/honeycomb, otlp]
+    traces/cost:
+      receivers: [otlp]
+      exporters: [otlp_grpc/tempo, debug/verbose]
+    metrics/cost:
+      receivers: [otlp]
+      exporters: [otlp_grpc/tempo]
+"""
+
+
+def test_otlp_and_otlp_grpc_are_the_same_exporter_type():
+    registry = default_registry()
+    assert registry.exporters["otlp"] is registry.exporters["otlp_grpc"]
+    assert registry.exporters["otlp"].config is otlp_grpc.Config
+    config = load(ALIASES, registry, env={})
+    factories = config.factories["exporters"]
+    assert factories[ComponentID("otlp", "honeycomb")] is factories[ComponentID("otlp_grpc", "tempo")]
+    assert factories[ComponentID("otlp")] is registry.exporters["otlp_grpc"]
+    assert factories[ComponentID("otlp")].type == "otlp_grpc"
+    assert isinstance(config.components["exporters"][ComponentID("otlp_grpc", "tempo")], otlp_grpc.Config)
+
+
+def test_named_ids_and_named_pipelines():
+    config = load(ALIASES, default_registry(), env={})
+    assert [(p.id, p.signal) for p in config.pipelines] == [
+        ("traces", Signal.TRACES), ("traces/cost", Signal.TRACES), ("metrics/cost", Signal.METRICS)]
+    cost = config.pipelines[1]
+    assert cost.receivers == [ComponentID("otlp")]
+    assert cost.processors == []
+    assert cost.exporters == [ComponentID("otlp_grpc", "tempo"), ComponentID("debug", "verbose")]
+    assert [str(id_) for id_ in config.pipelines[0].exporters] == ["otlp/honeycomb", "otlp"]
+    assert config.components["exporters"][ComponentID("debug", "verbose")].verbosity == "detailed"
+    assert config.components["exporters"][ComponentID("otlp", "honeycomb")].endpoint == \
+        "https://api.honeycomb.io:443"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("otlp", ComponentID("otlp")),
+    ("otlp/honeycomb", ComponentID("otlp", "honeycomb")),
+    ("otlp_grpc/eu-1.prod", ComponentID("otlp_grpc", "eu-1.prod")),
+])
+def test_component_id_parse(text, expected):
+    assert ComponentID.parse(text) == expected
+    assert str(expected) == text
+
+
+@pytest.mark.parametrize("text", ["otlp//x", "otlp/", "/x", "", "otlp/a/b", "ot lp", "otlp/a b"])
+def test_component_id_parse_rejects(text):
+    with pytest.raises(ValueError, match=re.escape(f'invalid component id "{text}"')):
+        ComponentID.parse(text)
+
+
+# --- the reference collector config from the production monitoring guide ---------------------------------
+
+REFERENCE_PROBLEMS = [
+    'receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)',
+    'receivers::prometheus: unsupported receiver type "prometheus" (available: otlp)',
+    'processors::batch: unsupported processor type "batch" (available: none)',
+    'processors::resource: unsupported processor type "resource" (available: none)',
+    'processors::attributes/genops: unsupported processor type "attributes" (available: none)',
+    'processors::transform: unsupported processor type "transform" (available: none)',
+    f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
+    f'exporters::prometheus: unsupported exporter type "prometheus" {AVAILABLE_EXPORTERS}',
+    f'exporters::jaeger: unsupported exporter type "jaeger" {AVAILABLE_EXPORTERS}',
+    'extensions::pprof: unsupported extension type "pprof" (available: health_check)',
+    'extensions::zpages: unsupported extension type "zpages" (available: health_check)',
+]
+
+
+def test_reference_config_reports_exactly_the_unsupported_components():
+    # Pipelines naming those components (otlp, batch, jaeger, datadog, ...) are not reported again.
+    assert problems_of(REFERENCE_COLLECTOR_CONFIG, env=REFERENCE_ENV) == REFERENCE_PROBLEMS
+
+
+def test_reference_config_without_env_also_names_the_missing_variables():
+    got = problems_of(REFERENCE_COLLECTOR_CONFIG, env={})
+    assert got[:2] == [
+        "exporters::otlp/honeycomb::headers::x-honeycomb-team: environment variable HONEYCOMB_API_KEY is not "
+        "set and has no default",
+        "exporters::datadog::api::key: environment variable DATADOG_API_KEY is not set and has no default",
+    ]
+    assert got[2:] == REFERENCE_PROBLEMS
+
+
+def test_reference_config_supported_subset_loads():
+    # The same file with the unsupported parts taken out is a config the relay runs.
+    text = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+exporters:
+  otlp/honeycomb:
+    endpoint: https://api.honeycomb.io:443
+    headers:
+      x-honeycomb-team: "${HONEYCOMB_API_KEY}"
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/honeycomb]
+    metrics:
+      receivers: [otlp]
+      exporters: [otlp/honeycomb]
+    logs:
+      receivers: [otlp]
+      exporters: [otlp/honeycomb]
+extensions:
+  health_check:
+    endpoint: 0.0.0.0:13133
+"""
+    assert REFERENCE_COLLECTOR_CONFIG.startswith(text.split("exporters:")[0])
+    config = load(text, default_registry(), env={"HONEYCOMB_API_KEY": "12345"})
+    honeycomb = config.components["exporters"][ComponentID("otlp", "honeycomb")]
+    assert honeycomb.headers == {"x-honeycomb-team": "12345"}
+    assert [p.id for p in config.pipelines] == ["traces", "metrics", "logs"]
+    assert config.extensions == []  # configured but not enabled under service.extensions
+
+
+# --- durations and defaults --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("5s", 5.0), ("200ms", 0.2), ("1m30s", 90.0), ("1h", 3600.0), ("1.5s", 1.5), ("250us", 0.00025),
+    ("100ns", 1e-7), ("2h1m1s", 7261.0), (" 5s ", 5.0),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["5", "5 parsecs", "", "s", "1d", "-1s", "5s5", "1 m", "5S"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match=re.escape(f'invalid duration "{text.strip()}"')):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("yaml_value, seconds", [
+    ("5s", 5.0), ("200ms", 0.2), ("1m30s", 90.0), ("3", 3.0), ("0.5", 0.5), ("0", 0.0)])
+def test_duration_field(yaml_value, seconds):
+    text = with_exporter(f"  otlp:\n    endpoint: collector:4317\n    timeout: {yaml_value}\n")
+    timeout = load(text, default_registry(), env={}).components["exporters"][ComponentID("otlp")].timeout
+    assert isinstance(timeout, Duration)
+    assert timeout == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("yaml_value, message", [
+    ("true", "expected a duration, got boolean"),
+    ("[1s]", "expected a duration, got list"),
+    ("-1", "must not be negative"),
+])
+def test_duration_field_rejects(yaml_value, message):
+    text = with_exporter(f"  otlp:\n    endpoint: collector:4317\n    timeout: {yaml_value}\n")
+    assert problems_of(text) == [f"exporters::otlp::timeout: {message}"]
+
+
+def test_defaults_are_applied():
+    text = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp:
+    endpoint: collector:4317
+  debug:
+extensions:
+  health_check:
+service:
+  extensions: [health_check]
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [otlp, debug]
+"""
+    config = load(text, default_registry(), env={})
+    grpc = config.components["receivers"][ComponentID("otlp")].protocols.grpc
+    assert (grpc.endpoint, grpc.max_recv_msg_size_mib, grpc.max_concurrent_streams) == ("0.0.0.0:4317", 4, 0)
+    assert config.components["receivers"][ComponentID("otlp")].protocols.http is not None  # absent marker
+    exporter = config.components["exporters"][ComponentID("otlp")]
+    assert exporter.timeout == 5.0
+    assert exporter.compression == "gzip"
+    assert exporter.headers == {}
+    assert (exporter.tls.insecure, exporter.tls.ca_file, exporter.tls.cert_file) == (False, "", "")
+    assert config.components["exporters"][ComponentID("debug")].verbosity == "basic"
+    health = config.components["extensions"][ComponentID("health_check")]
+    assert (health.endpoint, health.path) == ("0.0.0.0:13133", "/")
+    assert config.extensions == [ComponentID("health_check")]
+    telemetry = config.telemetry
+    assert (telemetry.logs.level, telemetry.logs.encoding) == ("info", "json")
+    assert (telemetry.metrics.address, telemetry.metrics.level) == ("0.0.0.0:8888", "normal")
+    assert config.pipelines[0].signal is Signal.LOGS
+
+
+def test_builtin_default_config_loads():
+    config = load(DEFAULT_CONFIG, default_registry(), env={})
+    assert [(p.id, p.receivers, p.exporters) for p in config.pipelines] == [
+        (signal, [ComponentID("otlp")], [ComponentID("debug")]) for signal in ("traces", "metrics", "logs")]
+    assert config.extensions == [ComponentID("health_check")]
+
+
+def test_empty_document_reports_missing_service():
+    assert problems_of("") == ["service: required section is missing"]
+
+
+def test_load_file(tmp_path):
+    path = tmp_path / "relay.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    assert [p.id for p in load_file(str(path), default_registry(), env={}).pipelines] == ["traces"]
+
+
+def test_load_file_missing(tmp_path):
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_file(str(path), default_registry(), env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"cannot read config file {path}: No such file or directory"]
