@@ -844,3 +844,42 @@ def test_load_file_missing(tmp_path):
         load_file(str(path), default_registry(), env={})
     assert [str(p) for p in caught.value.problems] == [
         f"cannot read config file {path}: No such file or directory"]
+
+
+def test_duplicate_yaml_keys_are_rejected_not_silently_replaced():
+    text = """
+receivers: {otlp: {protocols: {grpc: {}}}}
+exporters:
+  debug: {}
+  debug: {verbosity: detailed}
+service: {pipelines: {traces: {receivers: [otlp], exporters: [debug]}}}
+"""
+    with pytest.raises(ConfigError) as error:
+        load(text, default_registry(), env={})
+    assert 'duplicate key "debug"' in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1_000", "0x10"])
+def test_numbers_from_the_environment_are_plain_decimals_only(value):
+    text = """
+receivers: {otlp: {protocols: {grpc: {}}}}
+exporters: {otlp: {endpoint: "collector:4317", timeout: "${T}"}}
+service: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}
+"""
+    with pytest.raises(ConfigError) as error:
+        load(text, default_registry(), env={"T": value})
+    assert str(error.value).startswith(f'exporters::otlp::timeout: invalid duration "{value}"')
+
+
+def test_exporter_endpoint_needs_a_numeric_port_and_pipeline_ids_are_checked():
+    text = """
+receivers: {otlp: {protocols: {grpc: {}}}}
+exporters: {otlp: {endpoint: "collector:abc"}}
+service: {pipelines: {traces//x: {receivers: [otlp], exporters: [otlp]}}}
+"""
+    with pytest.raises(ConfigError) as error:
+        load(text, default_registry(), env={})
+    assert [str(p) for p in error.value.problems] == [
+        'exporters::otlp::endpoint: "collector:abc" must be host:port (optionally with an http:// or https:// scheme)',
+        'service::pipelines::traces//x: invalid pipeline id "traces//x": expected "type" or "type/name"',
+    ]

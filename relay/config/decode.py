@@ -141,15 +141,16 @@ def _decode_scalar(tp: Any, raw: Any, path: tuple[str, ...]) -> tuple[Any, list[
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def _from_environment(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
+    # Plain decimal numbers only: "inf", "nan" or "1_000" from the environment stay strings.
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if _NUMBER.fullmatch(stripped):
+        return float(stripped) if any(c in stripped for c in ".eE") else int(stripped)
     return text
 
 

@@ -112,6 +112,24 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which would silently replace a component."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f'duplicate key "{key}"', key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_file(path: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -123,7 +141,7 @@ def load_file(path: str, registry, env: Mapping[str, str] | None = None) -> Rela
 
 def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError([Problem((), f"invalid YAML: {error}")]) from None
     if raw is None:
@@ -241,7 +259,11 @@ def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, present, pr
     out = []
     for pipeline_id, spec in pipelines.items():
         path = ("service", "pipelines", pipeline_id)
-        signal_name, _, _ = pipeline_id.partition("/")
+        try:
+            signal_name = ComponentID.parse(pipeline_id).type
+        except ValueError as error:
+            problems.append(Problem(path, str(error).replace("component id", "pipeline id")))
+            continue
         try:
             signal = Signal(signal_name)
         except ValueError:

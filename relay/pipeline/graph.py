@@ -102,6 +102,7 @@ def describe(config: RelayConfig) -> str:
         lines.append("  exporters:  " + ", ".join(map(str, pipeline.exporters)))
     if config.extensions:
         lines.append("extensions: " + ", ".join(map(str, config.extensions)))
-    address = config.telemetry.metrics.address if config.telemetry.metrics.level != "none" else "off"
-    lines.append(f"telemetry: metrics on {address}, logs at {config.telemetry.logs.level}")
+    metrics = config.telemetry.metrics
+    served = f"metrics on {metrics.address}" if metrics.level != "none" else "metrics off"
+    lines.append(f"telemetry: {served}, logs at {config.telemetry.logs.level}")
     return "\n".join(lines)

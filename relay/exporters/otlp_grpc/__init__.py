@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from relay.config.decode import Duration
+from relay.config.load import endpoint_problem
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.signals import Signal
@@ -41,7 +42,7 @@ class Config:
     def validate(self) -> list[Problem]:
         problems = []
         target, _ = split_target(self.endpoint)
-        if not target or ":" not in target.rsplit("]", 1)[-1]:
+        if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
                                                     '(optionally with an http:// or https:// scheme)'))
         if self.timeout < 0:
