@@ -67,6 +67,10 @@ def to_grpc(error: BaseException) -> tuple[StatusCode, float | None]:
 
 
 def to_http(error: BaseException) -> tuple[int, float | None]:
+    if isinstance(error, TooLargeError):
+        # Over a size limit is 413 in OTLP/HTTP: the gRPC code, RESOURCE_EXHAUSTED,
+        # maps to 429, which an HTTP client would retry forever with the same payload.
+        return 413, None
     code, retry_after = to_grpc(error)
     return GRPC_TO_HTTP.get(code, 500), retry_after
 

@@ -42,6 +42,10 @@ class GrpcReceiver:
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(signal.service, {"Export": handler}),))
         host, port = split_endpoint(self.config.endpoint)
+        # split_endpoint strips an IPv6 literal's brackets; gRPC needs them back
+        # ("::1:4317" would parse as the address ::0.1.0.0 on the default port).
+        if ":" in host:
+            host = f"[{host}]"
         try:
             self.port = server.add_insecure_port(f"{host}:{port}")
         except RuntimeError as error:
