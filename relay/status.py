@@ -58,7 +58,7 @@ def to_grpc(error: BaseException) -> tuple[StatusCode, float | None]:
     if isinstance(error, PermanentError):
         # A downstream that refused the data as malformed is telling our
         # client the same thing; anything else permanent is our failure.
-        if error.status == StatusCode.INVALID_ARGUMENT.name:
+        if error.status in (StatusCode.INVALID_ARGUMENT.name, "400"):
             return StatusCode.INVALID_ARGUMENT, None
         return StatusCode.INTERNAL, None
     # An unclassified exception is a bug in the relay, never the client's data;

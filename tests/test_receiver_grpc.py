@@ -320,6 +320,8 @@ def test_unexpected_consumer_exception_is_unavailable_and_counted():
             # UNAVAILABLE: the client keeps its copy and may retry; the data is not lost.
             assert error.code() == grpc.StatusCode.UNAVAILABLE
             assert isinstance(status.from_grpc(error.code(), error.details(), None), RetryableError)
+            # The client learns what to do, not the relay's internals.
+            assert error.details() == "internal error in the relay; retry later"
             assert h.refused(Signal.TRACES, "RuntimeError") == 3
             assert h.accepted(Signal.TRACES) == 0
 

@@ -59,8 +59,10 @@ class GrpcTransport:
     async def send(self, request) -> None:
         signal = signal_of(request)
         try:
+            # The deadline travels with the call so the downstream can give up too;
+            # the timeout sender above bounds the attempt either way.
             answer = await self._calls[signal](request.SerializeToString(), metadata=self.metadata,
-                                               wait_for_ready=False)
+                                               timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
             raise status.from_grpc(error.code(), error.details() or "",
                                    status.retry_after_from_metadata(error.trailing_metadata())) from None

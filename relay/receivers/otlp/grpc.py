@@ -93,6 +93,8 @@ async def _refuse(context, error: BaseException, signal: Signal, count: int, log
     if not isinstance(error, RelayError):
         log.error("pipeline failed unexpectedly", exc_info=error,
                   fields={"signal": signal.value, "items": count})
+        # The client gets no internals, only what to do about it.
+        message = "internal error in the relay; retry later"
     else:
         log.warning("refused request", fields={"signal": signal.value, "items": count,
                                                 "status": code.name, "error": message})
