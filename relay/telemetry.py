@@ -106,6 +106,10 @@ class SelfMetrics:
                 f"otelcol_exporter_partially_rejected_{item}",
                 f"Number of {item} a downstream rejected in a partial_success answer",
                 ["exporter"], registry=reg)
+        # Per request, so that payloads too broken to count items in are counted too.
+        self.receiver_refused_requests = Counter(
+            "otelcol_receiver_refused_requests", "Number of export requests a receiver refused, by status",
+            ["receiver", "transport", "signal", "status"], registry=reg)
         ProcessCollector(namespace="otelcol", registry=reg)
         reg.register(_Uptime(time.monotonic()))
 

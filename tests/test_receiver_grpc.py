@@ -226,6 +226,10 @@ def test_unparseable_request_is_invalid_argument(payload):
             assert error.details().startswith("cannot parse"), error.details()
             assert "ExportTraceServiceRequest" in error.details()
             assert h.accepted(Signal.TRACES) == 0
+            # Too broken to count spans in, but the refusal itself is counted.
+            assert h.registry.get_sample_value("otelcol_receiver_refused_requests_total", {
+                "receiver": RECEIVER, "transport": "grpc", "signal": "traces",
+                "status": "INVALID_ARGUMENT"}) == 1
 
     asyncio.run(run())
     assert consumer.received == []

@@ -199,6 +199,10 @@ def test_self_telemetry_and_logs(tmp_path, sink):
         assert 'otelcol_exporter_send_failed_spans_total{exporter="otlp",retryable="false"} 3.0' in scrape
         assert 'otelcol_exporter_send_failed_spans_total{exporter="otlp",retryable="true"} 2.0' in scrape
         assert 'otelcol_receiver_refused_spans_total{reason="PermanentError",receiver="otlp",transport="grpc"} 3.0' in scrape
+        assert ('otelcol_receiver_refused_requests_total{receiver="otlp",signal="traces",status="INTERNAL",'
+                'transport="grpc"} 1.0') in scrape
+        assert ('otelcol_receiver_refused_requests_total{receiver="otlp",signal="traces",status="UNAVAILABLE",'
+                'transport="grpc"} 1.0') in scrape
         for family in ("otelcol_process_cpu_seconds_total", "otelcol_process_resident_memory_bytes",
                        "otelcol_process_uptime_seconds_total"):
             assert f"\n{family} " in scrape, family

@@ -65,14 +65,13 @@ class GrpcReceiver:
         accepted = self.metrics.receiver_accepted[signal].labels(str(self.id), TRANSPORT)
         refused = self.metrics.receiver_refused[signal]
         receiver_id = str(self.id)
-        log = self.log
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 request = parse(data)
             except DecodeError as error:
                 failure = InvalidDataError(f"cannot parse {signal.request_type.__name__}: {error}")
-                return await _refuse(context, failure, signal, 0, log)
+                return await self._refuse(context, failure, signal, 0)
             count = signal.count(request)
             if count == 0:
                 return b""
@@ -80,25 +79,25 @@ class GrpcReceiver:
                 await consumer.consume(request)
             except Exception as error:  # noqa: BLE001 - classified once, here at the edge
                 refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
-                return await _refuse(context, error, signal, count, log)
+                return await self._refuse(context, error, signal, count)
             accepted.inc(count)
             return b""
 
         return export
 
-
-async def _refuse(context, error: BaseException, signal: Signal, count: int, log) -> bytes:
-    code, retry_after = status.to_grpc(error)
-    message = str(error) or type(error).__name__
-    if not isinstance(error, RelayError):
-        log.error("pipeline failed unexpectedly", exc_info=error,
-                  fields={"signal": signal.value, "items": count})
-        # The client gets no internals, only what to do about it.
-        message = "internal error in the relay; retry later"
-    else:
-        log.warning("refused request", fields={"signal": signal.value, "items": count,
-                                                "status": code.name, "error": message})
-    if retry_after is not None:
-        context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
-    await context.abort(code, message)
-    return b""  # not reached: abort raises
+    async def _refuse(self, context, error: BaseException, signal: Signal, count: int) -> bytes:
+        code, retry_after = status.to_grpc(error)
+        message = str(error) or type(error).__name__
+        if not isinstance(error, RelayError):
+            self.log.error("pipeline failed unexpectedly", exc_info=error,
+                           fields={"signal": signal.value, "items": count})
+            # The client gets no internals, only what to do about it.
+            message = "internal error in the relay; retry later"
+        else:
+            self.log.warning("refused request", fields={"signal": signal.value, "items": count,
+                                                         "status": code.name, "error": message})
+        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, code.name).inc()
+        if retry_after is not None:
+            context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
+        await context.abort(code, message)
+        return b""  # not reached: abort raises
