@@ -1,0 +1,202 @@
+"""OTLP/JSON codec.
+
+OTLP/JSON is the proto3 JSON mapping with a few deviations, and only these
+need code of our own: trace and span ids are hex rather than base64, enums
+travel as integers, and unknown fields must be ignored so that senders on a
+newer protocol version keep working. Everything else is delegated to
+``google.protobuf.json_format``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+__all__ = ["decode", "encode"]
+
+# Byte width of every id field. The proto names are listed too because
+# json_format accepts them on input, so a sender may use either spelling.
+_ID_BYTES = {
+    "traceId": 16,
+    "trace_id": 16,
+    "spanId": 8,
+    "span_id": 8,
+    "parentSpanId": 8,
+    "parent_span_id": 8,
+}
+# MessageToDict only ever emits the JSON names.
+_JSON_ID_KEYS = frozenset(key for key in _ID_BYTES if "_" not in key)
+
+_JSON_TYPE_NAMES = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+class _BadId(Exception):
+    """Raised deep in the walk; collects the path while it unwinds so that
+    the happy path never pays for building path strings."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.segments: list[str] = []
+
+    def where(self) -> str:
+        return "".join(reversed(self.segments)).removeprefix(".")
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _rewrite(node: Any, convert: Callable[[Any, str], Any], keys: frozenset | dict, inplace: bool) -> Any:
+    """Return ``node`` with ``convert`` applied to the value of every key in
+    ``keys``, at any depth.
+
+    Ids sit at several depths in all three signals (spans, links, log records,
+    exemplars), so matching by key name covers them all without knowing the
+    schema. In OTLP, user-chosen names only ever appear as *values* (``key``
+    of a KeyValue), never as object keys, so a key match is always the field.
+
+    Unless ``inplace``, containers on the way to a change are copied rather
+    than mutated, so a caller's dict is never modified.
+    """
+    if isinstance(node, dict):
+        out = node
+        for key, value in node.items():
+            try:
+                if key in keys:
+                    new = convert(value, key)
+                elif isinstance(value, (dict, list)):
+                    new = _rewrite(value, convert, keys, inplace)
+                else:
+                    continue
+            except _BadId as err:
+                err.segments.append(f".{key}")
+                raise
+            if new is not value:
+                if out is node and not inplace:
+                    out = dict(node)
+                # Replacing the value of an existing key is safe mid-iteration.
+                out[key] = new
+        return out
+    if isinstance(node, list):
+        out = node
+        for index, value in enumerate(node):
+            if not isinstance(value, (dict, list)):
+                continue
+            try:
+                new = _rewrite(value, convert, keys, inplace)
+            except _BadId as err:
+                err.segments.append(f"[{index}]")
+                raise
+            if new is not value:
+                if out is node and not inplace:
+                    out = list(node)
+                out[index] = new
+        return out
+    return node
+
+
+def _hex_to_base64(value: Any, key: str) -> Any:
+    # null and "" both mean "unset"; json_format already treats them so.
+    if value is None or value == "":
+        return value
+    if not isinstance(value, str):
+        raise _BadId(f"not a hex string (got a JSON {_json_type(value)})")
+    width = _ID_BYTES[key]
+    if len(value) != 2 * width:
+        raise _BadId(f"expected {2 * width} hex characters, got {len(value)}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    # fromhex skips whitespace, so a right-length string can still be short.
+    if len(raw) != width:
+        raise _BadId("not a hex string")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json module accepts NaN and Infinity literals; JSON does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _base64_to_hex(value: Any, key: str) -> Any:
+    return base64.b64decode(value).hex()
+
+
+def decode(data: bytes | bytearray | memoryview | str | dict, message_class: type[Message]) -> Message:
+    """Parse OTLP/JSON into a new ``message_class`` instance.
+
+    ``data`` is a JSON document (bytes in any JSON-legal Unicode encoding, or
+    str) or an already-parsed dict, which is left unmodified. Invalid input
+    raises ``ValueError`` naming the problem and, where known, its path.
+    """
+    if isinstance(data, dict):
+        tree, owned = data, False
+    elif isinstance(data, (bytes, bytearray, memoryview, str)):
+        try:
+            tree = json.loads(
+                bytes(data) if isinstance(data, memoryview) else data,
+                parse_constant=_reject_constant,
+            )
+        except RecursionError:
+            raise ValueError("malformed JSON: nested too deeply") from None
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            raise ValueError(f"malformed JSON: {err}") from None
+        owned = True
+    else:
+        raise TypeError(f"cannot decode OTLP/JSON from {type(data).__name__}")
+    if not isinstance(tree, dict):
+        raise ValueError(f"expected a JSON object at the top level, got a JSON {_json_type(tree)}")
+
+    try:
+        tree = _rewrite(tree, _hex_to_base64, _ID_BYTES, inplace=owned)
+    except _BadId as err:
+        raise ValueError(f"{err.where()}: {err.problem}") from None
+    except RecursionError:
+        raise ValueError("OTLP/JSON nested too deeply") from None
+
+    message = message_class()
+    try:
+        json_format.ParseDict(tree, message, ignore_unknown_fields=True)
+    # OverflowError: json_format lets an infinite float reach int() for enums.
+    except (json_format.ParseError, OverflowError) as err:
+        raise ValueError(f"invalid {message.DESCRIPTOR.name}: {err}") from None
+    except (UnicodeError, SystemError) as err:
+        # JSON escapes can smuggle in unpaired surrogates; the upb backend
+        # reports those while looking up names as a SystemError wrapping a
+        # UnicodeEncodeError. Anything else is a genuine fault.
+        if not isinstance(err, UnicodeError) and not isinstance(err.__context__, UnicodeError):
+            raise
+        raise ValueError(f"invalid {message.DESCRIPTOR.name}: unpaired surrogate in a string") from None
+    except RecursionError:
+        raise ValueError(f"invalid {message.DESCRIPTOR.name}: nested too deeply") from None
+    return message
+
+
+def encode(message: Message, *, indent: int | None = None) -> bytes:
+    """Serialise ``message`` as OTLP/JSON (UTF-8).
+
+    Output is compact unless ``indent`` is given. Fields at their default
+    value are omitted, which OTLP/JSON permits.
+    """
+    tree = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=False,
+        use_integers_for_enums=True,
+    )
+    _rewrite(tree, _base64_to_hex, _JSON_ID_KEYS, inplace=True)
+    separators = (",", ":") if indent is None else None
+    return json.dumps(tree, ensure_ascii=False, indent=indent, separators=separators).encode("utf-8")
