@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,6 +21,9 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from relay import status
 from relay.signals import Signal
@@ -192,3 +196,46 @@ def passthrough_config(receiver_port: int, exporters: dict[str, str], health_por
             f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health_port}\n"
             f"service:\n  extensions: [health_check]\n  pipelines:\n{pipelines}"
             f"  telemetry:\n    logs:\n      level: info\n{metrics}")
+
+
+def traces_request(spans: int = 3, attribute_bytes: int = 0, rng: random.Random | None = None
+                   ) -> trace_service_pb2.ExportTraceServiceRequest:
+    """``spans`` spans under one resource; ids are random when ``rng`` is given, else 1, 2, 3..."""
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    attr = rs.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", "checkout"
+    ss = rs.scope_spans.add()
+    for i in range(spans):
+        span = ss.spans.add()
+        span.trace_id = rng.randbytes(16) if rng else bytes([i + 1]) * 16
+        span.span_id = rng.randbytes(8) if rng else bytes([i + 1]) * 8
+        span.name = f"span-{i}"
+        span.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+        span.end_time_unix_nano = 1_700_000_000_000_001_000 + i
+    if attribute_bytes:
+        big = ss.spans[0].attributes.add()
+        big.key, big.value.string_value = "payload", "x" * attribute_bytes
+    return request
+
+
+def metrics_request() -> metrics_service_pb2.ExportMetricsServiceRequest:
+    request = metrics_service_pb2.ExportMetricsServiceRequest()
+    sm = request.resource_metrics.add().scope_metrics.add()
+    gauge = sm.metrics.add(name="queue.depth")
+    for value in (1, 2, 3):
+        gauge.gauge.data_points.add(as_int=value, time_unix_nano=1_700_000_000_000_000_000)
+    total = sm.metrics.add(name="requests")
+    total.sum.is_monotonic = True
+    total.sum.aggregation_temporality = 2
+    for value in (10, 20):
+        total.sum.data_points.add(as_int=value, time_unix_nano=1_700_000_000_000_000_000)
+    return request  # 5 data points
+
+
+def logs_request() -> logs_service_pb2.ExportLogsServiceRequest:
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    sl = request.resource_logs.add().scope_logs.add()
+    for i in range(4):
+        sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + i).body.string_value = f"line {i}"
+    return request  # 4 log records

@@ -14,9 +14,6 @@ from concurrent import futures
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client import CollectorRegistry
 
 from relay.component import ComponentID
@@ -25,48 +22,12 @@ from relay.errors import PermanentError, RetryableError
 from relay.exporters import otlp_grpc
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import Sink, free_port
+from tests.support import Sink, free_port, logs_request, metrics_request, traces_request
 
 EXPORTER = "otlp/test"
 
 
 # --- requests ---------------------------------------------------------------------------
-
-def traces_request(spans: int = 3, attribute_bytes: int = 0) -> trace_service_pb2.ExportTraceServiceRequest:
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    attr = rs.resource.attributes.add()
-    attr.key, attr.value.string_value = "service.name", "checkout"
-    ss = rs.scope_spans.add()
-    for i in range(spans):
-        span = ss.spans.add(name=f"span-{i}", trace_id=bytes([i + 1]) * 16, span_id=bytes([i + 1]) * 8,
-                            start_time_unix_nano=1_700_000_000_000_000_000 + i,
-                            end_time_unix_nano=1_700_000_000_000_001_000 + i)
-        if attribute_bytes:
-            big = span.attributes.add()
-            big.key, big.value.string_value = "payload", "abc" * (attribute_bytes // 3)
-    return request
-
-
-def metrics_request() -> metrics_service_pb2.ExportMetricsServiceRequest:
-    request = metrics_service_pb2.ExportMetricsServiceRequest()
-    sm = request.resource_metrics.add().scope_metrics.add()
-    gauge = sm.metrics.add(name="queue.depth")
-    for value in (1, 2, 3):
-        gauge.gauge.data_points.add(as_int=value, time_unix_nano=1_700_000_000_000_000_000)
-    hist = sm.metrics.add(name="latency")
-    hist.histogram.aggregation_temporality = 2
-    hist.histogram.data_points.add(count=2, sum=3.0, bucket_counts=[1, 1], explicit_bounds=[1.0])
-    return request  # 4 data points
-
-
-def logs_request() -> logs_service_pb2.ExportLogsServiceRequest:
-    request = logs_service_pb2.ExportLogsServiceRequest()
-    sl = request.resource_logs.add().scope_logs.add()
-    for i in range(2):
-        sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + i).body.string_value = f"line {i}"
-    return request  # 2 log records
-
 
 REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request}
 
@@ -167,8 +128,8 @@ def test_several_requests_over_one_channel(sink):
 
     asyncio.run(run())
     assert sink.count(Signal.TRACES) == 6 and harness.sent(Signal.TRACES) == 6
-    assert sink.count(Signal.METRICS) == 4 and harness.sent(Signal.METRICS) == 4
-    assert sink.count(Signal.LOGS) == 2 and harness.sent(Signal.LOGS) == 2
+    assert sink.count(Signal.METRICS) == 5 and harness.sent(Signal.METRICS) == 5
+    assert sink.count(Signal.LOGS) == 4 and harness.sent(Signal.LOGS) == 4
 
 
 def test_headers_arrive_as_grpc_metadata(sink):
@@ -308,7 +269,7 @@ def test_unavailable_with_retry_info_carries_the_delay(sink):
     error, h = export_once(sink.endpoint, logs_request())
     assert isinstance(error, RetryableError)
     assert error.retry_after == 3
-    assert h.failed(Signal.LOGS, True) == 2
+    assert h.failed(Signal.LOGS, True) == 4
 
 
 def test_invalid_argument_is_permanent(sink):
@@ -326,7 +287,7 @@ def test_resource_exhausted_without_retry_info_is_permanent(sink):
     error, h = export_once(sink.endpoint, metrics_request())
     assert isinstance(error, PermanentError)
     assert error.status == "RESOURCE_EXHAUSTED"
-    assert h.failed(Signal.METRICS, False) == 4
+    assert h.failed(Signal.METRICS, False) == 5
 
 
 def test_resource_exhausted_with_retry_info_is_retryable(sink):
@@ -334,7 +295,7 @@ def test_resource_exhausted_with_retry_info_is_retryable(sink):
     error, h = export_once(sink.endpoint, metrics_request())
     assert isinstance(error, RetryableError)
     assert error.retry_after == 1.5
-    assert h.failed(Signal.METRICS, True) == 4
+    assert h.failed(Signal.METRICS, True) == 5
 
 
 def test_recovers_when_the_downstream_does(sink):
@@ -461,7 +422,7 @@ def test_the_exporter_recovers_after_a_timeout(blocking_sink):
     asyncio.run(run())
     assert blocking_sink.requests[Signal.LOGS] == [logs_request()]
     assert harness.failed(Signal.TRACES, True) == 2
-    assert harness.sent(Signal.LOGS) == 2
+    assert harness.sent(Signal.LOGS) == 4
     assert harness.sent(Signal.TRACES) == 0
 
 
@@ -469,7 +430,7 @@ def test_a_silent_tcp_peer_times_out(silent_tcp):
     error, h = export_once(silent_tcp, logs_request(), timeout="0.5s")
     assert isinstance(error, RetryableError)
     assert "timed out" in str(error)
-    assert h.failed(Signal.LOGS, True) == 2
+    assert h.failed(Signal.LOGS, True) == 4
 
 
 def test_nothing_listening_is_retryable():
@@ -637,7 +598,7 @@ def test_tls_server_name_override_is_what_gets_checked(tls_sink, tls_files, name
                            tls={"ca_file": str(tls_files["ca"]), "server_name_override": name})
     if delivered:
         assert error is None, error
-        assert tls_sink.count(Signal.LOGS) == 2
+        assert tls_sink.count(Signal.LOGS) == 4
     else:
         assert isinstance(error, RetryableError), error
         assert tls_sink.count(Signal.LOGS) == 0

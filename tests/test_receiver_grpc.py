@@ -19,6 +19,7 @@ from relay.errors import InvalidDataError, PermanentError, RetryableError, TooLa
 from relay.receivers import otlp
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
+from tests.support import logs_request, metrics_request, traces_request
 
 RECEIVER = "otlp/test"
 MIB = 1024 * 1024
@@ -39,45 +40,6 @@ class FakeConsumer:
             raise self.error
 
 
-def traces_request(spans: int = 3, attribute_bytes: int = 0) -> trace_service_pb2.ExportTraceServiceRequest:
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    attr = rs.resource.attributes.add()
-    attr.key, attr.value.string_value = "service.name", "checkout"
-    ss = rs.scope_spans.add()
-    for i in range(spans):
-        span = ss.spans.add()
-        span.trace_id = bytes([i + 1]) * 16
-        span.span_id = bytes([i + 1]) * 8
-        span.name = f"span-{i}"
-        span.start_time_unix_nano = 1_700_000_000_000_000_000 + i
-        span.end_time_unix_nano = 1_700_000_000_000_001_000 + i
-    if attribute_bytes:
-        big = ss.spans[0].attributes.add()
-        big.key, big.value.string_value = "payload", "x" * attribute_bytes
-    return request
-
-
-def metrics_request() -> metrics_service_pb2.ExportMetricsServiceRequest:
-    request = metrics_service_pb2.ExportMetricsServiceRequest()
-    sm = request.resource_metrics.add().scope_metrics.add()
-    gauge = sm.metrics.add(name="queue.depth")
-    for value in (1, 2, 3):
-        gauge.gauge.data_points.add(as_int=value, time_unix_nano=1_700_000_000_000_000_000)
-    total = sm.metrics.add(name="requests")
-    total.sum.is_monotonic = True
-    total.sum.aggregation_temporality = 2
-    for value in (10, 20):
-        total.sum.data_points.add(as_int=value, time_unix_nano=1_700_000_000_000_000_000)
-    return request  # 5 data points
-
-
-def logs_request() -> logs_service_pb2.ExportLogsServiceRequest:
-    request = logs_service_pb2.ExportLogsServiceRequest()
-    sl = request.resource_logs.add().scope_logs.add()
-    for i in range(4):
-        sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + i).body.string_value = f"line {i}"
-    return request  # 4 log records
 
 
 class Harness:

@@ -5,30 +5,13 @@ from __future__ import annotations
 import random
 import signal
 import threading
-import time
 import urllib.request
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from relay.signals import Signal
-from tests.support import RelayProcess, Sink, free_port, passthrough_config
-
-
-def traces(n_spans: int, rng: random.Random) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    attr = rs.resource.attributes.add()
-    attr.key, attr.value.string_value = "service.name", "chat-api"
-    ss = rs.scope_spans.add()
-    for i in range(n_spans):
-        span = ss.spans.add(trace_id=rng.randbytes(16), span_id=rng.randbytes(8), name=f"chat {i}",
-                            start_time_unix_nano=1_700_000_000_000_000_000,
-                            end_time_unix_nano=1_700_000_001_000_000_000)
-        kv = span.attributes.add()
-        kv.key, kv.value.int_value = "gen_ai.usage.input_tokens", i
-    return request
+from tests.support import RelayProcess, Sink, free_port, passthrough_config, traces_request
 
 
 def span_ids(request) -> list[bytes]:
@@ -71,7 +54,7 @@ def test_fan_out_to_two_exporters(relay_factory, sink):
         client, rng = Client(relay.port), random.Random(1)
         sent = []
         for _ in range(20):
-            request = traces(25, rng)
+            request = traces_request(25, rng=rng)
             client.send(request.SerializeToString())
             sent += span_ids(request)
         client.close()
@@ -89,7 +72,7 @@ def test_fan_out_with_one_downstream_down(relay_factory, sink):
     client, rng = Client(relay.port), random.Random(2)
     sent, codes = [], set()
     for _ in range(10):
-        request = traces(10, rng)
+        request = traces_request(10, rng=rng)
         sent += span_ids(request)
         with pytest.raises(grpc.RpcError) as refused:
             client.send(request.SerializeToString())
@@ -104,12 +87,12 @@ def test_fan_out_with_one_downstream_down(relay_factory, sink):
 def test_bad_input_is_refused_and_the_relay_keeps_serving(relay_factory, sink):
     relay = relay_factory(lambda p, h: passthrough_config(p, {"otlp": sink.endpoint}, h))
     client, rng = Client(relay.port), random.Random(3)
-    valid = traces(5, rng).SerializeToString()
+    valid = traces_request(5, rng=rng).SerializeToString()
 
     cases = {
         "garbage": (b"\xff\xfe\xfd not a protobuf \x00\x01", grpc.StatusCode.INVALID_ARGUMENT),
         "truncated": (valid[:-7], grpc.StatusCode.INVALID_ARGUMENT),
-        "oversize": (traces(1, rng).SerializeToString() + b"\x0a\x80\x80\x80\x03" + b"\x00" * (6 * 1024 * 1024),
+        "oversize": (traces_request(1, rng=rng).SerializeToString() + b"\x0a\x80\x80\x80\x03" + b"\x00" * (6 * 1024 * 1024),
                      grpc.StatusCode.RESOURCE_EXHAUSTED),
     }
     details = {}
@@ -142,7 +125,7 @@ def test_sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged(tmp_pat
         for _ in range(5000):  # bounded; the relay going away ends it much sooner
             if stop.is_set():
                 break
-            request = traces(50, rng)
+            request = traces_request(50, rng=rng)
             try:
                 client.send(request.SerializeToString())
             except grpc.RpcError:
@@ -179,13 +162,13 @@ def test_self_telemetry_and_logs(tmp_path, sink):
     relay = RelayProcess(config, tmp_path, health, env={"HONEYCOMB_API_KEY": secret}).start()
     try:
         client, rng = Client(port), random.Random(4)
-        client.send(traces(7, rng).SerializeToString())
+        client.send(traces_request(7, rng=rng).SerializeToString())
         sink.fail_with(grpc.StatusCode.UNAUTHENTICATED, "bad key")
         with pytest.raises(grpc.RpcError) as refused:
-            client.send(traces(3, rng).SerializeToString())
+            client.send(traces_request(3, rng=rng).SerializeToString())
         sink.fail_with(grpc.StatusCode.UNAVAILABLE, "busy", retry_after=7.0)
         with pytest.raises(grpc.RpcError) as throttled:
-            client.send(traces(2, rng).SerializeToString())
+            client.send(traces_request(2, rng=rng).SerializeToString())
         client.close()
         assert refused.value.code() == grpc.StatusCode.INTERNAL
         assert throttled.value.code() == grpc.StatusCode.UNAVAILABLE

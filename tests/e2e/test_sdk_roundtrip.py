@@ -6,7 +6,6 @@ encode; the sink must then hold exactly those requests, byte for byte.
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 from opentelemetry._logs import SeverityNumber
