@@ -19,6 +19,8 @@ class GrpcConfig:
     # The collector's default; the OTLP spec recommends servers accept up to 64 MiB.
     max_recv_msg_size_mib: int = 4
     max_concurrent_streams: int = 0
+    # Keep the client's gRPC metadata for processors' from_context (as the collector's option).
+    include_metadata: bool = False
 
     def validate(self) -> list[Problem]:
         problems = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from relay import status
+from relay import client, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError
 from relay.signals import Signal
@@ -65,6 +65,7 @@ class GrpcReceiver:
         accepted = self.metrics.receiver_accepted[signal].labels(str(self.id), TRANSPORT)
         refused = self.metrics.receiver_refused[signal]
         receiver_id = str(self.id)
+        include_metadata = self.config.include_metadata
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
@@ -75,11 +76,16 @@ class GrpcReceiver:
             count = signal.count(request)
             if count == 0:
                 return b""
+            token = client.bind(client.ClientInfo.from_pairs(context.invocation_metadata(), context.peer())
+                                ) if include_metadata else None
             try:
                 await consumer.consume(request)
             except Exception as error:  # noqa: BLE001 - classified once, here at the edge
                 refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
                 return await self._refuse(context, error, signal, count)
+            finally:
+                if token is not None:
+                    client.unbind(token)
             accepted.inc(count)
             return b""
 

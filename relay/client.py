@@ -1,0 +1,61 @@
+"""What a receiver knows about the client that sent the request being processed.
+
+Receivers with ``include_metadata: true`` set it for the duration of one
+request; processors read it with ``current()`` (the collector's client.Info).
+A context variable carries it, so it follows the request through fan-out
+tasks without being threaded through every call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    # Keys lowercased, as gRPC metadata and HTTP/2 headers are; a key may repeat.
+    metadata: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    address: str = ""
+
+    def get(self, key: str) -> tuple[str, ...]:
+        return self.metadata.get(key.lower(), ())
+
+    @classmethod
+    def from_pairs(cls, pairs, address: str = "") -> "ClientInfo":
+        metadata: dict[str, list[str]] = {}
+        for key, value in pairs or ():
+            if isinstance(value, bytes):  # binary "-bin" metadata is not text
+                continue
+            metadata.setdefault(key.lower(), []).append(value)
+        return cls({k: tuple(v) for k, v in metadata.items()}, address)
+
+
+_EMPTY = ClientInfo()
+_current: contextvars.ContextVar[ClientInfo] = contextvars.ContextVar("relay_client", default=_EMPTY)
+
+
+def current() -> ClientInfo:
+    return _current.get()
+
+
+def bind(info: ClientInfo) -> contextvars.Token:
+    return _current.set(info)
+
+
+def unbind(token: contextvars.Token) -> None:
+    _current.reset(token)
+
+
+def from_context(source: str) -> str | None:
+    """The value of a ``from_context`` source: ``metadata.<key>`` or ``client.address``.
+
+    Several values of one key are joined with ";", as the collector does.
+    """
+    info = current()
+    if source == "client.address":
+        return info.address or None
+    if source.startswith("metadata."):
+        values = info.get(source[len("metadata."):])
+        return ";".join(values) if values else None
+    return None
