@@ -93,12 +93,7 @@ def put_value(kvs, key: str, value: AnyValue) -> None:
 
 def delete(kvs, predicate) -> int:
     """Remove every key for which ``predicate(key)`` holds; returns how many went."""
-    keep = [kv for kv in kvs if not predicate(kv.key)]
-    removed = len(kvs) - len(keep)
-    if removed:
-        copies = [type(kv)() for kv in keep]
-        for copy, kv in zip(copies, keep):
-            copy.CopyFrom(kv)
-        del kvs[:]
-        kvs.extend(copies)
-    return removed
+    doomed = [index for index, kv in enumerate(kvs) if predicate(kv.key)]
+    for index in reversed(doomed):
+        del kvs[index]
+    return len(doomed)
