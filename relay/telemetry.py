@@ -112,6 +112,15 @@ class SelfMetrics:
             ["receiver", "transport", "signal", "status"], registry=reg)
         ProcessCollector(namespace="otelcol", registry=reg)
         reg.register(_Uptime(time.monotonic()))
+        self._extra: dict[str, Counter] = {}
+
+    def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        """A component's own counter, created once per registry and shared by every
+        instance of that component (a registry refuses a second metric of one name)."""
+        existing = self._extra.get(name)
+        if existing is None:
+            existing = self._extra[name] = Counter(name, documentation, labels, registry=self.registry)
+        return existing
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:

@@ -1,0 +1,23 @@
+"""The ``transform`` processor: a subset of OTTL over traces, metrics and logs.
+
+Contexts resource, scope, span, metric, datapoint and log; editors set,
+delete_key, keep_keys, delete_matching_keys and keep_matching_keys; ``where``
+clauses with comparisons, and, or, not and parentheses. See ``ottl.py`` for
+the grammar and ``contexts.py`` for the paths of each context.
+"""
+
+from __future__ import annotations
+
+from relay.processors.helper import FunctionProcessor
+from relay.processors.transform.config import Config
+from relay.processors.transform.processor import Transform
+from relay.signals import Signal
+
+TYPE = "transform"
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+__all__ = ["SIGNALS", "TYPE", "Config", "create"]
+
+
+def create(id_, config: Config, next_consumer, telemetry) -> FunctionProcessor:
+    return FunctionProcessor(id_, Transform(id_, config.compiled(), telemetry), next_consumer, mutates=True)

@@ -1,0 +1,379 @@
+"""OTTL statements and conditions: a hand-written lexer and recursive-descent parser.
+
+Only syntax is decided here. Which editors, paths and enums exist depends on
+the context a statement runs in, so that is checked when compiling
+(``compiler.py``); one tree shape serves every context.
+
+Grammar (precedence: ``not`` binds tighter than ``and``, which binds tighter
+than ``or``)::
+
+    statement  = call [ "where" condition ] END
+    call       = IDENT "(" [ arg { "," arg } ] ")"
+    arg        = value | "[" [ value { "," value } ] "]"
+    condition  = and_expr { "or" and_expr }
+    and_expr   = not_expr { "and" not_expr }
+    not_expr   = "not" not_expr | "(" condition ")" | comparison | "true" | "false"
+    comparison = value ( "==" | "!=" | "<" | "<=" | ">" | ">=" ) value
+    value      = STRING | INT | FLOAT | "true" | "false" | "nil" | ENUM | path
+    path       = IDENT { "." IDENT } { "[" ( STRING | INT ) "]" }
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+class StatementError(ValueError):
+    """Why a statement or condition cannot be used; the message is shown to the user as is."""
+
+
+def quote(value: Any) -> str:
+    """A string or number as OTTL would write it, for messages (non-ASCII kept readable)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- syntax tree ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Const:
+    value: Any  # str, int, float, bool or None (nil)
+
+
+@dataclass(frozen=True)
+class EnumRef:
+    name: str
+
+
+@dataclass(frozen=True)
+class Path:
+    names: tuple[str, ...]
+    keys: tuple[str | int, ...] = ()
+
+    def __str__(self) -> str:
+        return ".".join(self.names) + "".join(f"[{quote(k)}]" for k in self.keys)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    items: tuple[Value, ...]
+
+
+Value = Const | EnumRef | Path | ListOf
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Value
+    right: Value
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Condition
+
+
+@dataclass(frozen=True)
+class And:
+    operands: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple[Condition, ...]
+
+
+Condition = Compare | Not | And | Or | Const
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Statement:
+    call: Call
+    where: Condition | None
+
+
+def paths_in(node) -> list[Path]:
+    """Every path a tree mentions, in order; context inference looks at their first names."""
+    if isinstance(node, Path):
+        return [node]
+    if isinstance(node, Statement):
+        return [p for arg in node.call.args for p in paths_in(arg)] + (paths_in(node.where) if node.where else [])
+    if isinstance(node, ListOf):
+        return [p for item in node.items for p in paths_in(item)]
+    if isinstance(node, Compare):
+        return paths_in(node.left) + paths_in(node.right)
+    if isinstance(node, Not):
+        return paths_in(node.operand)
+    if isinstance(node, (And, Or)):
+        return [p for operand in node.operands for p in paths_in(operand)]
+    return []
+
+
+# --- lexer -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "string", "int", "float", "ident", "op", "punct" or "end"
+    value: Any
+    column: int  # 1-based, so messages match what an editor shows
+    raw: str
+
+    def show(self) -> str:
+        return "the end of the text" if self.kind == "end" else quote(self.raw)
+
+
+_OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
+_PUNCTUATION = "()[],."
+_NUMBER = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f",
+            "v": "\v", "a": "\a"}
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        char = text[pos]
+        if char.isspace():
+            pos += 1
+            continue
+        start = pos
+        if char == '"':
+            value, pos = _string(text, pos)
+            tokens.append(Token("string", value, start + 1, text[start:pos]))
+        elif char.isdigit() or (char in "+-." and _NUMBER.match(text, pos)):
+            pos = _number(text, pos, tokens)
+        elif match := _IDENT.match(text, pos):
+            pos = match.end()
+            tokens.append(Token("ident", match.group(), start + 1, match.group()))
+        elif op := next((op for op in _OPERATORS if text.startswith(op, pos)), None):
+            pos += len(op)
+            tokens.append(Token("op", op, start + 1, op))
+        elif char in _PUNCTUATION:
+            pos += 1
+            tokens.append(Token("punct", char, start + 1, char))
+        elif char == "=":
+            raise StatementError(f'unexpected "=" at column {start + 1} (comparisons are ==, !=, <, <=, >, >=; '
+                                 "named arguments are not supported)")
+        elif char in "+-*/":
+            raise StatementError(f'unexpected "{char}" at column {start + 1} (arithmetic is not supported)')
+        else:
+            raise StatementError(f"unexpected character {quote(char)} at column {start + 1}")
+    tokens.append(Token("end", None, len(text) + 1, ""))
+    return tokens
+
+
+def _string(text: str, pos: int) -> tuple[str, int]:
+    start, pos, out = pos, pos + 1, []
+    while pos < len(text):
+        char = text[pos]
+        if char == '"':
+            return "".join(out), pos + 1
+        if char != "\\":
+            out.append(char)
+            pos += 1
+            continue
+        escape = text[pos + 1:pos + 2]
+        if escape in _ESCAPES:
+            out.append(_ESCAPES[escape])
+            pos += 2
+        elif escape in _HEX_DIGITS:
+            digits = text[pos + 2:pos + 2 + _HEX_DIGITS[escape]]
+            if len(digits) != _HEX_DIGITS[escape] or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise StatementError(f"invalid escape \\{escape}{digits} at column {pos + 1}")
+            out.append(chr(int(digits, 16)))
+            pos += 2 + len(digits)
+        elif escape:
+            raise StatementError(f"invalid escape \\{escape} at column {pos + 1}")
+        else:
+            break
+    raise StatementError(f"unterminated string starting at column {start + 1}")
+
+
+def _number(text: str, pos: int, tokens: list[Token]) -> int:
+    if text.startswith(("0x", "0X"), pos):
+        raise StatementError(f"byte literals (0x...) are not supported (column {pos + 1})")
+    match = _NUMBER.match(text, pos)
+    end = match.end()
+    # "12abc" or "1.2.3" would otherwise split into two tokens and fail later, far less clearly.
+    if end < len(text) and (text[end].isalnum() or text[end] in "_."):
+        tail = re.match(r"[\w.]*", text[end:]).group()
+        raise StatementError(f"invalid number {quote(text[pos:end] + tail)} at column {pos + 1}")
+    raw = match.group()
+    is_float = any(c in raw for c in ".eE")
+    tokens.append(Token("float" if is_float else "int", float(raw) if is_float else int(raw), pos + 1, raw))
+    return end
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+_KEYWORDS = {"where", "and", "or", "not", "true", "false", "nil"}
+_ENUM = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def parse_statement(text: str) -> Statement:
+    parser = _Parser(text)
+    call = parser.call()
+    where = None
+    if parser.at_keyword("where"):
+        parser.advance()
+        if parser.peek().kind == "end":
+            raise StatementError('"where" must be followed by a condition')
+        where = parser.condition()
+        parser.expect_end('"and", "or"')
+    else:
+        parser.expect_end('"where"')
+    return Statement(call, where)
+
+
+def parse_condition(text: str) -> Condition:
+    parser = _Parser(text)
+    if parser.peek().kind == "end":
+        raise StatementError("the condition is empty")
+    condition = parser.condition()
+    parser.expect_end('"and", "or"')
+    return condition
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = tokenize(text)
+        self.pos = 0
+
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.peek()
+        self.pos += 1
+        return token
+
+    def at_keyword(self, word: str) -> bool:
+        token = self.peek()
+        return token.kind == "ident" and token.value == word
+
+    def at_punct(self, char: str) -> bool:
+        token = self.peek()
+        return token.kind == "punct" and token.value == char
+
+    def expect_punct(self, char: str, what: str) -> None:
+        if not self.at_punct(char):
+            token = self.peek()
+            raise StatementError(f'expected "{char}" {what} at column {token.column}, got {token.show()}')
+        self.advance()
+
+    def expect_end(self, alternatives: str) -> None:
+        token = self.peek()
+        if token.kind != "end":
+            raise StatementError(f"unexpected {token.show()} at column {token.column}; "
+                                 f"expected {alternatives} or the end of the text")
+
+    def call(self) -> Call:
+        token = self.advance()
+        if token.kind != "ident" or not self.at_punct("("):
+            raise StatementError(f"a statement starts with an editor call such as set(...), "
+                                 f"got {token.show()} at column {token.column}")
+        self.advance()
+        args: list[Value] = []
+        if not self.at_punct(")"):
+            args.append(self.argument())
+            while self.at_punct(","):
+                self.advance()
+                args.append(self.argument())
+        self.expect_punct(")", f"to close {token.value}(")
+        return Call(token.value, tuple(args))
+
+    def argument(self) -> Value:
+        if not self.at_punct("["):
+            return self.value()
+        self.advance()
+        items: list[Value] = []
+        if not self.at_punct("]"):
+            items.append(self.value())
+            while self.at_punct(","):
+                self.advance()
+                items.append(self.value())
+        self.expect_punct("]", "to close the list")
+        return ListOf(tuple(items))
+
+    def value(self) -> Value:
+        token = self.advance()
+        if token.kind in ("string", "int", "float"):
+            return Const(token.value)
+        if token.kind != "ident":
+            raise StatementError(f"expected a value at column {token.column}, got {token.show()}")
+        if token.value in ("true", "false"):
+            return Const(token.value == "true")
+        if token.value == "nil":
+            return Const(None)
+        if token.value in _KEYWORDS:
+            raise StatementError(f'expected a value at column {token.column}, got the keyword "{token.value}"')
+        if self.at_punct("("):
+            raise StatementError(f'function calls are not supported as values ("{token.value}(" '
+                                 f"at column {token.column})")
+        if _ENUM.fullmatch(token.value) and not self.at_punct("."):
+            return EnumRef(token.value)
+        return self.path(token)
+
+    def path(self, first: Token) -> Path:
+        names = [first.value]
+        while self.at_punct("."):
+            self.advance()
+            token = self.advance()
+            if token.kind != "ident":
+                raise StatementError(f"expected a name after \".\" at column {token.column}, got {token.show()}")
+            names.append(token.value)
+        keys: list[str | int] = []
+        while self.at_punct("["):
+            self.advance()
+            token = self.advance()
+            if token.kind not in ("string", "int"):
+                raise StatementError(f"expected a string or integer key at column {token.column}, "
+                                     f"got {token.show()}")
+            keys.append(token.value)
+            self.expect_punct("]", "to close the key")
+        return Path(tuple(names), tuple(keys))
+
+    def condition(self) -> Condition:
+        operands = [self.and_expr()]
+        while self.at_keyword("or"):
+            self.advance()
+            operands.append(self.and_expr())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def and_expr(self) -> Condition:
+        operands = [self.not_expr()]
+        while self.at_keyword("and"):
+            self.advance()
+            operands.append(self.not_expr())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def not_expr(self) -> Condition:
+        if self.at_keyword("not"):
+            self.advance()
+            return Not(self.not_expr())
+        if self.at_punct("("):
+            self.advance()
+            inner = self.condition()
+            self.expect_punct(")", "to close the parenthesis")
+            return inner
+        left = self.value()
+        token = self.peek()
+        if token.kind == "op":
+            self.advance()
+            return Compare(token.value, left, self.value())
+        if isinstance(left, Const) and isinstance(left.value, bool):
+            return left
+        raise StatementError(f"expected a comparison operator (==, !=, <, <=, >, >=) at column {token.column}, "
+                             f"got {token.show()}")
