@@ -9,6 +9,7 @@ tasks without being threaded through every call.
 from __future__ import annotations
 
 import contextvars
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 
 
@@ -23,12 +24,26 @@ class ClientInfo:
 
     @classmethod
     def from_pairs(cls, pairs, address: str = "") -> "ClientInfo":
+        """From gRPC-style (key, value) pairs and a peer ("ipv4:10.0.0.1:5000" or "host:port")."""
         metadata: dict[str, list[str]] = {}
         for key, value in pairs or ():
             if isinstance(value, bytes):  # binary "-bin" metadata is not text
                 continue
             metadata.setdefault(key.lower(), []).append(value)
-        return cls({k: tuple(v) for k, v in metadata.items()}, address)
+        return cls({k: tuple(v) for k, v in metadata.items()}, peer_host(address) if address else "")
+
+
+def peer_host(address: str) -> str:
+    """The IP of a gRPC peer ("ipv4:10.0.0.1:5000", "ipv6:[::1]:5000") or a "host:port"."""
+    scheme, sep, rest = address.partition(":")
+    if sep and scheme in ("ipv4", "ipv6"):
+        address = unquote(rest)  # newer gRPC writes the IPv6 brackets as %5B / %5D
+    if address.startswith("["):
+        end = address.find("]")
+        return address[1:end] if end > 0 else address
+    host, sep, port = address.partition(":")
+    # More than one colon without brackets is a bare IPv6 address, which has no port.
+    return host if sep and port.isdigit() else address
 
 
 _EMPTY = ClientInfo()

@@ -147,7 +147,7 @@ service:
 """
 
 AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc)"
-AVAILABLE_PROCESSORS = "(available: transform)"
+AVAILABLE_PROCESSORS = "(available: attributes, resource, transform)"
 OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, timeout, tls)"
 
 
@@ -689,8 +689,6 @@ REFERENCE_PROBLEMS = [
     'receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)',
     'receivers::prometheus: unsupported receiver type "prometheus" (available: otlp)',
     f'processors::batch: unsupported processor type "batch" {AVAILABLE_PROCESSORS}',
-    f'processors::resource: unsupported processor type "resource" {AVAILABLE_PROCESSORS}',
-    f'processors::attributes/genops: unsupported processor type "attributes" {AVAILABLE_PROCESSORS}',
     f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
     f'exporters::prometheus: unsupported exporter type "prometheus" {AVAILABLE_EXPORTERS}',
     f'exporters::jaeger: unsupported exporter type "jaeger" {AVAILABLE_EXPORTERS}',

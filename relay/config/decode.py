@@ -109,7 +109,8 @@ def _decode(tp: Any, raw: Any, path: tuple[str, ...]) -> tuple[Any, list[Problem
 
 
 def _decode_scalar(tp: Any, raw: Any, path: tuple[str, ...]) -> tuple[Any, list[Problem]]:
-    if isinstance(raw, Expanded) and tp is not str:
+    # A free-form (Any) value keeps the environment's text as written: "0042" stays a string.
+    if isinstance(raw, Expanded) and tp is not str and tp is not Any:
         raw = _from_environment(raw)
     if tp is Duration:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):

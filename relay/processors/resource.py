@@ -1,0 +1,45 @@
+"""The ``resource`` processor: the attribute actions, applied to the resource of every signal.
+
+The actions sit under ``attributes:``, as in the collector; their semantics
+(and those of ``from_attribute``, which reads the resource's own attributes)
+are documented in ``attraction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relay.errors import Problem
+from relay.processors.attraction import ActionConfig, Actions
+from relay.processors.helper import FunctionProcessor
+from relay.signals import Signal, signal_of
+
+TYPE = "resource"
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+_RESOURCES = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics", Signal.LOGS: "resource_logs"}
+
+
+@dataclass
+class Config:
+    attributes: list[ActionConfig] = field(default_factory=list)
+
+    def validate(self) -> list[Problem]:
+        return [] if self.attributes else [Problem(("attributes",), "at least one action is required")]
+
+
+def create(id_, config: Config, next_consumer, telemetry):
+    return FunctionProcessor(id_, process_function(config), next_consumer, mutates=True)
+
+
+def process_function(config: Config):
+    """The pure request -> request function of a validated config, compiled once."""
+    actions = Actions(config.attributes)
+
+    def process(request):
+        run = actions.for_request()
+        for entry in getattr(request, _RESOURCES[signal_of(request)]):
+            run(entry.resource.attributes)
+        return request
+
+    return process
