@@ -1,4 +1,4 @@
-"""``genops-relay``: run | validate | bench."""
+"""``genops-relay``: run | validate | price | bench."""
 
 from __future__ import annotations
 
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config and print its pipeline graph")
     validate.add_argument("--config", help="collector-format YAML (default: print the built-in config)")
     validate.set_defaults(func=cmd_validate)
+
+    price = sub.add_parser("price", help="what an LLM call costs and where the price came from")
+    from relay import pricing_cli
+
+    pricing_cli.add_arguments(price)
+    price.set_defaults(func=pricing_cli.main)
 
     bench = sub.add_parser("bench", help="measure throughput against a same-run ceiling")
     from relay.bench import add_arguments
