@@ -8,6 +8,10 @@ receivers:
       grpc:
         endpoint: 0.0.0.0:4317
 
+processors:
+  # GenOps attribution and LLM cost on every LLM span (team/project default to "unassigned").
+  genops: {}
+
 exporters:
   debug:
     verbosity: basic
@@ -21,6 +25,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
+      processors: [genops]
       exporters: [debug]
     metrics:
       receivers: [otlp]

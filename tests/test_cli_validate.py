@@ -13,7 +13,7 @@ from relay.defaults import DEFAULT_CONFIG
 DEFAULT_GRAPH = """\
 pipeline traces:
   receivers:  otlp
-  processors: (none)
+  processors: genops
   exporters:  debug
 pipeline metrics:
   receivers:  otlp

@@ -147,7 +147,7 @@ service:
 """
 
 AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc)"
-AVAILABLE_PROCESSORS = "(available: attributes, resource, transform)"
+AVAILABLE_PROCESSORS = "(available: attributes, genops, resource, transform)"
 OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, timeout, tls)"
 
 

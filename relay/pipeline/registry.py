@@ -32,12 +32,13 @@ class Registry:
 def default_registry() -> Registry:
     from relay.exporters import debug, otlp_grpc
     from relay.extensions import health_check
-    from relay.processors import attributes, resource, transform
+    from relay.processors import attributes, genops, resource, transform
     from relay.receivers import otlp
 
     return (Registry()
             .add("receivers", otlp)
             .add("processors", attributes)
+            .add("processors", genops)
             .add("processors", resource)
             .add("processors", transform)
             .add("exporters", otlp_grpc)

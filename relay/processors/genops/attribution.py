@@ -1,0 +1,130 @@
+"""Who spent it: team, project, customer, environment, feature and cost center.
+
+Each field resolves in order: the span's ``genops.<field>``, the resource's,
+(for environment: ``deployment.environment[.name]`` on span, then resource),
+then the configured rules in order, then the configured defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from relay import client
+from relay.attrs import to_python
+from relay.processors.genops.keys import ATTRIBUTION, ENVIRONMENT_FALLBACK
+
+GENOPS_KEYS = {name: f"genops.{name}" for name in ATTRIBUTION}
+
+# A rule looks at (span attributes, resource attributes, per-request context values)
+# and gives {field: value} for the fields it decides.
+Rule = Callable[[dict, dict, dict], dict]
+
+_MATCH_CACHE_LIMIT = 4096
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    plain = to_python(value)
+    return None if plain is None or isinstance(plain, (list, dict)) else str(plain)
+
+
+def compile_rules(rules) -> tuple[list[Rule], dict[str, str]]:
+    """(rules as functions, {target field: from_context source}) in config order."""
+    compiled: list[Rule] = []
+    context_sources: dict[str, str] = {}
+    for index, rule in enumerate(rules):
+        if rule.from_context:
+            context_key = f"rule{index}"
+            context_sources[context_key] = rule.from_context
+            compiled.append(_context_rule(context_key, rule.target))
+        else:
+            compiled.append(_attribute_rule(rule.attribute, rule.value, rule.pattern, dict(rule.set)))
+    return compiled, context_sources
+
+
+def _context_rule(context_key: str, target: str) -> Rule:
+    def rule(span: dict, resource: dict, context: dict) -> dict:
+        value = context.get(context_key)
+        return {target: value} if value else {}
+    return rule
+
+
+def _attribute_rule(attribute: str, exact: str, pattern: str, assign: dict) -> Rule:
+    if exact:
+        def matches(text: str) -> bool:
+            return text == exact
+    else:
+        regex = re.compile(pattern)
+        seen: dict[str, bool] = {}
+
+        def matches(text: str) -> bool:
+            hit = seen.get(text)
+            if hit is None:
+                hit = regex.search(text) is not None
+                if len(seen) < _MATCH_CACHE_LIMIT:
+                    seen[text] = hit
+            return hit
+
+    def rule(span: dict, resource: dict, context: dict) -> dict:
+        text = _text(span.get(attribute))
+        if text is None:
+            text = _text(resource.get(attribute))
+        return assign if text is not None and matches(text) else {}
+    return rule
+
+
+def context_values(sources: dict[str, str]) -> dict[str, str]:
+    """The from_context values of the request being processed, read once per request."""
+    values = {}
+    for key, source in sources.items():
+        value = client.from_context(source)
+        if value:
+            values[key] = value
+    return values
+
+
+def resource_fields(resource: dict) -> dict[str, str]:
+    """The fields a resource decides by itself (its genops.* keys)."""
+    found = {}
+    for name, key in GENOPS_KEYS.items():
+        text = _text(resource.get(key))
+        if text:
+            found[name] = text
+    return found
+
+
+def resolve(span: dict, resource: dict, from_resource: dict, rules: list[Rule], context: dict,
+            defaults: dict) -> dict[str, str]:
+    """The fields to write on a span: every field the span does not already carry."""
+    out: dict[str, str] = {}
+    missing = []
+    for name, key in GENOPS_KEYS.items():
+        if key in span:
+            continue
+        value = from_resource.get(name)
+        if value is None and name == "environment":
+            value = _environment(span, resource)
+        if value is not None:
+            out[name] = value
+        else:
+            missing.append(name)
+    if missing and rules:
+        for rule in rules:
+            for name, value in rule(span, resource, context).items():
+                if name in missing and name not in out:
+                    out[name] = value
+    for name in missing:
+        if name not in out and name in defaults:
+            out[name] = defaults[name]
+    return out
+
+
+def _environment(span: dict, resource: dict) -> str | None:
+    for attributes in (span, resource):
+        for key in ENVIRONMENT_FALLBACK:
+            text = _text(attributes.get(key))
+            if text:
+                return text
+    return None
