@@ -24,12 +24,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+PIPELINES = {
+    "passthrough": "built-in passthrough (otlp grpc -> otlp grpc, no compression)",
+    "genops": "built-in genops (otlp grpc -> genops processor -> otlp grpc, no compression)",
+}
+
 PASSTHROUGH_CONFIG = """\
 receivers:
   otlp:
     protocols:
       grpc:
         endpoint: ${BENCH_RECEIVER_ENDPOINT}
+processors:
+  genops: {}
 exporters:
   otlp:
     endpoint: ${BENCH_SINK_ENDPOINT}
@@ -44,6 +51,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
+      processors: @PROCESSORS@
       exporters: [otlp]
   telemetry:
     logs:
@@ -54,7 +62,9 @@ service:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="relay config to measure (default: built-in otlp -> otlp passthrough)")
+    parser.add_argument("--config", help="relay config to measure (default: a built-in --pipeline)")
+    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="passthrough",
+                        help="built-in pipeline to measure when no --config is given (default passthrough)")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first (default 1)")
     parser.add_argument("--spans-per-request", type=int, default=512)
@@ -128,7 +138,8 @@ def measure(args) -> dict:
         payload_path.write_bytes(payload)
         config_path = args.config or str(Path(tmp, "passthrough.yaml"))
         if not args.config:
-            Path(config_path).write_text(PASSTHROUGH_CONFIG)
+            processors = "[genops]" if args.pipeline == "genops" else "[]"
+            Path(config_path).write_text(PASSTHROUGH_CONFIG.replace("@PROCESSORS@", processors))
         relay_log = open(Path(tmp, "relay.log"), "w+")
         load = subprocess.Popen(
             [sys.executable, "-m", "relay.bench.load", "--target", env["BENCH_RECEIVER_ENDPOINT"],
@@ -165,8 +176,8 @@ def measure(args) -> dict:
     spans = args.spans_per_request
     rate = result["acked_requests"] * spans / result["elapsed_s"] if result["elapsed_s"] > 0 else 0.0
     top = ceiling(payload, spans)
-    return {
-        "config": args.config or "built-in passthrough (otlp grpc -> otlp grpc, no compression)",
+    measured = {
+        "config": args.config or PIPELINES[args.pipeline],
         "spans_per_request": spans,
         "payload_bytes": len(payload),
         "concurrency": args.concurrency,
@@ -182,6 +193,32 @@ def measure(args) -> dict:
         "relay_exit_status": relay.returncode,
         "relay_log_tail": tail if relay.returncode not in (0, None) or result["errors"] else "",
     }
+    if not args.config and args.pipeline == "genops":
+        measured["genops_us_per_span"] = round(genops_cost_per_span(payload, spans), 2)
+    return measured
+
+
+def genops_cost_per_span(payload: bytes, spans: int, rounds: int = 20) -> float:
+    """Microseconds the genops processor adds per span, in-process on one core.
+
+    Each round parses a fresh copy (the processor edits in place) and times
+    only the processor call, so parsing and serializing are not counted.
+    """
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from prometheus_client import CollectorRegistry
+
+    from relay.component import ComponentID
+    from relay.processors import genops
+    from relay.telemetry import SelfMetrics
+
+    processor = genops.create(ComponentID("genops"), genops.Config(), None, SelfMetrics(CollectorRegistry()))
+    spent = 0.0
+    for _ in range(rounds):
+        request = ExportTraceServiceRequest.FromString(payload)
+        start = time.perf_counter()
+        processor.process(request)
+        spent += time.perf_counter() - start
+    return spent / (rounds * spans) * 1e6
 
 
 def render(result: dict) -> str:
@@ -197,6 +234,8 @@ def render(result: dict) -> str:
         f"latency (ms):      p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}",
         f"acked / at sink:   {result['acked_requests']} / {result['sink_requests']} requests",
     ]
+    if "genops_us_per_span" in result:
+        lines.append(f"genops processor:  {result['genops_us_per_span']} µs added per span (in-process, one core)")
     if result["errors"]:
         lines.append(f"errors:            {result['errors']}")
     if result["relay_log_tail"]:

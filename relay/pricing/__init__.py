@@ -11,7 +11,7 @@ order and cache, ``names`` for normalisation, ``cost`` for the arithmetic and
 
 from relay.pricing.book import PriceBook, build
 from relay.pricing.config import FallbackConfig, OverrideConfig, PricingConfig
-from relay.pricing.cost import Cost, Rates, RateTier, Usage, cost_of
+from relay.pricing.cost import Cost, Rates, RateTier, Usage, cost_of, total_of
 
 __all__ = ["Cost", "FallbackConfig", "OverrideConfig", "PriceBook", "PricingConfig", "RateTier", "Rates", "Usage",
-           "build", "cost_of"]
+           "build", "cost_of", "total_of"]

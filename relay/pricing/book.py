@@ -63,6 +63,12 @@ class PriceBook:
 
     def rates(self, models: Sequence[str], provider: str | None, at_unix_nano: int | datetime) -> Rates | None:
         """First candidate model that any source can price, at that time; cached."""
+        return self.rates_in_force(models, provider, at_unix_nano)[0]
+
+    def rates_in_force(self, models: Sequence[str], provider: str | None,
+                       at_unix_nano: int | datetime) -> tuple[Rates | None, int, int]:
+        """``rates()`` with the period [since, until) in unix nanoseconds in which the answer holds,
+        so a caller may reuse it for other times in that period without asking again."""
         at = to_ns(at_unix_nano) if isinstance(at_unix_nano, datetime) else int(at_unix_nano)
         if self._live is not None:
             generation = self._live.generation()
@@ -76,7 +82,7 @@ class PriceBook:
             for since, until, rates in periods:
                 if since <= at < until:
                     self._cache.move_to_end(key)
-                    return rates
+                    return rates, since, until
         rates, since, until = self._resolve(key[0], key[1], at)
         if periods is None:
             periods = self._cache[key] = []
@@ -87,7 +93,7 @@ class PriceBook:
             if len(periods) >= _PERIODS_PER_KEY:
                 periods.pop(0)
         periods.append((since, until, rates))
-        return rates
+        return rates, since, until
 
     def _resolve(self, models: tuple[str, ...], provider: str | None, at: int) -> tuple[Rates | None, int, int]:
         since, until = EARLIEST, LATEST

@@ -102,5 +102,20 @@ def cost_of(rates: Rates, usage: Usage) -> Cost:
     return Cost(total=sum(parts.values()), parts=parts, rates=effective)
 
 
+def total_of(rates: Rates, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+             reasoning: int = 0) -> float:
+    """``cost_of(...).total`` from plain counts, without the breakdown: the per-span path."""
+    if rates.tiers:
+        return cost_of(rates, Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)).total
+    input_tokens, output_tokens = max(input_tokens, 0), max(output_tokens, 0)
+    cache_read, cache_write, reasoning = max(cache_read, 0), max(cache_write, 0), max(reasoning, 0)
+    return (max(input_tokens - cache_read - cache_write, 0) * rates.input
+            + cache_read * (rates.input if rates.cache_read is None else rates.cache_read)
+            + cache_write * (rates.input if rates.cache_write is None else rates.cache_write)
+            + max(output_tokens - reasoning, 0) * rates.output
+            + reasoning * (rates.output if rates.reasoning is None else rates.reasoning)
+            + rates.request)
+
+
 def _or(rate: float | None, default: float) -> float:
     return default if rate is None else rate

@@ -31,14 +31,14 @@ def create(id_, config: Config, next_consumer, telemetry):
     name = str(id_)
     seen_models: set[str] = set()
 
-    def on_unpriced(model: str, reason: str) -> None:
+    def on_unpriced(model: str, reason: str, count: int) -> None:
         if model not in seen_models:
             if len(seen_models) >= MODEL_LABEL_LIMIT:
                 model = "other"
             else:
                 seen_models.add(model)
                 log.warning("cannot price LLM span", fields={"model": model, "reason": reason})
-        unpriced.labels(name, model, reason).inc()
+        unpriced.labels(name, model, reason).inc(count)
 
     def on_sources(counts) -> None:
         for source, count in counts.items():

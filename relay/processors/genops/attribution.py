@@ -11,7 +11,6 @@ import re
 from typing import Callable
 
 from relay import client
-from relay.attrs import to_python
 from relay.processors.genops.keys import ATTRIBUTION, ENVIRONMENT_FALLBACK
 
 GENOPS_KEYS = {name: f"genops.{name}" for name in ATTRIBUTION}
@@ -24,10 +23,12 @@ _MATCH_CACHE_LIMIT = 4096
 
 
 def _text(value) -> str | None:
-    if value is None:
+    """Attribute values arrive as plain Python scalars (see ``read``)."""
+    if value is None or isinstance(value, (list, dict, bytes)):
         return None
-    plain = to_python(value)
-    return None if plain is None or isinstance(plain, (list, dict)) else str(plain)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def compile_rules(rules) -> tuple[list[Rule], dict[str, str]]:

@@ -1,0 +1,203 @@
+/*
+ * Reads a serialized OTLP Span's top-level attributes for a set of wanted keys.
+ *
+ * The genops processor looks at a dozen keys of every span. Walking the
+ * attribute list through the protobuf runtime creates Python objects for every
+ * entry; this walks the span's wire bytes once and builds objects only for the
+ * keys asked for. scan(span_bytes, index, size) -> (mask, values): ``index``
+ * maps each wanted key to a slot below ``size``; ``values[slot]`` is the first
+ * entry's value as str, int, float or bool, Ellipsis for a value of another
+ * kind, None when absent; bit ``slot`` of ``mask`` is set when present.
+ * The pure-Python reader in read.py has the same contract and is the fallback.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} cursor;
+
+static int read_varint(cursor *c, uint64_t *out) {
+    uint64_t value = 0;
+    int shift = 0;
+    while (c->p < c->end && shift < 64) {
+        uint8_t byte = *c->p++;
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = value;
+            return 0;
+        }
+        shift += 7;
+    }
+    return -1;
+}
+
+/* Skips one field of the given wire type; -1 on malformed input. */
+static int skip_field(cursor *c, int wire_type) {
+    uint64_t n;
+    switch (wire_type) {
+    case 0:
+        return read_varint(c, &n);
+    case 1:
+        if (c->end - c->p < 8) return -1;
+        c->p += 8;
+        return 0;
+    case 2:
+        if (read_varint(c, &n) < 0 || (uint64_t)(c->end - c->p) < n) return -1;
+        c->p += n;
+        return 0;
+    case 5:
+        if (c->end - c->p < 4) return -1;
+        c->p += 4;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* A new reference to the AnyValue's scalar, Py_None for other kinds, NULL on error. */
+static PyObject *decode_any_value(const uint8_t *p, Py_ssize_t len) {
+    cursor c = {p, p + len};
+    PyObject *result = NULL;
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) goto malformed;
+        int field = (int)(tag >> 3), wire_type = (int)(tag & 7);
+        PyObject *value = NULL;
+        if (field == 1 && wire_type == 2) {
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) goto malformed;
+            value = PyUnicode_DecodeUTF8((const char *)c.p, (Py_ssize_t)n, "strict");
+            c.p += n;
+            if (value == NULL) {
+                Py_XDECREF(result);
+                return NULL;
+            }
+        } else if ((field == 2 || field == 3) && wire_type == 0) {
+            if (read_varint(&c, &n) < 0) goto malformed;
+            value = field == 2 ? PyBool_FromLong(n != 0) : PyLong_FromLongLong((long long)(int64_t)n);
+        } else if (field == 4 && wire_type == 1) {
+            double d;
+            if (c.end - c.p < 8) goto malformed;
+            memcpy(&d, c.p, 8); /* little-endian IEEE 754 on the wire and on supported hosts */
+            c.p += 8;
+            value = PyFloat_FromDouble(d);
+        } else {
+            if (skip_field(&c, wire_type) < 0) goto malformed;
+            value = Py_NewRef(Py_None);
+        }
+        if (value == NULL) {
+            Py_XDECREF(result);
+            return NULL;
+        }
+        /* proto3: the last occurrence of a oneof member wins */
+        Py_XDECREF(result);
+        result = value;
+    }
+    return result ? result : Py_NewRef(Py_None);
+malformed:
+    Py_XDECREF(result);
+    PyErr_SetString(PyExc_ValueError, "malformed AnyValue");
+    return NULL;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    PyObject *index;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "y*O!n", &buffer, &PyDict_Type, &index, &size)) return NULL;
+    if (size < 0 || size > 63) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "between 0 and 63 slots");
+        return NULL;
+    }
+    PyObject *values = PyTuple_New(size);
+    if (values == NULL) {
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) PyTuple_SET_ITEM(values, i, Py_NewRef(Py_None));
+    uint64_t mask = 0;
+    cursor c = {(const uint8_t *)buffer.buf, (const uint8_t *)buffer.buf + buffer.len};
+    while (c.p < c.end) {
+        uint64_t tag, len;
+        if (read_varint(&c, &tag) < 0) goto malformed;
+        if (tag != ((9 << 3) | 2)) {
+            if (skip_field(&c, (int)(tag & 7)) < 0) goto malformed;
+            continue;
+        }
+        if (read_varint(&c, &len) < 0 || (uint64_t)(c.end - c.p) < len) goto malformed;
+        cursor kv = {c.p, c.p + len};
+        c.p += len;
+        const uint8_t *key = NULL, *value = NULL;
+        uint64_t key_len = 0, value_len = 0;
+        while (kv.p < kv.end) {
+            uint64_t kv_tag, n;
+            if (read_varint(&kv, &kv_tag) < 0) goto malformed;
+            if ((kv_tag & 7) == 2 && ((kv_tag >> 3) == 1 || (kv_tag >> 3) == 2)) {
+                if (read_varint(&kv, &n) < 0 || (uint64_t)(kv.end - kv.p) < n) goto malformed;
+                if ((kv_tag >> 3) == 1) { key = kv.p; key_len = n; }
+                else { value = kv.p; value_len = n; }
+                kv.p += n;
+            } else if (skip_field(&kv, (int)(kv_tag & 7)) < 0) {
+                goto malformed;
+            }
+        }
+        if (key == NULL) continue;
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)key, (Py_ssize_t)key_len, "strict");
+        if (name == NULL) {
+            PyErr_Clear(); /* a key that is not UTF-8 is no key we want */
+            continue;
+        }
+        PyObject *slot_object = PyDict_GetItemWithError(index, name);
+        Py_DECREF(name);
+        if (slot_object == NULL) {
+            if (PyErr_Occurred()) goto error;
+            continue;
+        }
+        Py_ssize_t slot = PyLong_AsSsize_t(slot_object);
+        if (slot < 0 || slot >= size) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
+            goto error;
+        }
+        if (mask & ((uint64_t)1 << slot)) continue; /* the first entry of a key wins */
+        mask |= (uint64_t)1 << slot;
+        PyObject *decoded = value ? decode_any_value(value, (Py_ssize_t)value_len) : Py_NewRef(Py_None);
+        if (decoded == NULL) goto error;
+        if (decoded == Py_None) {
+            Py_DECREF(decoded);
+            decoded = Py_NewRef(Py_Ellipsis); /* present, but no scalar */
+        }
+        PyObject *old = PyTuple_GET_ITEM(values, slot);
+        PyTuple_SET_ITEM(values, slot, decoded);
+        Py_DECREF(old);
+    }
+    PyBuffer_Release(&buffer);
+    PyObject *mask_object = PyLong_FromUnsignedLongLong(mask);
+    if (mask_object == NULL) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    PyObject *result = PyTuple_Pack(2, mask_object, values);
+    Py_DECREF(mask_object);
+    Py_DECREF(values);
+    return result;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed Span");
+error:
+    PyBuffer_Release(&buffer);
+    Py_DECREF(values);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(span_bytes, index, size) -> (presence mask, values): top-level attributes by slot"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }

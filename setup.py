@@ -1,0 +1,9 @@
+"""Builds the optional native attribute scanner; everything else is in pyproject.toml.
+
+``optional=True``: where no C compiler exists the install still succeeds and
+the genops processor uses its pure-Python reader (same results, slower).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("relay.processors.genops._scan", ["relay/processors/genops/_scan.c"], optional=True)])
