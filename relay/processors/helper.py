@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from relay import received
+
 
 class FunctionProcessor:
     mutates_data = True
@@ -17,6 +19,7 @@ class FunctionProcessor:
         self.id = id_
         self.process = process
         self.next = next_consumer
+        self.changes_data = mutates
         self.mutates_data = mutates or next_consumer.mutates_data
 
     async def start(self) -> None:
@@ -27,5 +30,7 @@ class FunctionProcessor:
 
     async def consume(self, request) -> None:
         result = self.process(request)
+        if self.changes_data:
+            received.changed()  # the bytes the request arrived as no longer describe it
         if result is not None:
             await self.next.consume(result)

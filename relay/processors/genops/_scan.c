@@ -192,9 +192,202 @@ error:
     return NULL;
 }
 
+/*
+ * scan_request(request_bytes, index, n_static, size) -> [(mask, static, dynamic), ...]
+ *
+ * One entry per span of a serialized ExportTraceServiceRequest, in order.
+ * Slots below n_static are "static": their raw AnyValue bytes, each prefixed
+ * with the slot number and length, are concatenated in slot order into
+ * ``static`` (a hashable signature of the span's non-numeric attributes,
+ * built without making a Python object per value). Slots from n_static up are
+ * decoded into the ``dynamic`` tuple as scan() does.
+ */
+typedef struct {
+    const uint8_t *value;
+    Py_ssize_t len;
+} slot_ref;
+
+static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, PyObject *index, Py_ssize_t n_static,
+                               Py_ssize_t size) {
+    slot_ref refs[64];
+    uint64_t mask = 0;
+    cursor c = {p, p + len};
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) goto malformed;
+        if (tag != ((9 << 3) | 2)) {
+            if (skip_field(&c, (int)(tag & 7)) < 0) goto malformed;
+            continue;
+        }
+        if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) goto malformed;
+        cursor kv = {c.p, c.p + n};
+        c.p += n;
+        const uint8_t *key = NULL, *value = NULL;
+        uint64_t key_len = 0, value_len = 0;
+        while (kv.p < kv.end) {
+            uint64_t kv_tag, m;
+            if (read_varint(&kv, &kv_tag) < 0) goto malformed;
+            if ((kv_tag & 7) == 2 && ((kv_tag >> 3) == 1 || (kv_tag >> 3) == 2)) {
+                if (read_varint(&kv, &m) < 0 || (uint64_t)(kv.end - kv.p) < m) goto malformed;
+                if ((kv_tag >> 3) == 1) { key = kv.p; key_len = m; }
+                else { value = kv.p; value_len = m; }
+                kv.p += m;
+            } else if (skip_field(&kv, (int)(kv_tag & 7)) < 0) {
+                goto malformed;
+            }
+        }
+        if (key == NULL) continue;
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)key, (Py_ssize_t)key_len, "strict");
+        if (name == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *slot_object = PyDict_GetItemWithError(index, name);
+        Py_DECREF(name);
+        if (slot_object == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        Py_ssize_t slot = PyLong_AsSsize_t(slot_object);
+        if (slot < 0 || slot >= size) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
+            return NULL;
+        }
+        if (mask & ((uint64_t)1 << slot)) continue;
+        mask |= (uint64_t)1 << slot;
+        refs[slot].value = value;
+        refs[slot].len = value ? (Py_ssize_t)value_len : 0;
+    }
+    Py_ssize_t static_len = 0;
+    for (Py_ssize_t i = 0; i < n_static; i++)
+        if (mask & ((uint64_t)1 << i)) static_len += 1 + 5 + refs[i].len;
+    PyObject *signature = PyBytes_FromStringAndSize(NULL, static_len);
+    if (signature == NULL) return NULL;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(signature), *start = out;
+    for (Py_ssize_t i = 0; i < n_static; i++) {
+        if (!(mask & ((uint64_t)1 << i))) continue;
+        *out++ = (uint8_t)i;
+        uint64_t l = (uint64_t)refs[i].len;
+        do { /* length as a varint, so entries cannot run into each other */
+            uint8_t byte = l & 0x7F;
+            l >>= 7;
+            *out++ = byte | (l ? 0x80 : 0);
+        } while (l);
+        if (refs[i].len) memcpy(out, refs[i].value, (size_t)refs[i].len);
+        out += refs[i].len;
+    }
+    if (_PyBytes_Resize(&signature, out - start) < 0) return NULL;
+    PyObject *dynamic = PyTuple_New(size - n_static);
+    if (dynamic == NULL) {
+        Py_DECREF(signature);
+        return NULL;
+    }
+    for (Py_ssize_t i = n_static; i < size; i++) {
+        PyObject *decoded;
+        if (!(mask & ((uint64_t)1 << i))) {
+            decoded = Py_NewRef(Py_None);
+        } else {
+            decoded = refs[i].value ? decode_any_value(refs[i].value, refs[i].len) : Py_NewRef(Py_None);
+            if (decoded == NULL) {
+                Py_DECREF(signature);
+                Py_DECREF(dynamic);
+                return NULL;
+            }
+            if (decoded == Py_None) {
+                Py_DECREF(decoded);
+                decoded = Py_NewRef(Py_Ellipsis);
+            }
+        }
+        PyTuple_SET_ITEM(dynamic, i - n_static, decoded);
+    }
+    PyObject *mask_object = PyLong_FromUnsignedLongLong(mask);
+    if (mask_object == NULL) {
+        Py_DECREF(signature);
+        Py_DECREF(dynamic);
+        return NULL;
+    }
+    PyObject *entry = PyTuple_Pack(3, mask_object, signature, dynamic);
+    Py_DECREF(mask_object);
+    Py_DECREF(signature);
+    Py_DECREF(dynamic);
+    return entry;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed Span");
+    return NULL;
+}
+
+/* Calls back for each length-delimited field ``field`` found directly in [p, end). */
+static int each_field(const uint8_t *p, const uint8_t *end, int field,
+                      int (*visit)(const uint8_t *, Py_ssize_t, void *), void *state) {
+    cursor c = {p, end};
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) return -2;
+        if (tag == (((uint64_t)field << 3) | 2)) {
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return -2;
+            int rc = visit(c.p, (Py_ssize_t)n, state);
+            if (rc < 0) return rc;
+            c.p += n;
+        } else if (skip_field(&c, (int)(tag & 7)) < 0) {
+            return -2;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject *out, *index;
+    Py_ssize_t n_static, size;
+} walk_state;
+
+static int visit_span(const uint8_t *p, Py_ssize_t len, void *state) {
+    walk_state *w = (walk_state *)state;
+    PyObject *entry = scan_one_span(p, len, w->index, w->n_static, w->size);
+    if (entry == NULL) return -1;
+    int rc = PyList_Append(w->out, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+static int visit_scope(const uint8_t *p, Py_ssize_t len, void *state) {
+    return each_field(p, p + len, 2, visit_span, state);
+}
+
+static int visit_resource(const uint8_t *p, Py_ssize_t len, void *state) {
+    return each_field(p, p + len, 2, visit_scope, state);
+}
+
+static PyObject *scan_request(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    PyObject *index;
+    Py_ssize_t n_static, size;
+    if (!PyArg_ParseTuple(args, "y*O!nn", &buffer, &PyDict_Type, &index, &n_static, &size)) return NULL;
+    if (size < 0 || size > 63 || n_static < 0 || n_static > size) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "need 0 <= n_static <= size <= 63");
+        return NULL;
+    }
+    walk_state state = {PyList_New(0), index, n_static, size};
+    if (state.out == NULL) {
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)buffer.buf;
+    int rc = each_field(p, p + buffer.len, 1, visit_resource, &state);
+    PyBuffer_Release(&buffer);
+    if (rc < 0) {
+        if (rc == -2) PyErr_SetString(PyExc_ValueError, "malformed ExportTraceServiceRequest");
+        Py_DECREF(state.out);
+        return NULL;
+    }
+    return state.out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(span_bytes, index, size) -> (presence mask, values): top-level attributes by slot"},
+    {"scan_request", scan_request, METH_VARARGS,
+     "scan_request(request_bytes, index, n_static, size) -> [(mask, static signature, dynamic values)]"},
     {NULL, NULL, 0, NULL},
 };
 

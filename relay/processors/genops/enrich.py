@@ -9,15 +9,19 @@ place; the others are appended in one encoded merge (``wire``).
 This runs for every span. Spans of one service mostly differ only in their
 token counts and costs, so the work is split in two: a ``Plan`` of everything
 that follows from the span's other attributes (attribution, models, provider,
-which keys exist), made once per distinct combination and resource, and the
-per-span arithmetic on tokens and cost.
+which keys exist, the encoded entries that follow), made once per distinct
+signature and resource, and ``Plan.apply``: the per-span arithmetic on
+tokens and cost.
+
+A concept (input tokens, reported cost, ...) is read from the first of its
+keys the span carries; if that value is not a number the concept counts as
+missing.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable
 
 from relay.attrs import fill, find, to_python
@@ -28,12 +32,14 @@ from relay.processors.genops.keys import (
     INPUT_TOKENS, LLM_MARKERS, MODEL, OUT_INPUT, OUT_MODEL, OUT_OUTPUT, OUT_PROVIDER, OUTPUT_TOKENS, PROVIDER,
     REASONING_TOKENS, REPORTED_COST,
 )
-from relay.processors.genops.read import Reader
+from relay.processors.genops.read import Reader, static_values
 
 PRICE_SOURCE = "genops.cost.price_source"
 # Keys whose values vary span by span; everything else goes into the plan's signature.
 DYNAMIC = INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ_TOKENS + CACHE_WRITE_TOKENS + REASONING_TOKENS + REPORTED_COST
+WRITTEN = (OUT_MODEL, OUT_PROVIDER, OUT_INPUT, OUT_OUTPUT, COST_TOTAL, COST_CURRENCY, COST_SOURCE, PRICE_SOURCE)
 _PLANS_PER_RESOURCE = 256
+_SKIP = object()  # the plan of a span that is no LLM call
 
 
 def number(value) -> float | None:
@@ -47,34 +53,118 @@ def number(value) -> float | None:
         return None
 
 
-def _first_text(values, slots) -> str | None:
-    for slot in slots:
-        value = values[slot]
-        if isinstance(value, str):
-            value = value.strip()
-            if value:
-                return value
+def _tokens(value) -> int | None:
+    if type(value) is not int:
+        value = number(value)
+        if value is None:
+            return None
+    return int(value) if value > 0 else 0
+
+
+def _text(value) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
     return None
 
 
-@dataclass
 class Plan:
-    """What follows for a span from everything but its token counts and costs."""
+    """Everything about a span but its numbers; ``apply`` adds the numbers."""
 
-    llm: bool
-    entries: bytes = b""            # encoded attributes to append whatever the tokens say
-    models: tuple[str, ...] = ()
-    provider: str | None = None
-    present: frozenset = frozenset()  # which written keys the span already has
-    rates: tuple | None = None      # (rates, since, until) of the last lookup
-    # The slot each concept is read from: the first of its keys the span carries. That
-    # key is authoritative; if its value is not a number the concept counts as missing.
-    input: int | None = None
-    output: int | None = None
-    cache_read: int | None = None
-    cache_write: int | None = None
-    reasoning: int | None = None
-    reported: int | None = None
+    def __init__(self, entries: bytes, models: tuple, provider: str | None, present: frozenset,
+                 slots: dict, inclusive: bool, in_force, total_slot: int):
+        self.entries = entries
+        self.models = models
+        self.provider = provider
+        self.present = present
+        self.input, self.output = slots["input"], slots["output"]
+        self.cache_read, self.cache_write = slots["cache_read"], slots["cache_write"]
+        self.reasoning, self.reported = slots["reasoning"], slots["reported"]
+        self.has_usage = self.input is not None or self.output is not None
+        self.inclusive = inclusive
+        self.in_force = in_force
+        self.reported_elsewhere = self.reported is not None and self.reported != total_slot
+        self.rates: tuple | None = None  # (rates, since, until) of the last lookup
+        self._tails: dict = {}
+
+    def _tail(self, source: str, price_source: str | None) -> bytes:
+        """Encoded currency/source entries for an outcome; the same for every span of the plan."""
+        key = (source, price_source)
+        tail = self._tails.get(key)
+        if tail is None:
+            parts = []
+            if price_source is not None and PRICE_SOURCE not in self.present:
+                parts.append(wire.attribute(PRICE_SOURCE, price_source))
+            if source != "unpriced" and COST_CURRENCY not in self.present:
+                parts.append(wire.attribute(COST_CURRENCY, "USD"))
+            if COST_SOURCE not in self.present:
+                parts.append(wire.attribute(COST_SOURCE, source))
+            tail = self._tails[key] = b"".join(parts)
+        return tail
+
+    def usage(self, values) -> tuple[int, int, int, int, int] | None:
+        """(input, output, cache_read, cache_write, reasoning) in the inclusive convention."""
+        if not self.has_usage:
+            return None
+        usage_in = _tokens(values[self.input]) if self.input is not None else None
+        usage_out = _tokens(values[self.output]) if self.output is not None else None
+        if usage_in is None and usage_out is None:
+            return None
+        cache_read = (_tokens(values[self.cache_read]) or 0) if self.cache_read is not None else 0
+        cache_write = (_tokens(values[self.cache_write]) or 0) if self.cache_write is not None else 0
+        reasoning = (_tokens(values[self.reasoning]) or 0) if self.reasoning is not None else 0
+        usage_in, usage_out = usage_in or 0, usage_out or 0
+        if not self.inclusive:
+            usage_in += cache_read + cache_write
+            usage_out += reasoning
+        return usage_in, usage_out, cache_read, cache_write, reasoning
+
+    def apply(self, span, values, sources: Counter, unpriced: Counter) -> None:
+        present = self.present
+        parts = [self.entries]
+        updates = []
+        usage = self.usage(values)
+        if usage is not None:
+            if OUT_INPUT not in present:
+                parts.append(wire.int_attribute(OUT_INPUT, usage[0]))
+            if OUT_OUTPUT not in present:
+                parts.append(wire.int_attribute(OUT_OUTPUT, usage[1]))
+        reported = number(values[self.reported]) if self.reported is not None else None
+        price_source = None
+        cost = None
+        if reported is not None:
+            source = "reported"
+            if self.reported_elsewhere:
+                cost = float(reported)
+        else:
+            rates = None
+            if usage is not None and self.models:
+                at = span.start_time_unix_nano or time.time_ns()
+                cached = self.rates
+                if cached is None or not cached[1] <= at < cached[2]:
+                    cached = self.rates = self.in_force(self.models, self.provider, at)
+                rates = cached[0]
+            if rates is not None:
+                source, price_source = "computed", rates.source
+                cost = float(total_of(rates, *usage))
+            else:
+                source = "unpriced"
+                unpriced[(self.models[0] if self.models else "",
+                          "unknown_model" if usage is not None else "no_usage")] += 1
+        if cost is not None:
+            if COST_TOTAL in present:
+                updates.append((COST_TOTAL, cost))
+            else:
+                parts.append(wire.double_attribute(COST_TOTAL, cost))
+        if price_source is not None and PRICE_SOURCE in present:
+            updates.append((PRICE_SOURCE, price_source))
+        if COST_SOURCE in present:
+            updates.append((COST_SOURCE, source))
+        parts.append(self._tail(source, price_source))
+        sources[source] += 1
+        for key, value in updates:
+            fill(find(span.attributes, key), value)
+        span.MergeFromString(b"".join(parts))
 
 
 def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
@@ -83,147 +173,63 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
     defaults = dict(config.defaults)
     inclusive = config.token_counting == "inclusive"
     rule_keys = tuple(dict.fromkeys(rule.attribute for rule in config.rules if rule.attribute))
-    attribution_keys = (tuple(attribution.GENOPS_KEYS.values()) + ENVIRONMENT_FALLBACK + rule_keys)
+    attribution_keys = tuple(attribution.GENOPS_KEYS.values()) + ENVIRONMENT_FALLBACK + rule_keys
     static = tuple(dict.fromkeys(MODEL + PROVIDER + attribution_keys + (COST_CURRENCY, COST_SOURCE, PRICE_SOURCE)))
     static = tuple(k for k in static if k not in DYNAMIC)
-    reader = Reader(static + tuple(dict.fromkeys(DYNAMIC)))
+    reader = Reader(static, tuple(dict.fromkeys(DYNAMIC)))
     slot = reader.index
-    n_static = len(static)
-
-    def slots(keys) -> tuple[int, ...]:
-        return tuple(slot[k] for k in keys)
-
-    def bits(keys) -> int:
-        return sum(1 << slot[k] for k in dict.fromkeys(keys))
-
-    model_slots, provider_slots = slots(MODEL), slots(PROVIDER)
-    input_slots, output_slots = slots(INPUT_TOKENS), slots(OUTPUT_TOKENS)
-    cache_read_slots, cache_write_slots = slots(CACHE_READ_TOKENS), slots(CACHE_WRITE_TOKENS)
-    reasoning_slots, reported_slots = slots(REASONING_TOKENS), slots(REPORTED_COST)
-    llm_bits = bits(LLM_MARKERS)
-    total_slot = slot[COST_TOTAL]
-    written = (OUT_MODEL, OUT_PROVIDER, OUT_INPUT, OUT_OUTPUT, COST_TOTAL, COST_CURRENCY, COST_SOURCE, PRICE_SOURCE)
+    n_static = reader.n_static
+    llm_bits = sum(1 << slot[k] for k in LLM_MARKERS)
+    total_slot = slot[COST_TOTAL] - n_static
     encode = wire.attribute
-    int_attribute = wire.int_attribute
-    in_force = price_book.rates_in_force
+    roles = {"input": INPUT_TOKENS, "output": OUTPUT_TOKENS, "cache_read": CACHE_READ_TOKENS,
+             "cache_write": CACHE_WRITE_TOKENS, "reasoning": REASONING_TOKENS, "reported": REPORTED_COST}
 
-    def plan_for(mask: int, values: tuple, resource: dict, from_resource: dict, context: dict) -> Plan:
+    def plan_for(mask: int, signature: bytes, resource: dict, from_resource: dict, context: dict):
         if not mask & llm_bits:
-            return Plan(llm=False)
+            return _SKIP
+        values = static_values(signature)
         span_view = {key: values[slot[key]] for key in attribution_keys if mask >> slot[key] & 1}
         fields = attribution.resolve(span_view, resource, from_resource, rules, context, defaults)
         entries = [encode(f"genops.{name}", value) for name, value in sorted(fields.items())]
-        models = tuple(dict.fromkeys(m for m in (_first_text(values, (s,)) for s in model_slots) if m))
-        provider = _first_text(values, provider_slots)
+        models = tuple(dict.fromkeys(m for m in (_text(values.get(slot[k])) for k in MODEL) if m))
+        provider = next((p for p in (_text(values.get(slot[k])) for k in PROVIDER) if p), None)
         if provider is None:
-            provider = _first_text_plain(resource, PROVIDER)
-        present = frozenset(key for key in written if mask >> slot[key] & 1)
+            provider = next((p for p in (_text(resource.get(k)) for k in PROVIDER) if p), None)
+        present = frozenset(key for key in WRITTEN if mask >> slot[key] & 1)
         if models and OUT_MODEL not in present:
             entries.append(encode(OUT_MODEL, models[0]))
         if provider and OUT_PROVIDER not in present:
             entries.append(encode(OUT_PROVIDER, provider))
-        def first_present(slots_) -> int | None:
-            return next((s for s in slots_ if mask >> s & 1), None)
-
-        return Plan(True, b"".join(entries), models, provider, present,
-                    input=first_present(input_slots), output=first_present(output_slots),
-                    cache_read=first_present(cache_read_slots), cache_write=first_present(cache_write_slots),
-                    reasoning=first_present(reasoning_slots), reported=first_present(reported_slots))
-
-    def tokens(values, slot_: int | None) -> int | None:
-        if slot_ is None:
-            return None
-        value = values[slot_]
-        if type(value) is not int:
-            value = number(value)
-            if value is None:
-                return None
-        return value if value > 0 else 0
-
-    def usage_of(plan: Plan, values) -> tuple[int, int, int, int, int] | None:
-        """(input, output, cache_read, cache_write, reasoning) in the inclusive convention."""
-        input_tokens, output_tokens = tokens(values, plan.input), tokens(values, plan.output)
-        if input_tokens is None and output_tokens is None:
-            return None
-        cache_read = int(tokens(values, plan.cache_read) or 0)
-        cache_write = int(tokens(values, plan.cache_write) or 0)
-        reasoning = int(tokens(values, plan.reasoning) or 0)
-        usage_in, usage_out = int(input_tokens or 0), int(output_tokens or 0)
-        if not inclusive:
-            usage_in += cache_read + cache_write
-            usage_out += reasoning
-        return usage_in, usage_out, cache_read, cache_write, reasoning
-
-    def rates_at(plan: Plan, at: int):
-        cached = plan.rates
-        if cached is None or not cached[1] <= at < cached[2]:
-            cached = plan.rates = in_force(plan.models, plan.provider, at)
-        return cached[0]
-
-    def enrich_span(span, plans: dict, resource: dict, from_resource: dict, context: dict,
-                    sources: Counter, unpriced: Counter) -> None:
-        mask, values = reader.read(span)
-        signature = (mask, values[:n_static])
-        plan = plans.get(signature)
-        if plan is None:
-            plan = plan_for(mask, values, resource, from_resource, context)
-            if len(plans) < _PLANS_PER_RESOURCE:
-                plans[signature] = plan
-        if not plan.llm:
-            return
-        present = plan.present
-        appended = [plan.entries]
-        updates = []
-
-        def write(key: str, value) -> None:
-            if key in present:
-                updates.append((key, value))
-            else:
-                appended.append(encode(key, value))
-
-        usage = usage_of(plan, values)
-        if usage is not None:
-            if OUT_INPUT not in present:
-                appended.append(int_attribute(OUT_INPUT, usage[0]))
-            if OUT_OUTPUT not in present:
-                appended.append(int_attribute(OUT_OUTPUT, usage[1]))
-        reported = number(values[plan.reported]) if plan.reported is not None else None
-        if reported is not None:
-            source = "reported"
-            if plan.reported != total_slot:
-                write(COST_TOTAL, float(reported))
-        else:
-            rates = None
-            if plan.models and usage is not None:
-                rates = rates_at(plan, span.start_time_unix_nano or time.time_ns())
-            if rates is not None:
-                source = "computed"
-                write(COST_TOTAL, float(total_of(rates, *usage)))
-                write(PRICE_SOURCE, rates.source)
-            else:
-                source = "unpriced"
-                unpriced[(plan.models[0] if plan.models else "",
-                          "unknown_model" if usage is not None else "no_usage")] += 1
-        if source != "unpriced" and COST_CURRENCY not in present:
-            appended.append(encode(COST_CURRENCY, "USD"))
-        write(COST_SOURCE, source)
-        sources[source] += 1
-
-        for key, value in updates:
-            fill(find(span.attributes, key), value)
-        span.MergeFromString(b"".join(appended))
+        # Each concept is read from the first of its keys the span carries.
+        slots = {role: next((slot[k] - n_static for k in keys if mask >> slot[k] & 1), None)
+                 for role, keys in roles.items()}
+        return Plan(b"".join(entries), models, provider, present, slots, inclusive,
+                    price_book.rates_in_force, total_slot)
 
     def process(request):
         context = attribution.context_values(context_sources) if context_sources else {}
         sources: Counter = Counter()
         unpriced: Counter = Counter()
+        scanned = reader.read(request)
+        if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
+            scanned = reader.read_python(request)  # the wire form disagreed with the parse: trust the parse
+        position = 0
         for rs in request.resource_spans:
             resource = {kv.key: to_python(kv.value) for kv in rs.resource.attributes}
             from_resource = attribution.resource_fields(resource)
             plans: dict = {}
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    enrich_span(span, plans, resource, from_resource, context, sources, unpriced)
+                    mask, signature, values = scanned[position]
+                    position += 1
+                    plan = plans.get((mask, signature))
+                    if plan is None:
+                        plan = plan_for(mask, signature, resource, from_resource, context)
+                        if len(plans) < _PLANS_PER_RESOURCE:
+                            plans[(mask, signature)] = plan
+                    if plan is not _SKIP:
+                        plan.apply(span, values, sources, unpriced)
         if sources:
             on_sources(sources)
         for (model, reason), count in unpriced.items():
@@ -231,11 +237,3 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
         return request
 
     return process
-
-
-def _first_text_plain(attributes: dict, keys) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None

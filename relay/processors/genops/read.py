@@ -1,50 +1,106 @@
-"""Reading the attributes the genops processor wants from a span, by slot.
+"""Reading the attributes the genops processor wants, for every span of a request at once.
 
-``Reader(keys).read(span)`` -> (mask, values): ``values[i]`` is the first
-entry of ``keys[i]`` as a str, int, float or bool, Ellipsis when its value is
-of another kind (array, map, bytes, empty), None when the key is absent; bit
-``i`` of ``mask`` is set when present. A (mask, values) pair is hashable, so
-spans that carry the same attributes can share work.
+``Reader(static_keys, dynamic_keys).read(request)`` -> one ``(mask, signature,
+dynamic)`` per span, in request order:
 
-The native scanner (``_scan``, built where a C compiler exists) reads the
-span's wire bytes and makes objects only for wanted keys; the pure-Python
-path has the same contract and is what runs without it.
+- bit ``i`` of ``mask`` is set when key ``i`` (static keys first) is present;
+- ``signature`` holds the raw values of the present static keys as bytes
+  (slot number, varint length, serialized AnyValue, in slot order): hashable,
+  so spans with the same attribution, models and provider share one plan;
+- ``dynamic[j]`` is the first value of dynamic key ``j`` as a str, int, float or
+  bool, Ellipsis for a value of another kind, None when absent.
+
+``static_values(signature)`` turns a signature back into {slot: value} for the
+rare span whose plan is not cached yet.
+
+The native scanner (``_scan``, built where a C compiler exists) walks the
+request's wire bytes once and makes Python objects only for what it returns;
+the pure-Python reader has the same contract and runs without it.
 """
 
 from __future__ import annotations
 
-_SCALARS = frozenset(("string_value", "bool_value", "int_value", "double_value"))
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from relay import received
 
 try:
-    from relay.processors.genops._scan import scan as _scan
+    from relay.processors.genops import _scan
 except ImportError:  # no compiler at install time: same results, more time per span
     _scan = None
 
 NATIVE = _scan is not None
 MAX_SLOTS = 63
+_SCALARS = frozenset(("string_value", "bool_value", "int_value", "double_value"))
+
+
+def scalar(value: AnyValue):
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in _SCALARS else ...
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        out.append(byte | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+def static_values(signature: bytes) -> dict[int, object]:
+    values, pos = {}, 0
+    while pos < len(signature):
+        slot = signature[pos]
+        pos += 1
+        length, shift = 0, 0
+        while True:
+            byte = signature[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values[slot] = scalar(AnyValue.FromString(signature[pos:pos + length]))
+        pos += length
+    return values
 
 
 class Reader:
-    def __init__(self, keys, native: bool = NATIVE):
-        if len(keys) > MAX_SLOTS:
-            raise ValueError(f"at most {MAX_SLOTS} keys")
-        self.keys = tuple(keys)
-        self.index = {key: slot for slot, key in enumerate(self.keys)}
-        self.read = self._read_native if native and _scan is not None else self._read_python
+    def __init__(self, static_keys, dynamic_keys, native: bool = NATIVE):
+        keys = tuple(static_keys) + tuple(dynamic_keys)
+        if len(keys) > MAX_SLOTS or len(set(keys)) != len(keys):
+            raise ValueError(f"at most {MAX_SLOTS} distinct keys")
+        self.keys = keys
+        self.n_static = len(tuple(static_keys))
+        self.index = {key: slot for slot, key in enumerate(keys)}
+        self.read = self._read_native if native and _scan is not None else self.read_python
 
-    def _read_native(self, span) -> tuple[int, tuple]:
-        return _scan(span.SerializeToString(), self.index, len(self.keys))
+    def _read_native(self, request) -> list:
+        # The bytes the request arrived as, while nothing has changed it, save serializing it again.
+        data = received.raw_bytes(request)
+        if data is None:
+            data = request.SerializeToString()
+        return _scan.scan_request(data, self.index, self.n_static, len(self.keys))
 
-    def _read_python(self, span) -> tuple[int, tuple]:
-        index = self.index
-        values = [None] * len(self.keys)
-        mask = 0
-        for kv in span.attributes:
-            slot = index.get(kv.key)
-            if slot is None or mask >> slot & 1:
-                continue
-            mask |= 1 << slot
-            value = kv.value
-            kind = value.WhichOneof("value")
-            values[slot] = getattr(value, kind) if kind in _SCALARS else ...
-        return mask, tuple(values)
+    def read_python(self, request) -> list:
+        index, n_static, size = self.index, self.n_static, len(self.keys)
+        out = []
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    mask = 0
+                    raw: dict[int, bytes] = {}
+                    dynamic = [None] * (size - n_static)
+                    for kv in span.attributes:
+                        slot = index.get(kv.key)
+                        if slot is None or mask >> slot & 1:
+                            continue
+                        mask |= 1 << slot
+                        if slot < n_static:
+                            raw[slot] = kv.value.SerializeToString()
+                        else:
+                            dynamic[slot - n_static] = scalar(kv.value)
+                    signature = b"".join(bytes((slot,)) + _varint(len(raw[slot])) + raw[slot] for slot in sorted(raw))
+                    out.append((mask, signature, tuple(dynamic)))
+        return out

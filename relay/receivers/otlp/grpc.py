@@ -12,7 +12,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from relay import client, status
+from relay import client, received, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError
 from relay.signals import Signal
@@ -78,12 +78,14 @@ class GrpcReceiver:
                 return b""
             token = client.bind(client.ClientInfo.from_pairs(context.invocation_metadata(), context.peer())
                                 ) if include_metadata else None
+            payload = received.bind(request, data)
             try:
                 await consumer.consume(request)
             except Exception as error:  # noqa: BLE001 - classified once, here at the edge
                 refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
                 return await self._refuse(context, error, signal, count)
             finally:
+                received.unbind(payload)
                 if token is not None:
                     client.unbind(token)
             accepted.inc(count)
