@@ -12,6 +12,7 @@ from relay.client import ClientInfo
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.processors import genops
+from relay.processors.genops import read
 from relay.telemetry import SelfMetrics
 
 # Rates written here, per million tokens, so expected costs never come from the code under test.
@@ -24,6 +25,14 @@ PRICING = {"overrides": [
     {"model": "openai/o1", **O1},
 ]}
 SPAN_START = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(autouse=True, params=["native", "python"] if read.NATIVE else ["python"])
+def reader(request, monkeypatch):
+    """Every test runs with the native scanner (where built) and with the pure-Python reader."""
+    if request.param == "python":
+        monkeypatch.setattr(read, "_scan", None)
+    return request.param
 
 
 class Recorder:

@@ -1,0 +1,120 @@
+"""The native attribute scanner and the pure-Python reader give identical answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from relay import attrs, fixtures, received
+from relay.component import ComponentID
+from relay.config.decode import decode
+from relay.processors import attributes, genops
+from relay.processors.genops import read
+from relay.telemetry import SelfMetrics
+
+needs_native = pytest.mark.skipif(not read.NATIVE, reason="the native scanner was not built here")
+
+STATIC = ("gen_ai.request.model", "gen_ai.response.model", "genops.team", "service.name")
+DYNAMIC = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "genops.cost.total")
+KEYS = STATIC + DYNAMIC + ("http.route", "other")
+
+values = st.one_of(st.text(max_size=20), st.integers(min_value=-2**63, max_value=2**63 - 1),
+                   st.floats(allow_nan=False), st.booleans(), st.binary(max_size=5),
+                   st.lists(st.integers(min_value=0, max_value=9), max_size=3), st.none())
+
+
+def build_request(spans: list[list[tuple[str, object]]], resources: int = 1) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    for r in range(resources):
+        scope = request.resource_spans.add().scope_spans.add()
+        for attributes_ in spans:
+            span = scope.spans.add(name=f"s{r}")
+            for key, value in attributes_:
+                kv = span.attributes.add()
+                kv.key = key
+                if value is not None:  # None leaves the AnyValue empty
+                    attrs.fill(kv.value, value)
+    return request
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=8), max_size=6),
+       st.integers(min_value=1, max_value=3))
+def test_native_and_python_readers_agree(spans, resources):
+    request = build_request(spans, resources)
+    native = read.Reader(STATIC, DYNAMIC, native=True).read(request)
+    python = read.Reader(STATIC, DYNAMIC, native=False).read(request)
+    assert native == python
+    assert len(native) == len(spans) * resources
+
+
+@needs_native
+def test_readers_agree_on_the_llm_fixture():
+    request = fixtures.load("traces_llm")
+    assert read.Reader(STATIC, DYNAMIC, native=True).read(request) == \
+        read.Reader(STATIC, DYNAMIC, native=False).read(request)
+
+
+def test_reader_contract():
+    request = build_request([[("genops.team", "search"), ("gen_ai.usage.input_tokens", 12),
+                              ("gen_ai.usage.input_tokens", 99), ("genops.cost.total", [1]),
+                              ("other", "x")]])
+    ((mask, signature, dynamic),) = read.Reader(STATIC, DYNAMIC).read(request)
+    assert mask == (1 << 2) | (1 << 4) | (1 << 6)
+    assert read.static_values(signature) == {2: "search"}
+    assert dynamic == (12, None, ...)  # the first entry wins; a list is present but no scalar
+
+
+def test_the_received_bytes_are_used_only_while_they_describe_the_request():
+    original = build_request([[("gen_ai.request.model", "a")]])
+    data = original.SerializeToString()
+    token = received.bind(original, data)
+    try:
+        assert received.raw_bytes(original) is data
+        assert received.raw_bytes(build_request([])) is None  # another object, e.g. a fan-out copy
+        received.changed()
+        assert received.raw_bytes(original) is None
+    finally:
+        received.unbind(token)
+
+
+class Recorder:
+    mutates_data = False
+
+    def __init__(self):
+        self.requests = []
+
+    async def consume(self, request):
+        self.requests.append(request)
+
+
+@pytest.mark.parametrize("native", [True, False] if read.NATIVE else [False])
+def test_genops_sees_what_an_earlier_processor_changed(native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(read, "_scan", None)
+    telemetry = SelfMetrics()
+    sink = Recorder()
+    genops_config, problems = decode(genops.Config, {"pricing": {"overrides": [
+        {"model": "acme/cheap", "input": 1.0, "output": 1.0}]}})
+    assert problems == []
+    enrich = genops.create(ComponentID("genops"), genops_config, sink, telemetry)
+    rename_config, problems = decode(attributes.Config, {"actions": [
+        {"key": "gen_ai.request.model", "value": "acme/cheap", "action": "upsert"}]})
+    assert problems == []
+    rename = attributes.create(ComponentID("attributes"), rename_config, enrich, telemetry)
+
+    request = build_request([[("gen_ai.request.model", "acme/unknown"), ("gen_ai.usage.input_tokens", 1000)]])
+    token = received.bind(request, request.SerializeToString())  # as the receiver does
+    try:
+        asyncio.run(rename.consume(request))
+    finally:
+        received.unbind(token)
+    (out,) = sink.requests
+    span = {kv.key: attrs.to_python(kv.value) for kv in out.resource_spans[0].scope_spans[0].spans[0].attributes}
+    assert span["genops.cost.source"] == "computed"
+    assert span["genops.cost.total"] == pytest.approx(1000 * 1.0 / 1_000_000)
