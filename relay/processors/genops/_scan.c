@@ -1,14 +1,11 @@
 /*
- * Reads a serialized OTLP Span's top-level attributes for a set of wanted keys.
+ * Reads the top-level attributes the genops processor wants from every span of
+ * a serialized ExportTraceServiceRequest (see scan_request below).
  *
- * The genops processor looks at a dozen keys of every span. Walking the
- * attribute list through the protobuf runtime creates Python objects for every
- * entry; this walks the span's wire bytes once and builds objects only for the
- * keys asked for. scan(span_bytes, index, size) -> (mask, values): ``index``
- * maps each wanted key to a slot below ``size``; ``values[slot]`` is the first
- * entry's value as str, int, float or bool, Ellipsis for a value of another
- * kind, None when absent; bit ``slot`` of ``mask`` is set when present.
- * The pure-Python reader in read.py has the same contract and is the fallback.
+ * Walking attribute lists through the protobuf runtime makes Python objects
+ * for every entry; this walks the wire bytes once and makes objects only for
+ * what it returns. The pure-Python reader in read.py has the same contract and
+ * is what runs where this module was not built.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -103,93 +100,52 @@ malformed:
     return NULL;
 }
 
-static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer buffer;
-    PyObject *index;
-    Py_ssize_t size;
-    if (!PyArg_ParseTuple(args, "y*O!n", &buffer, &PyDict_Type, &index, &size)) return NULL;
-    if (size < 0 || size > 63) {
-        PyBuffer_Release(&buffer);
-        PyErr_SetString(PyExc_ValueError, "between 0 and 63 slots");
-        return NULL;
+/*
+ * The wanted keys as a small open-addressing table of UTF-8 bytes -> slot, built
+ * once per call, so looking up an attribute's key makes no Python object.
+ */
+#define TABLE_SIZE 256 /* a power of two, well over 2 x 63 keys */
+
+typedef struct {
+    const char *key;
+    Py_ssize_t len;
+    int slot;
+} table_entry;
+
+static uint32_t hash_bytes(const uint8_t *p, Py_ssize_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static int build_table(PyObject *index, Py_ssize_t size, table_entry *table) {
+    memset(table, 0, sizeof(table_entry) * TABLE_SIZE);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(index, &pos, &key, &value)) {
+        Py_ssize_t len, slot = PyLong_AsSsize_t(value);
+        if (slot == -1 && PyErr_Occurred()) return -1;
+        const char *utf8 = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &len) : NULL;
+        if (utf8 == NULL || slot < 0 || slot >= size) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "index maps str keys to slots below size");
+            return -1;
+        }
+        uint32_t i = hash_bytes((const uint8_t *)utf8, len) & (TABLE_SIZE - 1);
+        while (table[i].key != NULL) i = (i + 1) & (TABLE_SIZE - 1);
+        table[i].key = utf8;
+        table[i].len = len;
+        table[i].slot = (int)slot;
     }
-    PyObject *values = PyTuple_New(size);
-    if (values == NULL) {
-        PyBuffer_Release(&buffer);
-        return NULL;
+    return 0;
+}
+
+static int lookup(const table_entry *table, const uint8_t *key, Py_ssize_t len) {
+    uint32_t i = hash_bytes(key, len) & (TABLE_SIZE - 1);
+    while (table[i].key != NULL) {
+        if (table[i].len == len && memcmp(table[i].key, key, (size_t)len) == 0) return table[i].slot;
+        i = (i + 1) & (TABLE_SIZE - 1);
     }
-    for (Py_ssize_t i = 0; i < size; i++) PyTuple_SET_ITEM(values, i, Py_NewRef(Py_None));
-    uint64_t mask = 0;
-    cursor c = {(const uint8_t *)buffer.buf, (const uint8_t *)buffer.buf + buffer.len};
-    while (c.p < c.end) {
-        uint64_t tag, len;
-        if (read_varint(&c, &tag) < 0) goto malformed;
-        if (tag != ((9 << 3) | 2)) {
-            if (skip_field(&c, (int)(tag & 7)) < 0) goto malformed;
-            continue;
-        }
-        if (read_varint(&c, &len) < 0 || (uint64_t)(c.end - c.p) < len) goto malformed;
-        cursor kv = {c.p, c.p + len};
-        c.p += len;
-        const uint8_t *key = NULL, *value = NULL;
-        uint64_t key_len = 0, value_len = 0;
-        while (kv.p < kv.end) {
-            uint64_t kv_tag, n;
-            if (read_varint(&kv, &kv_tag) < 0) goto malformed;
-            if ((kv_tag & 7) == 2 && ((kv_tag >> 3) == 1 || (kv_tag >> 3) == 2)) {
-                if (read_varint(&kv, &n) < 0 || (uint64_t)(kv.end - kv.p) < n) goto malformed;
-                if ((kv_tag >> 3) == 1) { key = kv.p; key_len = n; }
-                else { value = kv.p; value_len = n; }
-                kv.p += n;
-            } else if (skip_field(&kv, (int)(kv_tag & 7)) < 0) {
-                goto malformed;
-            }
-        }
-        if (key == NULL) continue;
-        PyObject *name = PyUnicode_DecodeUTF8((const char *)key, (Py_ssize_t)key_len, "strict");
-        if (name == NULL) {
-            PyErr_Clear(); /* a key that is not UTF-8 is no key we want */
-            continue;
-        }
-        PyObject *slot_object = PyDict_GetItemWithError(index, name);
-        Py_DECREF(name);
-        if (slot_object == NULL) {
-            if (PyErr_Occurred()) goto error;
-            continue;
-        }
-        Py_ssize_t slot = PyLong_AsSsize_t(slot_object);
-        if (slot < 0 || slot >= size) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
-            goto error;
-        }
-        if (mask & ((uint64_t)1 << slot)) continue; /* the first entry of a key wins */
-        mask |= (uint64_t)1 << slot;
-        PyObject *decoded = value ? decode_any_value(value, (Py_ssize_t)value_len) : Py_NewRef(Py_None);
-        if (decoded == NULL) goto error;
-        if (decoded == Py_None) {
-            Py_DECREF(decoded);
-            decoded = Py_NewRef(Py_Ellipsis); /* present, but no scalar */
-        }
-        PyObject *old = PyTuple_GET_ITEM(values, slot);
-        PyTuple_SET_ITEM(values, slot, decoded);
-        Py_DECREF(old);
-    }
-    PyBuffer_Release(&buffer);
-    PyObject *mask_object = PyLong_FromUnsignedLongLong(mask);
-    if (mask_object == NULL) {
-        Py_DECREF(values);
-        return NULL;
-    }
-    PyObject *result = PyTuple_Pack(2, mask_object, values);
-    Py_DECREF(mask_object);
-    Py_DECREF(values);
-    return result;
-malformed:
-    PyErr_SetString(PyExc_ValueError, "malformed Span");
-error:
-    PyBuffer_Release(&buffer);
-    Py_DECREF(values);
-    return NULL;
+    return -1;
 }
 
 /*
@@ -207,7 +163,7 @@ typedef struct {
     Py_ssize_t len;
 } slot_ref;
 
-static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, PyObject *index, Py_ssize_t n_static,
+static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const table_entry *table, Py_ssize_t n_static,
                                Py_ssize_t size) {
     slot_ref refs[64];
     uint64_t mask = 0;
@@ -237,23 +193,8 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, PyObject *index
             }
         }
         if (key == NULL) continue;
-        PyObject *name = PyUnicode_DecodeUTF8((const char *)key, (Py_ssize_t)key_len, "strict");
-        if (name == NULL) {
-            PyErr_Clear();
-            continue;
-        }
-        PyObject *slot_object = PyDict_GetItemWithError(index, name);
-        Py_DECREF(name);
-        if (slot_object == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            continue;
-        }
-        Py_ssize_t slot = PyLong_AsSsize_t(slot_object);
-        if (slot < 0 || slot >= size) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
-            return NULL;
-        }
-        if (mask & ((uint64_t)1 << slot)) continue;
+        int slot = lookup(table, key, (Py_ssize_t)key_len);
+        if (slot < 0 || (mask & ((uint64_t)1 << slot))) continue;
         mask |= (uint64_t)1 << slot;
         refs[slot].value = value;
         refs[slot].len = value ? (Py_ssize_t)value_len : 0;
@@ -336,13 +277,14 @@ static int each_field(const uint8_t *p, const uint8_t *end, int field,
 }
 
 typedef struct {
-    PyObject *out, *index;
+    PyObject *out;
+    const table_entry *table;
     Py_ssize_t n_static, size;
 } walk_state;
 
 static int visit_span(const uint8_t *p, Py_ssize_t len, void *state) {
     walk_state *w = (walk_state *)state;
-    PyObject *entry = scan_one_span(p, len, w->index, w->n_static, w->size);
+    PyObject *entry = scan_one_span(p, len, w->table, w->n_static, w->size);
     if (entry == NULL) return -1;
     int rc = PyList_Append(w->out, entry);
     Py_DECREF(entry);
@@ -367,7 +309,12 @@ static PyObject *scan_request(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "need 0 <= n_static <= size <= 63");
         return NULL;
     }
-    walk_state state = {PyList_New(0), index, n_static, size};
+    table_entry table[TABLE_SIZE];
+    if (build_table(index, size, table) < 0) {
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
+    walk_state state = {PyList_New(0), table, n_static, size};
     if (state.out == NULL) {
         PyBuffer_Release(&buffer);
         return NULL;
@@ -384,8 +331,6 @@ static PyObject *scan_request(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS,
-     "scan(span_bytes, index, size) -> (presence mask, values): top-level attributes by slot"},
     {"scan_request", scan_request, METH_VARARGS,
      "scan_request(request_bytes, index, n_static, size) -> [(mask, static signature, dynamic values)]"},
     {NULL, NULL, 0, NULL},
