@@ -6,7 +6,11 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rela
 WORKDIR /opt/genops-relay
 COPY pyproject.toml README.md ./
 COPY relay ./relay
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+COPY setup.py ./
+# gcc only for the build of the optional native scanner, then removed again.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /root/.cache
 
 USER 10001
 
