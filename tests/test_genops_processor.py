@@ -286,3 +286,56 @@ def test_metadata_reaches_the_processor_through_a_fanout_task():
 def test_invalid_config(settings, expected):
     _, problems = decode(genops.Config, settings)
     assert [str(p) for p in problems] == expected
+
+
+def test_plans_are_reused_across_requests_but_never_across_resources_or_clients():
+    processor, _ = build(RULES)
+    results = []
+    for resource, header in [({"service.name": "billing"}, "alpha"), ({"service.name": "billing"}, "beta"),
+                             ({"service.name": "chat-api"}, None), ({"service.name": "billing"}, "alpha")]:
+        token = client.bind(ClientInfo.from_pairs([("x-genops-team", header)] if header else []))
+        try:
+            (span,) = run(processor, request_with([dict(LLM)], resource))
+        finally:
+            client.unbind(token)
+        results.append((span["genops.team"], span["genops.project"]))
+    assert results == [("alpha", "misc"), ("beta", "misc"), ("chat", "assistant"), ("alpha", "misc")]
+
+
+class SwitchingBook:
+    """A price book whose data an automatic update replaces between two requests."""
+
+    def __init__(self):
+        from relay.pricing import Rates
+
+        self.version = object()
+        self.rates = Rates(model="acme/m", source="builtin", input=1e-6, output=0.0)
+        self.calls = 0
+
+    def data_version(self):
+        return self.version
+
+    def rates_in_force(self, models, provider, at):
+        self.calls += 1
+        return self.rates, 0, 2**63  # valid forever, unless the data changes
+
+
+def test_new_price_data_replaces_the_rates_plans_remember():
+    from relay.pricing import Rates
+    from relay.processors.genops.enrich import make
+
+    book = SwitchingBook()
+    config, _ = decode(genops.Config, {})
+    process = make(config, book, lambda *a: None, lambda counts: None)
+    span = {"gen_ai.request.model": "acme/m", "gen_ai.usage.input_tokens": 1_000_000}
+
+    def cost():
+        request = request_with([dict(span)])
+        process(request)
+        return attrs.get(request.resource_spans[0].scope_spans[0].spans[0].attributes, "genops.cost.total")
+
+    assert cost() == pytest.approx(1.0)
+    assert cost() == pytest.approx(1.0) and book.calls == 1  # remembered by the plan
+    book.rates = Rates(model="acme/m", source="builtin", input=3e-6, output=0.0)
+    book.version = object()
+    assert cost() == pytest.approx(3.0) and book.calls == 2

@@ -61,6 +61,11 @@ class PriceBook:
         if self._updater is not None:
             self._updater.stop()
 
+    def data_version(self) -> object:
+        """Changes (by identity) whenever an automatic update replaces the price data, so callers
+        that keep answers of their own know to drop them."""
+        return self._live.generation() if self._live is not None else None
+
     def rates(self, models: Sequence[str], provider: str | None, at_unix_nano: int | datetime) -> Rates | None:
         """First candidate model that any source can price, at that time; cached."""
         return self.rates_in_force(models, provider, at_unix_nano)[0]

@@ -39,6 +39,7 @@ PRICE_SOURCE = "genops.cost.price_source"
 DYNAMIC = INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ_TOKENS + CACHE_WRITE_TOKENS + REASONING_TOKENS + REPORTED_COST
 WRITTEN = (OUT_MODEL, OUT_PROVIDER, OUT_INPUT, OUT_OUTPUT, COST_TOTAL, COST_CURRENCY, COST_SOURCE, PRICE_SOURCE)
 _PLANS_PER_RESOURCE = 256
+_RESOURCES_CACHED = 1024  # distinct (resource, client context) pairs; then the cache starts over
 _SKIP = object()  # the plan of a span that is no LLM call
 
 
@@ -160,7 +161,7 @@ class Plan:
             updates.append((PRICE_SOURCE, price_source))
         if COST_SOURCE in present:
             updates.append((COST_SOURCE, source))
-        parts.append(self._tail(source, price_source))
+        parts.append(self._tails.get((source, price_source)) or self._tail(source, price_source))
         sources[source] += 1
         for key, value in updates:
             fill(find(span.attributes, key), value)
@@ -207,24 +208,40 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
         return Plan(b"".join(entries), models, provider, present, slots, inclusive,
                     price_book.rates_in_force, total_slot)
 
+    plans_by_resource: dict[tuple, dict] = {}
+    seen_version = [price_book.data_version()]
+
     def process(request):
+        version = price_book.data_version()
+        if version is not seen_version[0]:  # new price data: plans remember rates, start over
+            plans_by_resource.clear()
+            seen_version[0] = version
         context = attribution.context_values(context_sources) if context_sources else {}
         sources: Counter = Counter()
         unpriced: Counter = Counter()
         scanned = reader.read(request)
         if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
             scanned = reader.read_python(request)  # the wire form disagreed with the parse: trust the parse
+        context_key = tuple(sorted(context.items()))
         position = 0
         for rs in request.resource_spans:
-            resource = {kv.key: to_python(kv.value) for kv in rs.resource.attributes}
-            from_resource = attribution.resource_fields(resource)
-            plans: dict = {}
+            # Plans depend on the resource and the client context too, and outlive the request:
+            # the same services send the same attributes request after request.
+            plans = plans_by_resource.get((rs.resource.SerializeToString(), context_key))
+            if plans is None:
+                if len(plans_by_resource) >= _RESOURCES_CACHED:
+                    plans_by_resource.clear()
+                plans = plans_by_resource[(rs.resource.SerializeToString(), context_key)] = {}
+            resource = from_resource = None
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     mask, signature, values = scanned[position]
                     position += 1
                     plan = plans.get((mask, signature))
                     if plan is None:
+                        if resource is None:
+                            resource = {kv.key: to_python(kv.value) for kv in rs.resource.attributes}
+                            from_resource = attribution.resource_fields(resource)
                         plan = plan_for(mask, signature, resource, from_resource, context)
                         if len(plans) < _PLANS_PER_RESOURCE:
                             plans[(mask, signature)] = plan
