@@ -1,0 +1,37 @@
+"""The configuration examples in the README are configs the relay accepts."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from relay.config.decode import decode
+from relay.config.load import load
+from relay.defaults import DEFAULT_CONFIG
+from relay.pipeline.registry import default_registry
+from relay.processors import genops
+from tests.support import ROOT
+
+README = (ROOT / "README.md").read_text()
+YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_the_documented_default_config_is_the_built_in_one():
+    documented = next(block for block in YAML_BLOCKS if block.startswith("receivers:"))
+    assert yaml.safe_load(documented) == yaml.safe_load(DEFAULT_CONFIG)
+    load(documented, default_registry(), env={})
+
+
+def test_the_genops_example_is_valid(tmp_path):
+    block = next(block for block in YAML_BLOCKS if block.startswith("processors:\n  genops:"))
+    settings = yaml.safe_load(block)["processors"]["genops"]
+    models_file = tmp_path / "openrouter-models.json"
+    models_file.write_text('{"data": []}')
+    settings["pricing"]["openrouter_models_file"] = str(models_file)
+    config, problems = decode(genops.Config, settings, ("processors", "genops"))
+    assert problems == []
+    # The negotiated discount applies in 2025 and the list price after it.
+    (discount, claude) = config.pricing.overrides
+    assert (discount.model, discount.input, discount.output) == ("openai/gpt-4o", 2.0, 8.0)
+    assert claude.model.startswith("regex:")
