@@ -50,14 +50,18 @@ class Factory:
     """What the registry knows of a component type: its Config class and how to build it.
 
     Component modules expose ``TYPE``, ``Config`` (a dataclass with ``validate()``),
-    ``SIGNALS`` and ``create(...)``; ``from_module`` reads those names.
+    ``SIGNALS`` and ``create(...)``; ``from_module`` reads those names. A connector
+    consumes ``SIGNALS`` as an exporter and emits ``TO_SIGNALS`` as a receiver.
     """
 
     type: str
     config: type
     create: Callable[..., Any]
     signals: frozenset[Signal]
+    # Connectors only: the signals they emit into the pipelines that name them as a receiver.
+    to_signals: frozenset[Signal] = frozenset()
 
     @classmethod
     def from_module(cls, module: ModuleType, type_: str | None = None) -> "Factory":
-        return cls(type_ or module.TYPE, module.Config, module.create, frozenset(module.SIGNALS))
+        return cls(type_ or module.TYPE, module.Config, module.create, frozenset(module.SIGNALS),
+                   frozenset(getattr(module, "TO_SIGNALS", ())))

@@ -180,7 +180,7 @@ def assert_problems(got: list[str], expected: list) -> None:
 INVALID = [
     pytest.param(
         BASE + "processor:\n  batch:\n",
-        ["processor: unknown section (valid: receivers, processors, exporters, extensions, service)"],
+        ["processor: unknown section (valid: receivers, processors, exporters, connectors, extensions, service)"],
         id="unknown-top-level-section"),
     pytest.param(
         with_exporter("  otlp:\n    endpoitn: collector:4317\n"),
@@ -333,8 +333,8 @@ INVALID = [
         id="section-not-a-mapping-no-reference-noise"),
     pytest.param(
         BASE + "connectors:\n  forward:\n",
-        ["connectors: connectors are not supported yet"],
-        id="connectors-not-supported"),
+        ['connectors::forward: unsupported connector type "forward" (available: genops_metrics)'],
+        id="connector-type-unknown"),
     pytest.param(
         BASE + "  telemetry:\n    logs:\n      level: loud\n",
         ['service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error'],

@@ -18,9 +18,9 @@ from relay.config.expand import expand
 from relay.errors import ConfigError, Problem
 from relay.signals import Signal
 
-KINDS = ("receivers", "processors", "exporters", "extensions")
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 _SINGULAR = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
-             "extensions": "extension"}
+             "connectors": "connector", "extensions": "extension"}
 
 
 @dataclass
@@ -151,10 +151,8 @@ def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConf
     raw, problems = expand(raw, os.environ if env is None else env)
 
     for key in raw:
-        if key not in KINDS + ("service", "connectors"):
+        if key not in KINDS + ("service",):
             problems.append(Problem((str(key),), "unknown section (valid: " + ", ".join(KINDS + ("service",)) + ")"))
-    if raw.get("connectors"):
-        problems.append(Problem(("connectors",), "connectors are not supported yet"))
 
     components: dict[str, dict[ComponentID, Any]] = {}
     factories: dict[str, dict[ComponentID, Factory]] = {}
@@ -257,6 +255,7 @@ def _reference(name, kind, factories, present, path, problems) -> ComponentID | 
 
 def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, present, problems) -> list[Pipeline]:
     out = []
+    used: dict[str, dict[ComponentID, tuple]] = {"receivers": {}, "exporters": {}}
     for pipeline_id, spec in pipelines.items():
         path = ("service", "pipelines", pipeline_id)
         try:
@@ -274,13 +273,46 @@ def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, present, pr
         for kind in ("receivers", "processors", "exporters"):
             refs[kind] = []
             for index, name in enumerate(getattr(spec, kind)):
-                id_ = _reference(name, kind, factories, present, path + (kind, str(index)), problems)
+                where = path + (kind, str(index))
+                connector = _connector(name, kind, factories, where, problems)
+                if connector is not None:
+                    id_, usable = connector
+                    used[kind].setdefault(id_, where)
+                    if signal not in usable:
+                        role = "emit" if kind == "receivers" else "consume"
+                        problems.append(Problem(where, f'connector "{name}" does not {role} {signal.value}'))
+                        continue
+                    refs[kind].append(id_)
+                    continue
+                id_ = _reference(name, kind, factories, present, where, problems)
                 if id_ is None:
                     continue
                 if signal not in factories[kind][id_].signals:
-                    problems.append(Problem(path + (kind, str(index)),
-                                            f'{_SINGULAR[kind]} "{name}" does not support {signal.value}'))
+                    problems.append(Problem(where, f'{_SINGULAR[kind]} "{name}" does not support {signal.value}'))
                     continue
                 refs[kind].append(id_)
         out.append(Pipeline(pipeline_id, signal, refs["receivers"], refs["processors"], refs["exporters"]))
+    # A connector joins pipelines: it must end one (as an exporter) and start another (as a receiver).
+    for id_, where in used["exporters"].items():
+        if id_ not in used["receivers"]:
+            problems.append(Problem(where, f'connector "{id_}" is used as an exporter but no pipeline '
+                                           "uses it as a receiver"))
+    for id_, where in used["receivers"].items():
+        if id_ not in used["exporters"]:
+            problems.append(Problem(where, f'connector "{id_}" is used as a receiver but no pipeline '
+                                           "uses it as an exporter"))
     return out
+
+
+def _connector(name, kind, factories, where, problems) -> tuple[ComponentID, frozenset] | None:
+    """(id, signals usable on this side) when ``name`` is a configured connector in receivers/exporters."""
+    if kind == "processors":
+        return None
+    try:
+        id_ = ComponentID.parse(name)
+    except ValueError:
+        return None
+    factory = factories["connectors"].get(id_)
+    if factory is None:
+        return None
+    return id_, factory.to_signals if kind == "receivers" else factory.signals

@@ -5,9 +5,15 @@ one processor instance per pipeline; one receiver instance per receiver id,
 handed one consumer per signal (a fan-out when several pipelines of that
 signal name it; fan-in is simply several receivers holding the same consumer).
 
-Start: extensions, exporters, processors (last first), receivers.
-Shutdown: receivers (in-flight calls finish), processors in pipeline order
-(so each flushes into a still-running successor), exporters, extensions.
+A connector is one instance per id too: an exporter at the end of the
+pipelines that name it as an exporter, and, like a receiver, handed one
+consumer per signal of the pipelines that name it as a receiver.
+
+Start: extensions, exporters, processors (last first), connectors, receivers.
+Shutdown: receivers (in-flight calls finish); the processors of pipelines
+that receivers feed, in pipeline order (so each flushes into a running
+successor); connectors (a last flush into their pipelines); the processors
+of the pipelines connectors feed; exporters; extensions.
 """
 
 from __future__ import annotations
@@ -28,36 +34,42 @@ class Graph:
         self.config = config
         self.extensions = {id_: config.factories["extensions"][id_].create(
             id_, config.components["extensions"][id_], telemetry) for id_ in config.extensions}
+        self.connectors = {id_: factory.create(id_, config.components["connectors"][id_], telemetry)
+                           for id_, factory in config.factories["connectors"].items()}
         self.exporters = {}
-        self.processors: list[list] = []
+        self.processors: list[list] = []       # per pipeline fed by receivers
+        self.fed_processors: list[list] = []   # per pipeline fed by connectors
         heads: dict[ComponentID, dict[Signal, list]] = {}
         for pipeline in config.pipelines:
             for id_ in pipeline.exporters:
-                if id_ not in self.exporters:
+                if id_ not in self.exporters and id_ not in self.connectors:
                     self.exporters[id_] = config.factories["exporters"][id_].create(
                         id_, config.components["exporters"][id_], telemetry)
-            consumer = fanout([self.exporters[id_] for id_ in pipeline.exporters])
+            consumer = fanout([self.connectors.get(id_) or self.exporters[id_] for id_ in pipeline.exporters])
             chain = []
             for id_ in reversed(pipeline.processors):
                 consumer = config.factories["processors"][id_].create(
                     id_, config.components["processors"][id_], consumer, telemetry)
                 chain.insert(0, consumer)
-            self.processors.append(chain)
+            fed_by_connector = any(id_ in self.connectors for id_ in pipeline.receivers)
+            (self.fed_processors if fed_by_connector else self.processors).append(chain)
             for id_ in pipeline.receivers:
                 heads.setdefault(id_, {}).setdefault(pipeline.signal, []).append(consumer)
         self.receivers = {
             id_: config.factories["receivers"][id_].create(
                 id_, config.components["receivers"][id_],
                 {signal: fanout(consumers) for signal, consumers in by_signal.items()}, telemetry)
-            for id_, by_signal in heads.items()
+            for id_, by_signal in heads.items() if id_ not in self.connectors
         }
+        for id_, connector in self.connectors.items():
+            connector.bind({signal: fanout(consumers) for signal, consumers in heads.get(id_, {}).items()})
         self._started: list = []
 
     async def start(self) -> None:
         """Start everything, data consumers before data producers. Raises on the first failure."""
         order = (list(self.extensions.values()) + list(self.exporters.values())
-                 + [p for chain in self.processors for p in reversed(chain)]
-                 + list(self.receivers.values()))
+                 + [p for chain in self.fed_processors + self.processors for p in reversed(chain)]
+                 + list(self.connectors.values()) + list(self.receivers.values()))
         for component in order:
             await component.start()
             self._started.append(component)
@@ -69,6 +81,8 @@ class Graph:
         started = set(map(id, self._started))
         stages = [list(self.receivers.values()),
                   [p for chain in self.processors for p in chain],
+                  list(self.connectors.values()),
+                  [p for chain in self.fed_processors for p in chain],
                   list(self.exporters.values()),
                   list(self.extensions.values())]
         for stage in stages:

@@ -16,6 +16,7 @@ class Registry:
     receivers: dict[str, Factory] = field(default_factory=dict)
     processors: dict[str, Factory] = field(default_factory=dict)
     exporters: dict[str, Factory] = field(default_factory=dict)
+    connectors: dict[str, Factory] = field(default_factory=dict)
     extensions: dict[str, Factory] = field(default_factory=dict)
 
     def types(self, kind: str) -> dict[str, Factory]:
@@ -30,6 +31,7 @@ class Registry:
 
 
 def default_registry() -> Registry:
+    from relay.connectors import genops_metrics
     from relay.exporters import debug, otlp_grpc
     from relay.extensions import health_check
     from relay.processors import attributes, genops, resource, transform
@@ -43,4 +45,5 @@ def default_registry() -> Registry:
             .add("processors", transform)
             .add("exporters", otlp_grpc)
             .add("exporters", debug)
+            .add("connectors", genops_metrics)
             .add("extensions", health_check))

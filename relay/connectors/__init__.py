@@ -1,0 +1,1 @@
+"""Connectors: components that end one pipeline and start another."""

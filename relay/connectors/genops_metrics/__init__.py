@@ -1,0 +1,95 @@
+"""The ``genops_metrics`` connector: LLM spans in, the metrics contract out.
+
+It ends a traces pipeline (as an exporter) and starts a metrics pipeline (as
+a receiver), like the collector's spanmetrics connector. Every
+``metrics_flush_interval`` it sends the cumulative series to the metrics
+pipelines that name it, and once more on shutdown; a failed flush loses
+nothing, since the next one carries the same running totals. Data points past
+the cardinality limit are counted per metric in
+``otelcol_connector_genops_metrics_overflow_points_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relay.connectors.genops_metrics.aggregate import Aggregator
+from relay.connectors.genops_metrics.config import Config, DimensionConfig
+from relay.connectors.genops_metrics.emit import build
+from relay.signals import Signal
+from relay.telemetry import component_logger
+
+TYPE = "genops_metrics"
+SIGNALS = (Signal.TRACES,)
+TO_SIGNALS = (Signal.METRICS,)
+RESOURCE = {"service.name": "genops-relay"}
+
+__all__ = ["TYPE", "SIGNALS", "TO_SIGNALS", "Config", "DimensionConfig", "create", "GenopsMetrics"]
+
+
+class GenopsMetrics:
+    mutates_data = False  # it only reads spans
+
+    def __init__(self, id_, config: Config, telemetry, clock=time.time_ns):
+        self.id = id_
+        self.config = config
+        self.aggregator = Aggregator(config)
+        self.clock = clock
+        self.start_ns = clock()
+        self.log = component_logger(id_)
+        self.overflow = telemetry.counter(
+            "otelcol_connector_genops_metrics_overflow_points",
+            "Data points that went into a metric's overflow series because of the cardinality limit",
+            ["connector", "metric"])
+        self.flush_failures = telemetry.counter(
+            "otelcol_connector_genops_metrics_flush_failures",
+            "Flushes of aggregated metrics the metrics pipeline refused (the next flush carries them again)",
+            ["connector"])
+        self.consumer = None
+        self._task: asyncio.Task | None = None
+
+    def bind(self, consumers: dict) -> None:
+        self.consumer = consumers.get(Signal.METRICS)
+
+    async def start(self) -> None:
+        self.start_ns = self.clock()
+        self._task = asyncio.create_task(self._flush_every(float(self.config.metrics_flush_interval)))
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+
+    async def consume(self, request) -> None:
+        self.aggregator.add(request)
+        if self.aggregator.overflowed:
+            for metric, count in self.aggregator.overflowed.items():
+                self.overflow.labels(str(self.id), metric).inc(count)
+            self.aggregator.overflowed.clear()
+
+    async def flush(self) -> None:
+        if self.consumer is None:
+            return
+        request = build(self.aggregator, RESOURCE, f"genops-relay/{TYPE}", self.start_ns, self.clock())
+        if request is None:
+            return
+        try:
+            await self.consumer.consume(request)
+        except Exception as error:  # noqa: BLE001 - cumulative: the next flush resends these totals
+            self.flush_failures.labels(str(self.id)).inc()
+            self.log.warning("metrics flush failed", fields={"error": str(error)})
+
+    async def _flush_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()
+
+
+def create(id_, config: Config, telemetry) -> GenopsMetrics:
+    return GenopsMetrics(id_, config, telemetry)

@@ -1,0 +1,188 @@
+"""From LLM spans to the metrics contract: requests, cost, duration, tokens, errors, switches.
+
+Per span the work is arithmetic on cells found in advance: the span's
+non-numeric attributes (team, model, provider, status, ...) form a signature,
+and a ``Plan`` made once per signature holds the cells of every series that
+span adds to. Token counts, cost and duration are read per span.
+
+Token types are disjoint, so summing ``tokens`` over ``token_type`` gives the
+total: ``input`` is the uncached input, ``cache_read``/``cache_write`` the
+cached part of it, ``output`` excludes ``reasoning``. ``http.status_code``
+comes from ``http.response.status_code`` or ``http.status_code``; without
+either, an ERROR span counts as 500 and any other as 200.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+
+from relay.connectors.genops_metrics.series import Histograms, Sums
+from relay.processors.genops.keys import (
+    CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, INPUT_TOKENS, LLM_MARKERS, MODEL, OUTPUT_TOKENS, PROVIDER,
+    REASONING_TOKENS,
+)
+from relay.processors.genops.read import Reader, static_values
+
+TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", "genops.model"
+ACTUAL, PREDICTED, FALLBACK = ("genops.openrouter.actual_provider", "genops.openrouter.predicted_provider",
+                               "genops.openrouter.fallback_used")
+HTTP_STATUS = ("http.response.status_code", "http.status_code")
+ERROR_TYPE = "error.type"
+COST = "genops.cost.total"
+STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
+METRICS = ("requests", "cost", "request.duration", "tokens", "errors", "provider.switches")
+_PLANS_LIMIT = 4096
+
+
+def _text(value) -> str | None:
+    if value is None or value is ...:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _count(value) -> int:
+    if type(value) is int:
+        return value if value > 0 else 0
+    if isinstance(value, float) and not isinstance(value, bool):
+        return int(value) if value > 0 else 0
+    try:
+        return max(0, int(float(value)))
+    except (TypeError, ValueError):
+        return 0
+
+
+class Aggregator:
+    def __init__(self, config):
+        limit = config.aggregation_cardinality_limit
+        self.sums = {name: Sums(limit, 0.0 if name == "cost" else 0) for name in METRICS
+                     if name != "request.duration"}
+        self.durations = Histograms(limit, config.histogram_buckets)
+        self.bounds = self.durations.bounds
+        self.extra = [(d.name, d.default) for d in config.dimensions]
+        extra_keys = tuple(name for name, _ in self.extra)
+        static = tuple(dict.fromkeys((TEAM, PROJECT, MODEL_OUT) + MODEL + (ACTUAL, PREDICTED, FALLBACK) + PROVIDER
+                                     + HTTP_STATUS + (ERROR_TYPE,) + extra_keys + (COST,)))
+        self.dynamic_keys = tuple(dict.fromkeys(INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ_TOKENS
+                                                + CACHE_WRITE_TOKENS + REASONING_TOKENS + (COST,)))
+        static = tuple(k for k in static if k not in self.dynamic_keys)
+        self.reader = Reader(static, self.dynamic_keys)
+        slot = self.reader.index
+        self.slot = slot
+        self.llm_bits = sum(1 << slot[k] for k in LLM_MARKERS if k in slot)
+        n_static = self.reader.n_static
+        self.token_slots = {
+            role: tuple(slot[k] - n_static for k in keys)
+            for role, keys in (("input", INPUT_TOKENS), ("output", OUTPUT_TOKENS), ("cache_read", CACHE_READ_TOKENS),
+                               ("cache_write", CACHE_WRITE_TOKENS), ("reasoning", REASONING_TOKENS))}
+        self.cost_slot = slot[COST] - n_static
+        self.plans: dict = {}
+        self.overflowed: Counter = Counter()
+
+    def _plan(self, mask: int, signature: bytes, error: bool):
+        if not mask & self.llm_bits:
+            return None
+        values = static_values(signature)
+        slot = self.slot
+
+        def get(key):
+            return _text(values.get(slot[key])) if key in slot else None
+
+        team, project = get(TEAM) or "", get(PROJECT) or ""
+        model = get(MODEL_OUT) or next((m for m in (get(k) for k in MODEL) if m), "")
+        actual = get(ACTUAL) or next((p for p in (get(k) for k in PROVIDER) if p), "")
+        predicted = get(PREDICTED) or ""
+        reported_status = next((s for s in (get(k) for k in HTTP_STATUS) if s), None)
+        status = reported_status or ("500" if error else "200")
+        extra = tuple((name, get(name) or default or "") for name, default in self.extra)
+        cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
+                    ("genops.openrouter.actual_provider", actual)) + extra
+        cells = {}
+        overflow = []
+
+        def take(metric: str, key: tuple):
+            table = self.durations if metric == "request.duration" else self.sums[metric]
+            cell, overflowed = table.cell(key)
+            if overflowed:
+                overflow.append(metric)
+            return cell
+
+        cells["requests"] = take("requests", cost_key + (("http.status_code", status),))
+        cells["cost"] = take("cost", cost_key)
+        cells["request.duration"] = take("request.duration", (
+            ("genops.team", team), ("genops.model", model), ("genops.openrouter.actual_provider", actual)) + extra)
+        for token_type in ("input", "output", "cache_read", "cache_write", "reasoning"):
+            cells[token_type] = take("tokens", cost_key + (("token_type", token_type),))
+        failed = error or (status.isdigit() and int(status) >= 400)
+        if failed:
+            http_failed = reported_status is not None and status.isdigit() and int(status) >= 400
+            error_type = get(ERROR_TYPE) or (f"http_{status}" if http_failed else "span_error")
+            cells["errors"] = take("errors", (("genops.team", team), ("genops.model", model),
+                                              ("error_type", error_type)) + extra)
+        fallback = values.get(slot[FALLBACK]) is True
+        if fallback or (predicted and actual and predicted != actual):
+            cells["provider.switches"] = take("provider.switches", (
+                ("genops.model", model), ("genops.openrouter.predicted_provider", predicted),
+                ("genops.openrouter.actual_provider", actual)) + extra)
+        return cells, tuple(overflow)
+
+    def first(self, values, slots) -> int:
+        for s in slots:
+            value = values[s]
+            if value is not None and value is not ...:
+                return _count(value)
+        return 0
+
+    def add(self, request) -> None:
+        """Fold every LLM span of a traces request into the cumulative series."""
+        scanned = self.reader.read(request)
+        if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
+            scanned = self.reader.read_python(request)
+        plans, bounds = self.plans, self.bounds
+        position = 0
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    mask, signature, values = scanned[position]
+                    position += 1
+                    error = span.status.code == STATUS_ERROR
+                    key = (mask, signature, error)
+                    plan = plans.get(key, False)
+                    if plan is False:
+                        if len(plans) >= _PLANS_LIMIT:
+                            plans.clear()  # many distinct label values: keep memory bounded
+                        plan = plans[key] = self._plan(mask, signature, error)
+                    if plan is not None:
+                        self._apply(plan, span, values, bounds)
+
+    def _apply(self, plan: tuple, span, values, bounds) -> None:
+        cells, overflow = plan
+        for metric in overflow:
+            self.overflowed[metric] += 1
+        cells["requests"][0] += 1
+        cost = values[self.cost_slot]
+        if type(cost) is float or type(cost) is int:
+            cells["cost"][0] += cost
+        seconds = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+        histogram = cells["request.duration"]
+        histogram[0][bisect_left(bounds, seconds)] += 1
+        histogram[1] += seconds
+        histogram[2] += 1
+        slots = self.token_slots
+        total_in, total_out = self.first(values, slots["input"]), self.first(values, slots["output"])
+        cache_read, cache_write = self.first(values, slots["cache_read"]), self.first(values, slots["cache_write"])
+        reasoning = self.first(values, slots["reasoning"])
+        cells["input"][0] += max(0, total_in - cache_read - cache_write)
+        cells["cache_read"][0] += cache_read
+        cells["cache_write"][0] += cache_write
+        cells["output"][0] += max(0, total_out - reasoning)
+        cells["reasoning"][0] += reasoning
+        if "errors" in cells:
+            cells["errors"][0] += 1
+        if "provider.switches" in cells:
+            cells["provider.switches"][0] += 1

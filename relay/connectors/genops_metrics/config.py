@@ -1,0 +1,44 @@
+"""Configuration of the ``genops_metrics`` connector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relay.config.decode import Duration
+from relay.errors import Problem
+
+# LLM calls take from a tenth of a second to minutes; seconds, as the metrics contract says.
+DEFAULT_BUCKETS = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]
+
+
+@dataclass
+class DimensionConfig:
+    name: str
+    default: str | None = None
+
+    def validate(self) -> list[Problem]:
+        return [] if self.name else [Problem(("name",), "must not be empty")]
+
+
+@dataclass
+class Config:
+    # Added to every metric, e.g. genops.customer_id or genops.environment.
+    dimensions: list[DimensionConfig] = field(default_factory=list)
+    metrics_flush_interval: Duration = Duration(15.0)
+    histogram_buckets: list[float] = field(default_factory=lambda: list(DEFAULT_BUCKETS))
+    # Series per metric; past it, data points go into one overflow series.
+    aggregation_cardinality_limit: int = 2000
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.metrics_flush_interval <= 0:
+            problems.append(Problem(("metrics_flush_interval",), "must be positive"))
+        buckets = self.histogram_buckets
+        if not buckets or any(b <= a for a, b in zip(buckets, buckets[1:])) or buckets[0] <= 0:
+            problems.append(Problem(("histogram_buckets",), "must be positive and strictly increasing"))
+        if self.aggregation_cardinality_limit < 1:
+            problems.append(Problem(("aggregation_cardinality_limit",), "must be at least 1"))
+        names = [d.name for d in self.dimensions]
+        for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+            problems.append(Problem(("dimensions",), f'"{name}" is listed twice'))
+        return problems

@@ -1,0 +1,59 @@
+"""The aggregated series as an OTLP metrics request: cumulative sums and histograms."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from relay import attrs
+
+CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+# The names and units of the metrics contract: the prometheus exporter's naming rules turn
+# "cost" with unit "{USD}" into <namespace>_cost_total, "request.duration" with "s" into
+# <namespace>_request_duration_seconds.
+UNITS = {"requests": "{request}", "cost": "{USD}", "tokens": "{token}", "errors": "{error}",
+         "provider.switches": "{switch}", "request.duration": "s"}
+DESCRIPTIONS = {
+    "requests": "LLM requests", "cost": "LLM cost in USD", "tokens": "LLM tokens by type",
+    "errors": "Failed LLM requests by error type", "provider.switches": "OpenRouter provider fallbacks",
+    "request.duration": "LLM request duration",
+}
+
+
+def _attributes(target, key: tuple) -> None:
+    for name, value in key:
+        if value != "":
+            attrs.put(target, name, value)
+
+
+def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int) -> ExportMetricsServiceRequest | None:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    for key, value in resource.items():
+        attrs.put(rm.resource.attributes, key, value)
+    sm = rm.scope_metrics.add()
+    sm.scope.name = scope
+    for name, table in aggregator.sums.items():
+        if not table.cells:
+            continue
+        metric = sm.metrics.add(name=name, unit=UNITS[name], description=DESCRIPTIONS[name])
+        metric.sum.is_monotonic = True
+        metric.sum.aggregation_temporality = CUMULATIVE
+        for key, (value,) in table.cells.items():
+            point = metric.sum.data_points.add(start_time_unix_nano=start_ns, time_unix_nano=now_ns)
+            if isinstance(value, float):
+                point.as_double = value
+            else:
+                point.as_int = value
+            _attributes(point.attributes, key)
+    histograms = aggregator.durations
+    if histograms.cells:
+        metric = sm.metrics.add(name="request.duration", unit=UNITS["request.duration"],
+                                description=DESCRIPTIONS["request.duration"])
+        metric.histogram.aggregation_temporality = CUMULATIVE
+        for key, (counts, total, count) in histograms.cells.items():
+            point = metric.histogram.data_points.add(start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+                                                     count=count, sum=total, bucket_counts=counts,
+                                                     explicit_bounds=histograms.bounds)
+            _attributes(point.attributes, key)
+    return request if sm.metrics else None
