@@ -218,3 +218,19 @@ def test_connector_wiring_errors(text, expected):
     with pytest.raises(ConfigError) as error:
         load(text, default_registry(), env={})
     assert [str(p) for p in error.value.problems] == expected
+
+
+def test_absurd_numbers_neither_crash_nor_poison_the_totals():
+    made, sink = connector()
+    asyncio.run(made.consume(spans_request([
+        (llm("t", cost=float("inf"), **{"gen_ai.usage.input_tokens": float("inf"),
+                                         "gen_ai.usage.output_tokens": float("nan")}), 1.0, False),
+        (llm("t", cost=float("nan")), 1.0, False),
+        (llm("t", cost=0.5, **{"gen_ai.usage.input_tokens": "12", "gen_ai.usage.output_tokens": -4}), 1.0, False),
+    ])))
+    asyncio.run(made.flush())
+    got = points(sink.requests[0])
+    assert list(got["cost"].values()) == [0.5]
+    tokens = {dict(k)["token_type"]: v for k, v in got["tokens"].items()}
+    assert tokens["input"] == 2**63 - 1  # saturated, not wrapped
+    assert tokens["output"] == 0 + 200 + 0

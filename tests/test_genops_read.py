@@ -118,3 +118,43 @@ def test_genops_sees_what_an_earlier_processor_changed(native, monkeypatch):
     span = {kv.key: attrs.to_python(kv.value) for kv in out.resource_spans[0].scope_spans[0].spans[0].attributes}
     assert span["genops.cost.source"] == "computed"
     assert span["genops.cost.total"] == pytest.approx(1000 * 1.0 / 1_000_000)
+
+
+def enriched_wire_form(request) -> bytes | None:
+    """Runs genops as the receiver would (the payload bound in the same task) and returns the
+    wire form it leaves bound for the consumers after it."""
+    config, problems = decode(genops.Config, {"pricing": {"fallback": {"input": 1.0, "output": 2.0}}})
+    assert problems == []
+    enrich = genops.create(ComponentID("genops"), config, Recorder(), SelfMetrics())
+
+    async def receive():
+        token = received.bind(request, request.SerializeToString())
+        try:
+            await enrich.consume(request)
+            return received.raw_bytes(request)
+        finally:
+            received.unbind(token)
+
+    return asyncio.run(receive())
+
+
+@needs_native
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.tuples(st.sampled_from(KEYS + ("gen_ai.usage.cost", "genops.cost.source")), values),
+                         max_size=8), max_size=6),
+       st.integers(min_value=1, max_value=3))
+def test_the_spliced_wire_form_is_the_enriched_request(spans, resources):
+    """After genops runs, the bytes it leaves bound parse to exactly the request it changed."""
+    request = build_request(spans, resources)
+    data = enriched_wire_form(request)
+    if data is not None:  # None: some key was updated in place, so consumers serialize instead
+        assert ExportTraceServiceRequest.FromString(data) == request
+
+
+@needs_native
+def test_the_spliced_wire_form_of_the_fixture():
+    request = fixtures.load("traces_llm")
+    data = enriched_wire_form(request)
+    assert data is not None  # the fixture's spans take only appended attributes
+    assert ExportTraceServiceRequest.FromString(data) == request
+    assert b"genops.cost.source" in data

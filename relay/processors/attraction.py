@@ -52,7 +52,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 

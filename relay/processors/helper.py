@@ -29,8 +29,9 @@ class FunctionProcessor:
         pass
 
     async def consume(self, request) -> None:
+        before = received.binding()
         result = self.process(request)
-        if self.changes_data:
+        if self.changes_data and received.binding() is before:
             received.changed()  # the bytes the request arrived as no longer describe it
         if result is not None:
             await self.next.consume(result)

@@ -33,6 +33,8 @@ COST = "genops.cost.total"
 STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
 METRICS = ("requests", "cost", "request.duration", "tokens", "errors", "provider.switches")
 _PLANS_LIMIT = 4096
+_FINITE_MAX = 1.7976931348623157e308  # a NaN or infinite cost would poison the running total
+_FINITE_MIN = -_FINITE_MAX
 
 
 def _text(value) -> str | None:
@@ -46,15 +48,21 @@ def _text(value) -> str | None:
     return text or None
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _count(value) -> int:
-    if type(value) is int:
-        return value if value > 0 else 0
-    if isinstance(value, float) and not isinstance(value, bool):
-        return int(value) if value > 0 else 0
-    try:
-        return max(0, int(float(value)))
-    except (TypeError, ValueError):
+    """A token count from whatever the span sent: whole, non-negative, at most int64."""
+    if type(value) is not int:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return 0
+        if value != value:  # NaN
+            return 0
+    if value <= 0:
         return 0
+    return _INT64_MAX if value >= _INT64_MAX else int(value)
 
 
 class Aggregator:
@@ -166,7 +174,7 @@ class Aggregator:
             self.overflowed[metric] += 1
         cells["requests"][0] += 1
         cost = values[self.cost_slot]
-        if type(cost) is float or type(cost) is int:
+        if (type(cost) is float or type(cost) is int) and _FINITE_MIN <= cost <= _FINITE_MAX:
             cells["cost"][0] += cost
         seconds = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
         histogram = cells["request.duration"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from relay import status
+from relay import received, status
 from relay.exporters.otlp_grpc import split_target
 from relay.signals import Signal, rejected_count, signal_of
 from relay.telemetry import component_logger
@@ -61,7 +61,10 @@ class GrpcTransport:
         try:
             # The deadline travels with the call so the downstream can give up too;
             # the timeout sender above bounds the attempt either way.
-            answer = await self._calls[signal](request.SerializeToString(), metadata=self.metadata,
+            data = received.raw_bytes(request)  # the wire form, while it still describes the request
+            if data is None:
+                data = request.SerializeToString()
+            answer = await self._calls[signal](data, metadata=self.metadata,
                                                timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
             raise status.from_grpc(error.code(), error.details() or "",

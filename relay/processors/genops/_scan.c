@@ -330,7 +330,121 @@ static PyObject *scan_request(PyObject *self, PyObject *args) {
     return state.out;
 }
 
+/*
+ * splice_request(request_bytes, additions) -> bytes
+ *
+ * The request with additions[i] appended to the i-th span's encoding, and the
+ * length prefixes of every enclosing span, ScopeSpans and ResourceSpans
+ * rewritten to match: the wire form of the request after the genops processor
+ * appended attributes to its spans, without serializing it again. additions
+ * holds one bytes object (possibly empty) per span, in request order.
+ */
+typedef struct {
+    uint8_t *data;
+    Py_ssize_t len, cap;
+} buffer_t;
+
+static int put(buffer_t *b, const void *p, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *grown = PyMem_Realloc(b->data, (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int put_varint(buffer_t *b, uint64_t v) {
+    uint8_t tmp[10];
+    int n = 0;
+    do {
+        uint8_t byte = v & 0x7F;
+        v >>= 7;
+        tmp[n++] = byte | (v ? 0x80 : 0);
+    } while (v);
+    return put(b, tmp, n);
+}
+
+typedef struct {
+    PyObject *additions;
+    Py_ssize_t next;
+} splice_state;
+
+/* Copies one message at ``depth`` (0 request, 1 ResourceSpans, 2 ScopeSpans) into ``out``. */
+static int splice_message(const uint8_t *p, Py_ssize_t len, int depth, splice_state *st, buffer_t *out) {
+    cursor c = {p, p + len};
+    while (c.p < c.end) {
+        const uint8_t *field_start = c.p;
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) return -2;
+        int child = (depth == 0 && tag == ((1 << 3) | 2)) || (depth >= 1 && tag == ((2 << 3) | 2));
+        if (!child) {
+            if (skip_field(&c, (int)(tag & 7)) < 0) return -2;
+            if (put(out, field_start, c.p - field_start) < 0) return -1;
+            continue;
+        }
+        if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return -2;
+        const uint8_t *body = c.p;
+        c.p += n;
+        if (put_varint(out, tag) < 0) return -1;
+        if (depth == 2) { /* a span: its bytes, then its addition */
+            if (st->next >= PyList_GET_SIZE(st->additions)) {
+                PyErr_SetString(PyExc_ValueError, "fewer additions than spans");
+                return -1;
+            }
+            PyObject *extra = PyList_GET_ITEM(st->additions, st->next++);
+            if (!PyBytes_Check(extra)) {
+                PyErr_SetString(PyExc_TypeError, "additions must be bytes");
+                return -1;
+            }
+            Py_ssize_t extra_len = PyBytes_GET_SIZE(extra);
+            if (put_varint(out, n + (uint64_t)extra_len) < 0 || put(out, body, (Py_ssize_t)n) < 0
+                || put(out, PyBytes_AS_STRING(extra), extra_len) < 0)
+                return -1;
+            continue;
+        }
+        buffer_t inner = {NULL, 0, 0};
+        int rc = splice_message(body, (Py_ssize_t)n, depth + 1, st, &inner);
+        if (rc == 0) rc = put_varint(out, (uint64_t)inner.len);
+        if (rc == 0 && inner.len) rc = put(out, inner.data, inner.len);
+        PyMem_Free(inner.data);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static PyObject *splice_request(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    PyObject *additions;
+    if (!PyArg_ParseTuple(args, "y*O!", &buffer, &PyList_Type, &additions)) return NULL;
+    buffer_t out = {NULL, 0, 0};
+    splice_state st = {additions, 0};
+    int rc = splice_message((const uint8_t *)buffer.buf, buffer.len, 0, &st, &out);
+    PyBuffer_Release(&buffer);
+    if (rc == 0 && st.next != PyList_GET_SIZE(additions)) {
+        PyErr_SetString(PyExc_ValueError, "more additions than spans");
+        rc = -1;
+    }
+    if (rc < 0) {
+        if (rc == -2) PyErr_SetString(PyExc_ValueError, "malformed ExportTraceServiceRequest");
+        PyMem_Free(out.data);
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)out.data, out.len);
+    PyMem_Free(out.data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"splice_request", splice_request, METH_VARARGS,
+     "splice_request(request_bytes, additions) -> request bytes with additions[i] appended to span i"},
     {"scan_request", scan_request, METH_VARARGS,
      "scan_request(request_bytes, index, n_static, size) -> [(mask, static signature, dynamic values)]"},
     {NULL, NULL, 0, NULL},

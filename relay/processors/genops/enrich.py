@@ -32,7 +32,8 @@ from relay.processors.genops.keys import (
     INPUT_TOKENS, LLM_MARKERS, MODEL, OUT_INPUT, OUT_MODEL, OUT_OUTPUT, OUT_PROVIDER, OUTPUT_TOKENS, PROVIDER,
     REASONING_TOKENS, REPORTED_COST,
 )
-from relay.processors.genops.read import Reader, static_values
+from relay import received
+from relay.processors.genops.read import Reader, splice, static_values, wire_form
 
 PRICE_SOURCE = "genops.cost.price_source"
 # Keys whose values vary span by span; everything else goes into the plan's signature.
@@ -54,12 +55,18 @@ def number(value) -> float | None:
         return None
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _tokens(value) -> int | None:
+    """A token count: a whole, non-negative int64, whatever number the span sent."""
     if type(value) is not int:
         value = number(value)
-        if value is None:
+        if value is None or value != value:  # NaN
             return None
-    return int(value) if value > 0 else 0
+    if value <= 0:
+        return 0
+    return _INT64_MAX if value >= _INT64_MAX else int(value)
 
 
 def _text(value) -> str | None:
@@ -120,7 +127,8 @@ class Plan:
             usage_out += reasoning
         return usage_in, usage_out, cache_read, cache_write, reasoning
 
-    def apply(self, span, values, sources: Counter, unpriced: Counter) -> None:
+    def apply(self, span, values, sources: Counter, unpriced: Counter) -> tuple[bytes, bool]:
+        """Writes the span's numbers; (the encoded entries appended, whether any key was updated in place)."""
         present = self.present
         parts = [self.entries]
         updates = []
@@ -165,7 +173,9 @@ class Plan:
         sources[source] += 1
         for key, value in updates:
             fill(find(span.attributes, key), value)
-        span.MergeFromString(b"".join(parts))
+        appended = b"".join(parts)
+        span.MergeFromString(appended)
+        return appended, bool(updates)
 
 
 def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
@@ -219,9 +229,13 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
         context = attribution.context_values(context_sources) if context_sources else {}
         sources: Counter = Counter()
         unpriced: Counter = Counter()
-        scanned = reader.read(request)
-        if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
-            scanned = reader.read_python(request)  # the wire form disagreed with the parse: trust the parse
+        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        data = wire_form(request) if reader.native else None
+        scanned = reader.scan(data) if data is not None else reader.read_python(request)
+        if len(scanned) != spans:
+            data, scanned = None, reader.read_python(request)  # the wire form disagreed with the parse
+        # What each span gets appended, so the new wire form can be spliced instead of serialized.
+        additions: list[bytes] | None = [] if data is not None else None
         context_key = tuple(sorted(context.items()))
         position = 0
         for rs in request.resource_spans:
@@ -245,8 +259,17 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
                         plan = plan_for(mask, signature, resource, from_resource, context)
                         if len(plans) < _PLANS_PER_RESOURCE:
                             plans[(mask, signature)] = plan
-                    if plan is not _SKIP:
-                        plan.apply(span, values, sources, unpriced)
+                    if plan is _SKIP:
+                        if additions is not None:
+                            additions.append(b"")
+                        continue
+                    appended, updated = plan.apply(span, values, sources, unpriced)
+                    if additions is not None:
+                        additions.append(appended)
+                        if updated:
+                            additions = None  # an in-place update has no spliceable encoding
+        if additions is not None and sources:
+            received.rebind(request, splice(data, additions))
         if sources:
             on_sources(sources)
         for (model, reason), count in unpriced.items():

@@ -39,6 +39,16 @@ def scalar(value: AnyValue):
     return getattr(value, kind) if kind in _SCALARS else ...
 
 
+def wire_form(request) -> bytes:
+    """The bytes the request arrived as while they still describe it, else a fresh serialization."""
+    data = received.raw_bytes(request)
+    return request.SerializeToString() if data is None else data
+
+
+def splice(data: bytes, additions: list[bytes]) -> bytes:
+    return _scan.splice_request(data, additions)
+
+
 def _varint(number: int) -> bytes:
     out = bytearray()
     while True:
@@ -74,13 +84,15 @@ class Reader:
         self.keys = keys
         self.n_static = len(tuple(static_keys))
         self.index = {key: slot for slot, key in enumerate(keys)}
-        self.read = self._read_native if native and _scan is not None else self.read_python
+        self.native = native and _scan is not None
+        self.read = self._read_native if self.native else self.read_python
+
 
     def _read_native(self, request) -> list:
-        # The bytes the request arrived as, while nothing has changed it, save serializing it again.
-        data = received.raw_bytes(request)
-        if data is None:
-            data = request.SerializeToString()
+        return self.scan(wire_form(request))
+
+    def scan(self, data: bytes) -> list:
+        """The native reader on a request's wire form."""
         return _scan.scan_request(data, self.index, self.n_static, len(self.keys))
 
     def read_python(self, request) -> list:

@@ -36,6 +36,8 @@ def varint(number: int) -> bytes:
         return bytes((number & 0x7F | 0x80, (number >> 7) & 0x7F | 0x80, number >> 14))
     if number < 0:
         number += 1 << 64  # int64 is two's complement on the wire
+    if not 0 <= number < 1 << 64:
+        raise ValueError(f"{number} does not fit in 64 bits")
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
