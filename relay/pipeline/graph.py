@@ -34,8 +34,9 @@ class Graph:
         self.config = config
         self.extensions = {id_: config.factories["extensions"][id_].create(
             id_, config.components["extensions"][id_], telemetry) for id_ in config.extensions}
+        used = {id_ for pipeline in config.pipelines for id_ in pipeline.exporters}
         self.connectors = {id_: factory.create(id_, config.components["connectors"][id_], telemetry)
-                           for id_, factory in config.factories["connectors"].items()}
+                           for id_, factory in config.factories["connectors"].items() if id_ in used}
         self.exporters = {}
         self.processors: list[list] = []       # per pipeline fed by receivers
         self.fed_processors: list[list] = []   # per pipeline fed by connectors
