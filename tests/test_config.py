@@ -146,7 +146,7 @@ service:
       exporters: [debug]
 """
 
-AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc)"
+AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc, prometheus)"
 AVAILABLE_PROCESSORS = "(available: attributes, genops, resource, transform)"
 OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, timeout, tls)"
 
@@ -690,7 +690,6 @@ REFERENCE_PROBLEMS = [
     'receivers::prometheus: unsupported receiver type "prometheus" (available: otlp)',
     f'processors::batch: unsupported processor type "batch" {AVAILABLE_PROCESSORS}',
     f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
-    f'exporters::prometheus: unsupported exporter type "prometheus" {AVAILABLE_EXPORTERS}',
     f'exporters::jaeger: unsupported exporter type "jaeger" {AVAILABLE_EXPORTERS}',
     'extensions::pprof: unsupported extension type "pprof" (available: health_check)',
     'extensions::zpages: unsupported extension type "zpages" (available: health_check)',

@@ -55,6 +55,13 @@ def connector(settings: dict | None = None, telemetry: SelfMetrics | None = None
     return made, sink
 
 
+def flushed(made, sink):
+    """The request a second flush sends: the first reports new series at zero."""
+    asyncio.run(made.flush())
+    asyncio.run(made.flush())
+    return sink.requests[-1]
+
+
 def points(request) -> dict[str, dict[tuple, object]]:
     """{metric name: {sorted attribute items: value or (bucket counts, sum, count)}}"""
     out: dict = {}
@@ -100,9 +107,7 @@ def test_the_metrics_contract_from_spans():
              **{"genops.openrouter.predicted_provider": "Anthropic"}), 2.0, False),
     ])
     asyncio.run(made.consume(request))
-    asyncio.run(made.flush())
-    (out,) = sink.requests
-    got = points(out)
+    got = points(flushed(made, sink))
     cost_labels = dict(genops__team="search", genops__project="assist", genops__model="openai/gpt-4o",
                        genops__openrouter__actual_provider="OpenAI")
     assert got["requests"][labels(**cost_labels, http__status_code="200")] == 2
@@ -137,7 +142,7 @@ def test_series_are_cumulative_across_flushes_and_named_for_the_contract():
         asyncio.run(made.consume(spans_request([(llm("search", cost=0.1), 1.0, False)])))
         asyncio.run(made.flush())
     values = [sum(points(r)["requests"].values()) for r in sink.requests]
-    assert values == [1, 2, 3]
+    assert values == [0, 2, 3]  # a new series is reported at zero first, so rate() sees its first increase
     metrics = {m.name: m for m in sink.requests[-1].resource_metrics[0].scope_metrics[0].metrics}
     assert {name: m.unit for name, m in metrics.items()} == {
         "requests": "{request}", "cost": "{USD}", "tokens": "{token}", "request.duration": "s"}
@@ -148,14 +153,24 @@ def test_series_are_cumulative_across_flushes_and_named_for_the_contract():
     assert point.start_time_unix_nano < point.time_unix_nano
 
 
+def test_a_new_series_is_first_reported_at_zero():
+    made, sink = connector()
+    asyncio.run(made.consume(spans_request([(llm("search", cost=0.5), 1.0, False)])))
+    asyncio.run(made.flush())
+    first = points(sink.requests[0])
+    assert set(first["requests"].values()) == {0} and set(first["cost"].values()) == {0.0}
+    assert all(count == 0 for _, _, count in first["request.duration"].values())
+    asyncio.run(made.flush())
+    assert sum(points(sink.requests[1])["requests"].values()) == 1
+
+
 def test_extra_dimensions_with_defaults():
     made, sink = connector({"dimensions": [{"name": "genops.customer_id", "default": "none"},
                                            {"name": "genops.environment"}]})
     asyncio.run(made.consume(spans_request([
         (llm("search", **{"genops.customer_id": "c-1", "genops.environment": "prod"}), 1.0, False),
         (llm("search"), 1.0, False)])))
-    asyncio.run(made.flush())
-    customers = {dict(k).get("genops.customer_id") for k in points(sink.requests[0])["cost"]}
+    customers = {dict(k).get("genops.customer_id") for k in points(flushed(made, sink))["cost"]}
     assert customers == {"c-1", "none"}
 
 
@@ -165,8 +180,7 @@ def test_cardinality_limit_sends_new_series_to_one_overflow_series():
                             "dimensions": [{"name": "genops.customer_id"}]}, telemetry)
     asyncio.run(made.consume(spans_request([(llm("t", **{"genops.customer_id": f"c{i}"}), 1.0, False)
                                             for i in range(100)])))
-    asyncio.run(made.flush())
-    got = points(sink.requests[0])
+    got = points(flushed(made, sink))
     for name in ("requests", "cost"):
         assert len(got[name]) == 11
         assert got[name][(("otel.metric.overflow", True),)] == pytest.approx(90 if name == "requests" else 0.9)
@@ -201,7 +215,8 @@ def test_a_connector_joins_a_traces_pipeline_to_a_metrics_pipeline_and_flushes_o
         await graph.shutdown(timeout=5)
 
     asyncio.run(run())
-    assert sum(points(sink.requests[0])["requests"].values()) == 1  # ... and the last one on shutdown
+    # ... and the last one on shutdown, with every series as it stands
+    assert list(points(sink.requests[0])["requests"].values()) == [1]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -228,8 +243,7 @@ def test_absurd_numbers_neither_crash_nor_poison_the_totals():
         (llm("t", cost=float("nan")), 1.0, False),
         (llm("t", cost=0.5, **{"gen_ai.usage.input_tokens": "12", "gen_ai.usage.output_tokens": -4}), 1.0, False),
     ])))
-    asyncio.run(made.flush())
-    got = points(sink.requests[0])
+    got = points(flushed(made, sink))
     assert list(got["cost"].values()) == [0.5]
     tokens = {dict(k)["token_type"]: v for k, v in got["tokens"].items()}
     assert tokens["input"] == 2**63 - 1  # saturated, not wrapped

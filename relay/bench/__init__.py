@@ -8,7 +8,8 @@ a noisy shared machine where absolute figures do not.
 
 A custom ``--config`` must listen on ``${BENCH_RECEIVER_ENDPOINT}``, send its
 traces to ``${BENCH_SINK_ENDPOINT}`` and may put a health_check on
-``${BENCH_HEALTH_ENDPOINT}``; the bench sets those variables.
+``${BENCH_HEALTH_ENDPOINT}`` and a prometheus exporter on
+``${BENCH_PROMETHEUS_ENDPOINT}``; the bench sets those variables.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from pathlib import Path
 PIPELINES = {
     "passthrough": "built-in passthrough (otlp grpc -> otlp grpc, no compression)",
     "genops": "built-in genops (otlp grpc -> genops processor -> otlp grpc, no compression)",
+    "genops-metrics": "built-in genops with aggregation (otlp grpc -> genops -> otlp grpc and genops_metrics "
+                      "-> prometheus, no compression)",
 }
 
-PASSTHROUGH_CONFIG = """\
+_CONFIG = """\
 receivers:
   otlp:
     protocols:
@@ -37,12 +40,19 @@ receivers:
         endpoint: ${BENCH_RECEIVER_ENDPOINT}
 processors:
   genops: {}
+connectors:
+  genops_metrics:
+    metrics_flush_interval: 1s
 exporters:
   otlp:
     endpoint: ${BENCH_SINK_ENDPOINT}
     compression: none
     tls:
       insecure: true
+  prometheus:
+    endpoint: ${BENCH_PROMETHEUS_ENDPOINT}
+    namespace: genops_openrouter
+    const_labels: {service: openrouter}
 extensions:
   health_check:
     endpoint: ${BENCH_HEALTH_ENDPOINT}
@@ -52,13 +62,26 @@ service:
     traces:
       receivers: [otlp]
       processors: @PROCESSORS@
-      exporters: [otlp]
-  telemetry:
+      exporters: @EXPORTERS@
+@METRICS@  telemetry:
     logs:
       level: warn
     metrics:
       level: none
 """
+_METRICS_PIPELINE = """\
+    metrics:
+      receivers: [genops_metrics]
+      exporters: [prometheus]
+"""
+
+
+def builtin_config(pipeline: str) -> str:
+    """The built-in config for a --pipeline; endpoints come from the BENCH_* variables."""
+    aggregate = pipeline == "genops-metrics"
+    return (_CONFIG.replace("@PROCESSORS@", "[]" if pipeline == "passthrough" else "[genops]")
+            .replace("@EXPORTERS@", "[otlp, genops_metrics]" if aggregate else "[otlp]")
+            .replace("@METRICS@", _METRICS_PIPELINE if aggregate else ""))
 
 
 def add_arguments(parser) -> None:
@@ -128,18 +151,18 @@ def measure(args) -> dict:
     from relay.bench.payload import llm_spans
 
     payload = llm_spans(args.spans_per_request).SerializeToString()
-    ports = {name: free_port() for name in ("receiver", "sink", "health")}
+    ports = {name: free_port() for name in ("receiver", "sink", "health", "prometheus")}
     env = dict(os.environ,
                BENCH_RECEIVER_ENDPOINT=f"127.0.0.1:{ports['receiver']}",
                BENCH_SINK_ENDPOINT=f"127.0.0.1:{ports['sink']}",
-               BENCH_HEALTH_ENDPOINT=f"127.0.0.1:{ports['health']}")
+               BENCH_HEALTH_ENDPOINT=f"127.0.0.1:{ports['health']}",
+               BENCH_PROMETHEUS_ENDPOINT=f"127.0.0.1:{ports['prometheus']}")
     with tempfile.TemporaryDirectory(prefix="genops-bench-") as tmp:
         payload_path = Path(tmp, "payload.binpb")
         payload_path.write_bytes(payload)
         config_path = args.config or str(Path(tmp, "passthrough.yaml"))
         if not args.config:
-            processors = "[genops]" if args.pipeline == "genops" else "[]"
-            Path(config_path).write_text(PASSTHROUGH_CONFIG.replace("@PROCESSORS@", processors))
+            Path(config_path).write_text(builtin_config(args.pipeline))
         relay_log = open(Path(tmp, "relay.log"), "w+")
         load = subprocess.Popen(
             [sys.executable, "-m", "relay.bench.load", "--target", env["BENCH_RECEIVER_ENDPOINT"],
@@ -193,7 +216,7 @@ def measure(args) -> dict:
         "relay_exit_status": relay.returncode,
         "relay_log_tail": tail if relay.returncode not in (0, None) or result["errors"] else "",
     }
-    if not args.config and args.pipeline == "genops":
+    if not args.config and args.pipeline != "passthrough":
         measured["genops_us_per_span"] = round(genops_cost_per_span(payload, spans), 2)
     return measured
 

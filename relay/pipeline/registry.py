@@ -32,7 +32,7 @@ class Registry:
 
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
-    from relay.exporters import debug, otlp_grpc
+    from relay.exporters import debug, otlp_grpc, prometheus
     from relay.extensions import health_check
     from relay.processors import attributes, genops, resource, transform
     from relay.receivers import otlp
@@ -45,5 +45,6 @@ def default_registry() -> Registry:
             .add("processors", transform)
             .add("exporters", otlp_grpc)
             .add("exporters", debug)
+            .add("exporters", prometheus)
             .add("connectors", genops_metrics)
             .add("extensions", health_check))

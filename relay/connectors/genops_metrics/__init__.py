@@ -4,7 +4,10 @@ It ends a traces pipeline (as an exporter) and starts a metrics pipeline (as
 a receiver), like the collector's spanmetrics connector. Every
 ``metrics_flush_interval`` it sends the cumulative series to the metrics
 pipelines that name it, and once more on shutdown; a failed flush loses
-nothing, since the next one carries the same running totals. Data points past
+nothing, since the next one carries the same running totals. A new series is
+first reported at zero (as the collector's spanmetrics does), so that
+Prometheus' rate() sees its first increment; the shutdown flush reports
+every series as it stands. Data points past
 the cardinality limit are counted per metric in
 ``otelcol_connector_genops_metrics_overflow_points_total``.
 """
@@ -64,7 +67,7 @@ class GenopsMetrics:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        await self.flush()
+        await self.flush(final=True)
 
     async def consume(self, request) -> None:
         self.aggregator.add(request)
@@ -73,10 +76,11 @@ class GenopsMetrics:
                 self.overflow.labels(str(self.id), metric).inc(count)
             self.aggregator.overflowed.clear()
 
-    async def flush(self) -> None:
+    async def flush(self, final: bool = False) -> None:
         if self.consumer is None:
             return
-        request = build(self.aggregator, RESOURCE, f"genops-relay/{TYPE}", self.start_ns, self.clock())
+        request = build(self.aggregator, RESOURCE, f"genops-relay/{TYPE}", self.start_ns, self.clock(),
+                        zero_fresh=not final)
         if request is None:
             return
         try:

@@ -27,7 +27,10 @@ def _attributes(target, key: tuple) -> None:
             attrs.put(target, name, value)
 
 
-def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int) -> ExportMetricsServiceRequest | None:
+def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
+          zero_fresh: bool = True) -> ExportMetricsServiceRequest | None:
+    """The cumulative series; with ``zero_fresh``, series new since the last build report zero
+    (the last build before shutdown reports everything as it is: there is no next one)."""
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
     for key, value in resource.items():
@@ -42,6 +45,8 @@ def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int) ->
         metric.sum.aggregation_temporality = CUMULATIVE
         for key, (value,) in table.cells.items():
             point = metric.sum.data_points.add(start_time_unix_nano=start_ns, time_unix_nano=now_ns)
+            if zero_fresh and key in table.fresh:
+                value = table.zero
             if isinstance(value, float):
                 point.as_double = value
             else:
@@ -53,8 +58,12 @@ def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int) ->
                                 description=DESCRIPTIONS["request.duration"])
         metric.histogram.aggregation_temporality = CUMULATIVE
         for key, (counts, total, count) in histograms.cells.items():
+            if zero_fresh and key in histograms.fresh:
+                counts, total, count = [0] * len(counts), 0.0, 0
             point = metric.histogram.data_points.add(start_time_unix_nano=start_ns, time_unix_nano=now_ns,
                                                      count=count, sum=total, bucket_counts=counts,
                                                      explicit_bounds=histograms.bounds)
             _attributes(point.attributes, key)
+    for table in list(aggregator.sums.values()) + [histograms]:
+        table.fresh.clear()
     return request if sm.metrics else None

@@ -1,5 +1,9 @@
 """Cumulative series per metric, with a cardinality limit and one overflow series.
 
+A series created since the last flush is ``fresh``: its first flush reports it
+at zero, as the collector's spanmetrics does, so that Prometheus' rate() and
+increase() see its first increment (they ignore a counter's first sample).
+
 A series is keyed by its attributes as a tuple of (key, value) pairs. Once a
 metric holds ``limit`` series, data for a new key goes into the one series
 whose only attribute is ``otel.metric.overflow=true`` (the collector's
@@ -18,6 +22,7 @@ class Sums:
         self.limit = limit
         self.zero = zero
         self.cells: dict[tuple, list] = {}
+        self.fresh: set[tuple] = set()
 
     def cell(self, key: tuple) -> tuple[list, bool]:
         """(the cell for ``key``, whether it is the overflow cell)."""
@@ -28,8 +33,10 @@ class Sums:
             overflow = self.cells.get(OVERFLOW_KEY)
             if overflow is None:
                 overflow = self.cells[OVERFLOW_KEY] = [self.zero]
+                self.fresh.add(OVERFLOW_KEY)
             return overflow, True
         cell = self.cells[key] = [self.zero]
+        self.fresh.add(key)
         return cell, False
 
 
@@ -40,6 +47,7 @@ class Histograms:
         self.limit = limit
         self.bounds = list(bounds)
         self.cells: dict[tuple, list] = {}
+        self.fresh: set[tuple] = set()
 
     def _new(self) -> list:
         return [[0] * (len(self.bounds) + 1), 0.0, 0]
@@ -52,6 +60,8 @@ class Histograms:
             overflow = self.cells.get(OVERFLOW_KEY)
             if overflow is None:
                 overflow = self.cells[OVERFLOW_KEY] = self._new()
+                self.fresh.add(OVERFLOW_KEY)
             return overflow, True
         cell = self.cells[key] = self._new()
+        self.fresh.add(key)
         return cell, False

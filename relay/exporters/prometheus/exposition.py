@@ -11,7 +11,7 @@ writes none in either text format, and the text encoder would turn them into ext
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample, Timestamp
@@ -41,7 +41,7 @@ def _timestamp(time_unix_nano: int) -> Timestamp:
 
 
 class StoreCollector:
-    """A prometheus_client collector reading the store at each scrape.
+    """A prometheus_client collector over the store, for the exporter's own registry.
 
     ``before_collect`` runs first (the exporter sweeps expired series there), so a
     scrape never shows a series that has outlived its expiration.
@@ -58,16 +58,27 @@ class StoreCollector:
         return []
 
     def collect(self):
+        return self.snapshot().collect()
+
+    def snapshot(self) -> Snapshot:
+        """The store's current rows, cheap to take on the event loop; building and
+        encoding the families from it can then run in another thread."""
         if self.before_collect is not None:
             self.before_collect()
-        targets = self.store.targets()
-        if targets:
-            name = self.store.target_info_name
-            metric = Metric(name, TARGET_INFO_HELP, "gauge")
-            metric.samples.extend(Sample(name, dict(labels), 1) for labels in targets)
-            yield metric
-        for family in list(self.store.families.values()):
-            yield family_metric(family, self.send_timestamps)
+        return Snapshot(self.store.target_info_name, self.store.targets(),
+                        [_rows(family) for family in self.store.families.values()], self.send_timestamps)
+
+
+def _rows(family: Family) -> tuple:
+    # Series replace their fields on update and never change a list in place, so the
+    # values referenced here stay as they are now.
+    if family.kind == "histogram":
+        rows = [(k, s.time, s.bounds, s.counts, s.sum, s.count) for k, s in family.series.items()]
+    elif family.kind == "summary":
+        rows = [(k, s.time, s.quantiles, s.sum, s.count) for k, s in family.series.items()]
+    else:
+        rows = [(k, s.time, s.value) for k, s in family.series.items()]
+    return family.name, family.kind, family.help, rows
 
 
 @functools.lru_cache(maxsize=256)
@@ -76,42 +87,51 @@ def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
 
 
 class Snapshot:
-    """Families collected once, for an encoder running off the event loop: the store
-    keeps changing while the encoder works, these do not."""
+    """Rows taken from the store at one moment, as metric families for an encoder."""
 
-    def __init__(self, families: list[Metric]):
+    def __init__(self, target_info_name: str, targets: list[tuple], families: list[tuple], send_timestamps: bool):
+        self.target_info_name = target_info_name
+        self.targets = targets
         self.families = families
+        self.send_timestamps = send_timestamps
 
     def collect(self):
-        return self.families
+        if self.targets:
+            name = self.target_info_name
+            metric = Metric(name, TARGET_INFO_HELP, "gauge")
+            metric.samples.extend(Sample(name, dict(labels), 1) for labels in self.targets)
+            yield metric
+        for family in self.families:
+            yield family_metric(*family, send_timestamps=self.send_timestamps)
 
 
-def family_metric(family: Family, send_timestamps: bool) -> Metric:
-    name, kind = family.name, family.kind
+def family_metric(name: str, kind: str, help_: str, rows: list[tuple], *, send_timestamps: bool) -> Metric:
     if kind == "counter":
         # Without suffixes (add_metric_suffixes: false) a counter has no "_total", which
         # prometheus_client's counter type cannot express: it is exposed untyped instead.
         suffixed = name.endswith("_total")
-        metric = Metric(name[:-6] if suffixed else name, family.help, "counter" if suffixed else "unknown")
+        metric = Metric(name[:-6] if suffixed else name, help_, "counter" if suffixed else "unknown")
     else:
-        metric = Metric(name, family.help, kind)
+        metric = Metric(name, help_, kind)
     out = metric.samples
-    for key, series in family.series.items():
+    for key, time_unix_nano, *state in rows:
         labels = dict(key)
-        ts = _timestamp(series.time) if send_timestamps else None
+        ts = _timestamp(time_unix_nano) if send_timestamps else None
         if kind == "histogram":
+            bounds, counts, total, count = state
             bucket, cumulative = f"{name}_bucket", 0
-            for le, count in zip(_le(series.bounds), series.counts):
-                cumulative += count
+            for le, n in zip(_le(bounds), counts):
+                cumulative += n
                 out.append(Sample(bucket, {**labels, "le": le}, cumulative, ts))
-            out.append(Sample(bucket, {**labels, "le": "+Inf"}, series.count, ts))
-            out.append(Sample(f"{name}_sum", labels, series.sum, ts))
-            out.append(Sample(f"{name}_count", labels, series.count, ts))
+            out.append(Sample(bucket, {**labels, "le": "+Inf"}, count, ts))
+            out.append(Sample(f"{name}_sum", labels, total, ts))
+            out.append(Sample(f"{name}_count", labels, count, ts))
         elif kind == "summary":
-            for quantile, value in series.quantiles:
+            quantiles, total, count = state
+            for quantile, value in quantiles:
                 out.append(Sample(name, {**labels, "quantile": go_float_g(quantile)}, value, ts))
-            out.append(Sample(f"{name}_sum", labels, series.sum, ts))
-            out.append(Sample(f"{name}_count", labels, series.count, ts))
+            out.append(Sample(f"{name}_sum", labels, total, ts))
+            out.append(Sample(f"{name}_count", labels, count, ts))
         else:
-            out.append(Sample(name, labels, series.value, ts))
+            out.append(Sample(name, labels, state[0], ts))
     return metric

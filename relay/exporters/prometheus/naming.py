@@ -16,7 +16,8 @@ from decimal import Decimal
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-# What normalize_name needs to know about a metric beyond its name and unit.
+# What metric_name needs to know about a metric beyond its name and unit. The last
+# three are spelled as the OTLP data kinds they stand for.
 COUNTER = "counter"          # monotonic sum
 GAUGE = "gauge"              # gauge (only these get "_ratio" for unit "1")
 NON_MONOTONIC = "updowncounter"
@@ -108,20 +109,16 @@ def _checked(name: str) -> str:
 def label_name(key: str) -> str:
     """The label an attribute key becomes ("" for a key with nothing usable in it).
 
-    Runs of characters outside [a-zA-Z0-9] (underscores included) become one "_";
-    a ``__reserved__`` name keeps its double underscores; a leading digit gets
-    "key_" and a leading single underscore "key".
+    Runs of characters outside [a-zA-Z0-9] (underscores included) become one "_"; a
+    leading digit gets "key_" and a leading underscore "key". The collector keeps a
+    ``__reserved__`` key as written; here it is sanitized like any other, because
+    Prometheus reserves the "__" prefix (``__name__`` would rename the series) and
+    parsers refuse such labels in a scrape.
     """
-    if not key:
-        return ""
-    reserved = len(key) >= 4 and key.startswith("__") and key.endswith("__")
-    inner = key[2:-2] if reserved else key
-    out = _NOT_LABEL_CHAR.sub("_", inner)
-    if reserved:
-        out = f"__{out}__"
+    out = _NOT_LABEL_CHAR.sub("_", key)
     if out[:1].isdigit():
         out = "key_" + out
-    elif out.startswith("_") and not out.startswith("__"):
+    elif out.startswith("_"):
         out = "key" + out
     return out if out.strip("_") else ""
 

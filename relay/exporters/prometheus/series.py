@@ -6,6 +6,8 @@ store counts it). Times are OTLP nanoseconds; ``updated`` is the store's clock.
 
 from __future__ import annotations
 
+import itertools
+
 OUT_OF_ORDER = "out_of_order"
 DELTA_OVERLAP = "delta_overlap"
 INVALID_POINT = "invalid_point"
@@ -67,7 +69,7 @@ def _buckets(point) -> tuple[tuple[float, ...], list[int]] | None:
     if not counts:
         return (), []
     bounds = tuple(point.explicit_bounds)
-    if len(counts) != len(bounds) + 1 or any(a >= b for a, b in zip(bounds, bounds[1:])):
+    if len(counts) != len(bounds) + 1 or any(a >= b for a, b in itertools.pairwise(bounds)):
         return None
     return bounds, counts
 
@@ -78,7 +80,7 @@ class Histogram:
     __slots__ = ("bounds", "counts", "sum", "count", "start", "time", "updated", "resource")
 
     @classmethod
-    def create(cls, point, resource) -> "Histogram | None":
+    def create(cls, point, resource) -> Histogram | None:
         buckets = _buckets(point)
         if buckets is None:
             return None

@@ -11,8 +11,8 @@ without bound while nothing scrapes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
@@ -101,32 +101,17 @@ class SeriesStore:
         data_kind = metric.WhichOneof("data")
         if data_kind is None:
             return
-        data = getattr(metric, data_kind)
-        points = data.data_points
-        if data_kind == "exponential_histogram":
-            return drops.add(UNSUPPORTED_TYPE, len(points), metric.name)
-        delta = False
-        if data_kind in ("sum", "histogram"):
-            temporality = data.aggregation_temporality
-            if temporality not in (DELTA, CUMULATIVE):
-                return drops.add(UNSPECIFIED_TEMPORALITY, len(points), metric.name)
-            delta = temporality == DELTA
-        if data_kind == "sum":
-            if delta and not data.is_monotonic:
-                # A delta of an up-down quantity has no running total a gauge could show
-                # without knowing where it started.
-                return drops.add(DELTA_NON_MONOTONIC, len(points), metric.name)
-            kind = "counter" if data.is_monotonic else "gauge"
-            name_kind = naming.COUNTER if data.is_monotonic else naming.NON_MONOTONIC
-        else:
-            kind = name_kind = {"gauge": naming.GAUGE, "histogram": naming.HISTOGRAM,
-                                "summary": naming.SUMMARY}[data_kind]
+        points = getattr(metric, data_kind).data_points
+        shape = _shape(metric, data_kind)
+        if isinstance(shape, str):
+            drops.add(shape, len(points), metric.name)
+            return
+        kind, name_kind, delta = shape
         name = naming.metric_name(metric.name, metric.unit, name_kind, self.namespace, self.suffixes)
-        if not name:
-            return drops.add(INVALID_NAME, len(points), metric.name)
-        family = self._family(name, kind, metric.description)
+        family = self._family(name, kind, metric.description) if name else None
         if family is None:
-            return drops.add(TYPE_CONFLICT, len(points), metric.name)
+            drops.add(TYPE_CONFLICT if name else INVALID_NAME, len(points), metric.name)
+            return
         for point in points:
             reason = self._point(family, point, delta, resource, fixed, now)
             if reason is not None:
@@ -199,6 +184,25 @@ class SeriesStore:
                 if resource.target_key is not None and resource.target_key not in seen:
                     seen[resource.target_key] = resource.target()
         return list(seen.values())
+
+
+def _shape(metric, data_kind: str) -> tuple[str, str, bool] | str:
+    """(family kind, naming kind, is delta) of a metric, or why none of its points can be stored."""
+    if data_kind == "exponential_histogram":
+        return UNSUPPORTED_TYPE
+    data = getattr(metric, data_kind)
+    delta = False
+    if data_kind in ("sum", "histogram"):
+        if data.aggregation_temporality not in (DELTA, CUMULATIVE):
+            return UNSPECIFIED_TEMPORALITY
+        delta = data.aggregation_temporality == DELTA
+    if data_kind != "sum":
+        return data_kind, data_kind, delta
+    if not data.is_monotonic:
+        # A delta of an up-down quantity has no running total a gauge could show
+        # without knowing where it started.
+        return DELTA_NON_MONOTONIC if delta else ("gauge", naming.NON_MONOTONIC, False)
+    return "counter", naming.COUNTER, delta
 
 
 def _new(kind: str, point, resource):

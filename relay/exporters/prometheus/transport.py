@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
-from relay.exporters.prometheus.exposition import Snapshot, StoreCollector
+from relay.exporters.prometheus.exposition import StoreCollector
 from relay.exporters.prometheus.store import SeriesStore
 from relay.httpserver import HttpListener
 from relay.telemetry import component_logger
@@ -41,8 +43,9 @@ class PrometheusTransport:
             expiration=config.metric_expiration, max_series=config.max_series, now=now)
         # Its own registry: the series of the data it relays, never the relay's self-metrics.
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.registry.register(StoreCollector(self.store, send_timestamps=config.send_timestamps,
-                                              before_collect=self.sweep))
+        self.collector = StoreCollector(self.store, send_timestamps=config.send_timestamps,
+                                        before_collect=self.sweep)
+        self.registry.register(self.collector)
         self.open_metrics = config.enable_open_metrics
         self.sweep_interval = min(config.metric_expiration / 2, MAX_SWEEP_INTERVAL)
         self._sleep = sleep
@@ -98,16 +101,25 @@ class PrometheusTransport:
             try:
                 self.sweep()
             except Exception:
-                self.log.error("expiring series failed", exc_info=True)
+                self.log.exception("expiring series failed")
+
+    def _encoder(self, accept: str):
+        if not self.open_metrics:
+            return generate_latest, TEXT_CONTENT_TYPE
+        encoder, content_type = choose_encoder(accept)
+        keywords = getattr(encoder, "keywords", {})
+        if getattr(encoder, "func", None) is openmetrics.generate_latest and \
+                keywords.get("escaping") == openmetrics.UNDERSCORES:
+            # prometheus_client's OpenMetrics encoder escapes ":" in sample names but not in
+            # the TYPE line, splitting such a family in two. Exposed names are valid legacy
+            # names already, so writing them unescaped is what underscore escaping means.
+            encoder = functools.partial(encoder, escaping=openmetrics.ALLOWUTF8)
+        return encoder, content_type
 
     async def _scrape(self, request: web.Request) -> web.Response:
-        if self.open_metrics:
-            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        else:
-            encoder, content_type = generate_latest, TEXT_CONTENT_TYPE
+        encoder, content_type = self._encoder(request.headers.get("Accept", ""))
         # prometheus_client's encoders take tens of microseconds per sample: thousands of
         # histogram series would hold the event loop (and every receiver) for seconds.
-        # The families are collected here, on the loop, and written out in a thread.
-        snapshot = Snapshot(list(self.registry.collect()))
-        body = await asyncio.to_thread(encoder, snapshot)
+        # The rows are copied here, on the loop; families are built and written in a thread.
+        body = await asyncio.to_thread(encoder, self.collector.snapshot())
         return web.Response(body=body, headers={"Content-Type": content_type})
