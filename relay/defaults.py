@@ -12,9 +12,18 @@ processors:
   # GenOps attribution and LLM cost on every LLM span (team/project default to "unassigned").
   genops: {}
 
+connectors:
+  # Per-team cost counters and the rest of the metrics contract, from the priced spans.
+  genops_metrics: {}
+
 exporters:
   debug:
     verbosity: basic
+  prometheus:
+    endpoint: 0.0.0.0:8889
+    namespace: genops_openrouter
+    const_labels:
+      service: openrouter
 
 extensions:
   health_check:
@@ -26,10 +35,10 @@ service:
     traces:
       receivers: [otlp]
       processors: [genops]
-      exporters: [debug]
+      exporters: [debug, genops_metrics]
     metrics:
-      receivers: [otlp]
-      exporters: [debug]
+      receivers: [otlp, genops_metrics]
+      exporters: [debug, prometheus]
     logs:
       receivers: [otlp]
       exporters: [debug]

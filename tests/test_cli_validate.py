@@ -14,11 +14,11 @@ DEFAULT_GRAPH = """\
 pipeline traces:
   receivers:  otlp
   processors: genops
-  exporters:  debug
+  exporters:  debug, genops_metrics
 pipeline metrics:
-  receivers:  otlp
+  receivers:  otlp, genops_metrics
   processors: (none)
-  exporters:  debug
+  exporters:  debug, prometheus
 pipeline logs:
   receivers:  otlp
   processors: (none)

@@ -823,8 +823,15 @@ service:
 
 def test_builtin_default_config_loads():
     config = load(DEFAULT_CONFIG, default_registry(), env={})
-    assert [(p.id, p.receivers, p.exporters) for p in config.pipelines] == [
-        (signal, [ComponentID("otlp")], [ComponentID("debug")]) for signal in ("traces", "metrics", "logs")]
+    otlp, debug, metrics = ComponentID("otlp"), ComponentID("debug"), ComponentID("genops_metrics")
+    assert [(p.id, p.receivers, p.processors, p.exporters) for p in config.pipelines] == [
+        ("traces", [otlp], [ComponentID("genops")], [debug, metrics]),
+        ("metrics", [otlp, metrics], [], [debug, ComponentID("prometheus")]),
+        ("logs", [otlp], [], [debug]),
+    ]
+    prometheus = config.components["exporters"][ComponentID("prometheus")]
+    assert (prometheus.endpoint, prometheus.namespace, prometheus.const_labels) == (
+        "0.0.0.0:8889", "genops_openrouter", {"service": "openrouter"})
     assert config.extensions == [ComponentID("health_check")]
 
 

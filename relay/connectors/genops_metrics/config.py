@@ -24,7 +24,8 @@ class DimensionConfig:
 class Config:
     # Added to every metric, e.g. genops.customer_id or genops.environment.
     dimensions: list[DimensionConfig] = field(default_factory=list)
-    metrics_flush_interval: Duration = Duration(15.0)
+    # Short enough that a dashboard moves soon after a call; a flush is cheap next to a scrape.
+    metrics_flush_interval: Duration = Duration(5.0)
     histogram_buckets: list[float] = field(default_factory=lambda: list(DEFAULT_BUCKETS))
     # Series per metric; past it, data points go into one overflow series.
     aggregation_cardinality_limit: int = 2000

@@ -1,0 +1,68 @@
+"""The built-in default config, as a user runs it: send spans to 4317, scrape 8889, get cost per team.
+
+The config is the built-in one with only its listen ports moved to free ones.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay.defaults import DEFAULT_CONFIG
+from tests.support import RelayProcess, free_port
+
+# openai/gpt-4o in the built-in database (genai-prices 0.2.3's OpenRouter listing): $2.50 / $10 per million.
+GPT4O_IN, GPT4O_OUT = 2.5e-6, 10e-6
+
+
+def scrape(port: int) -> dict[tuple, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_run_with_no_config_serves_per_team_cost_counters(tmp_path):
+    ports = {name: free_port() for name in ("otlp", "prometheus", "health", "telemetry")}
+    config = (DEFAULT_CONFIG.replace("0.0.0.0:4317", f"127.0.0.1:{ports['otlp']}")
+              .replace("0.0.0.0:8889", f"127.0.0.1:{ports['prometheus']}")
+              .replace("0.0.0.0:13133", f"127.0.0.1:{ports['health']}")
+              .replace("0.0.0.0:8888", f"127.0.0.1:{ports['telemetry']}"))
+    assert "0.0.0.0" not in config
+    relay = RelayProcess(config, tmp_path, ports["health"]).start()
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "chat-api", "genops.team": "search"}))
+        provider.add_span_processor(SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=f"127.0.0.1:{ports['otlp']}", insecure=True)))
+        tracer = provider.get_tracer("opentelemetry.instrumentation.openai_v2")
+        for tokens_in, tokens_out in ((1000, 100), (3000, 700)):
+            with tracer.start_as_current_span("chat openai/gpt-4o", attributes={
+                    "gen_ai.request.model": "openai/gpt-4o", "gen_ai.system": "openai",
+                    "gen_ai.usage.input_tokens": tokens_in, "gen_ai.usage.output_tokens": tokens_out}):
+                pass
+        provider.shutdown()
+
+        want = (4000 * GPT4O_IN + 800 * GPT4O_OUT)
+        deadline = time.monotonic() + 30  # two flushes of the default 5 s interval, with room
+        found = {}
+        while time.monotonic() < deadline:
+            found = {labels: value for (name, labels), value in scrape(ports["prometheus"]).items()
+                     if name == "genops_openrouter_cost_total"}
+            if found and sum(found.values()) > 0:
+                break
+            time.sleep(0.5)
+        assert len(found) == 1, found
+        labels, value = next(iter(found.items()))
+        labels = dict(labels)
+        assert (labels["genops_team"], labels["genops_project"], labels["genops_model"], labels["service"]) == (
+            "search", "unassigned", "openai/gpt-4o", "openrouter")
+        assert value == pytest.approx(want, rel=1e-9)
+    finally:
+        assert relay.stop() == 0
