@@ -84,10 +84,6 @@ class Aggregator:
         self.slot = slot
         self.llm_bits = sum(1 << slot[k] for k in LLM_MARKERS if k in slot)
         n_static = self.reader.n_static
-        self.token_slots = {
-            role: tuple(slot[k] - n_static for k in keys)
-            for role, keys in (("input", INPUT_TOKENS), ("output", OUTPUT_TOKENS), ("cache_read", CACHE_READ_TOKENS),
-                               ("cache_write", CACHE_WRITE_TOKENS), ("reasoning", REASONING_TOKENS))}
         self.cost_slot = slot[COST] - n_static
         self.plans: dict = {}
         self.overflowed: Counter = Counter()
@@ -137,21 +133,21 @@ class Aggregator:
             cells["provider.switches"] = take("provider.switches", (
                 ("genops.model", model), ("genops.openrouter.predicted_provider", predicted),
                 ("genops.openrouter.actual_provider", actual)) + extra)
-        return cells, tuple(overflow)
+        n_static = self.reader.n_static
 
-    def first(self, values, slots) -> int:
-        for s in slots:
-            value = values[s]
-            if value is not None and value is not ...:
-                return _count(value)
-        return 0
+        def first_present(keys) -> int | None:
+            return next((slot[k] - n_static for k in keys if mask >> slot[k] & 1), None)
+
+        return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot,
+                        [first_present(keys) for keys in (INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
+                                                          CACHE_WRITE_TOKENS, REASONING_TOKENS)])
 
     def add(self, request) -> None:
         """Fold every LLM span of a traces request into the cumulative series."""
         scanned = self.reader.read(request)
         if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
             scanned = self.reader.read_python(request)
-        plans, bounds = self.plans, self.bounds
+        plans = self.plans
         position = 0
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
@@ -166,31 +162,53 @@ class Aggregator:
                             plans.clear()  # many distinct label values: keep memory bounded
                         plan = plans[key] = self._plan(mask, signature, error)
                     if plan is not None:
-                        self._apply(plan, span, values, bounds)
+                        plan.apply(span, values)
+                        if plan.overflow:
+                            for metric in plan.overflow:
+                                self.overflowed[metric] += 1
 
-    def _apply(self, plan: tuple, span, values, bounds) -> None:
-        cells, overflow = plan
-        for metric in overflow:
-            self.overflowed[metric] += 1
-        cells["requests"][0] += 1
+
+class SpanPlan:
+    """The cells one kind of span adds to, and where its numbers are; ``apply`` adds them."""
+
+    __slots__ = ("requests", "cost", "duration", "input", "cache_read", "cache_write", "output", "reasoning",
+                 "errors", "switches", "overflow", "bounds", "cost_slot", "token_slots")
+
+    def __init__(self, cells: dict, overflow: tuple, bounds: list, cost_slot: int, token_slots: list):
+        self.requests, self.cost, self.duration = cells["requests"], cells["cost"], cells["request.duration"]
+        self.input, self.output = cells["input"], cells["output"]
+        self.cache_read, self.cache_write, self.reasoning = (cells["cache_read"], cells["cache_write"],
+                                                             cells["reasoning"])
+        self.errors, self.switches = cells.get("errors"), cells.get("provider.switches")
+        self.overflow = overflow
+        self.bounds = bounds
+        self.cost_slot = cost_slot
+        self.token_slots = token_slots  # input, output, cache_read, cache_write, reasoning: slot or None
+
+    def apply(self, span, values) -> None:
+        self.requests[0] += 1
         cost = values[self.cost_slot]
         if (type(cost) is float or type(cost) is int) and _FINITE_MIN <= cost <= _FINITE_MAX:
-            cells["cost"][0] += cost
+            self.cost[0] += cost
         seconds = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
-        histogram = cells["request.duration"]
-        histogram[0][bisect_left(bounds, seconds)] += 1
+        histogram = self.duration
+        histogram[0][bisect_left(self.bounds, seconds)] += 1
         histogram[1] += seconds
         histogram[2] += 1
-        slots = self.token_slots
-        total_in, total_out = self.first(values, slots["input"]), self.first(values, slots["output"])
-        cache_read, cache_write = self.first(values, slots["cache_read"]), self.first(values, slots["cache_write"])
-        reasoning = self.first(values, slots["reasoning"])
-        cells["input"][0] += max(0, total_in - cache_read - cache_write)
-        cells["cache_read"][0] += cache_read
-        cells["cache_write"][0] += cache_write
-        cells["output"][0] += max(0, total_out - reasoning)
-        cells["reasoning"][0] += reasoning
-        if "errors" in cells:
-            cells["errors"][0] += 1
-        if "provider.switches" in cells:
-            cells["provider.switches"][0] += 1
+        counts = []
+        for slot in self.token_slots:
+            if slot is None:
+                counts.append(0)
+            else:
+                value = values[slot]
+                counts.append(value if type(value) is int and 0 <= value <= _INT64_MAX else _count(value))
+        total_in, total_out, cache_read, cache_write, reasoning = counts
+        self.input[0] += max(0, total_in - cache_read - cache_write)
+        self.cache_read[0] += cache_read
+        self.cache_write[0] += cache_write
+        self.output[0] += max(0, total_out - reasoning)
+        self.reasoning[0] += reasoning
+        if self.errors is not None:
+            self.errors[0] += 1
+        if self.switches is not None:
+            self.switches[0] += 1

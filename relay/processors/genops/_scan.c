@@ -112,14 +112,22 @@ typedef struct {
     int slot;
 } table_entry;
 
+typedef struct {
+    table_entry entries[TABLE_SIZE];
+    /* Bit n set: some wanted key is n bytes long (n < 64); most attribute keys are skipped on it. */
+    uint64_t lengths;
+    int long_keys;
+} key_table;
+
 static uint32_t hash_bytes(const uint8_t *p, Py_ssize_t len) {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (Py_ssize_t i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
     return h;
 }
 
-static int build_table(PyObject *index, Py_ssize_t size, table_entry *table) {
-    memset(table, 0, sizeof(table_entry) * TABLE_SIZE);
+static int build_table(PyObject *index, Py_ssize_t size, key_table *keys) {
+    memset(keys, 0, sizeof(key_table));
+    table_entry *table = keys->entries;
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(index, &pos, &key, &value)) {
@@ -130,6 +138,8 @@ static int build_table(PyObject *index, Py_ssize_t size, table_entry *table) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "index maps str keys to slots below size");
             return -1;
         }
+        if (len < 64) keys->lengths |= (uint64_t)1 << len;
+        else keys->long_keys = 1;
         uint32_t i = hash_bytes((const uint8_t *)utf8, len) & (TABLE_SIZE - 1);
         while (table[i].key != NULL) i = (i + 1) & (TABLE_SIZE - 1);
         table[i].key = utf8;
@@ -139,7 +149,9 @@ static int build_table(PyObject *index, Py_ssize_t size, table_entry *table) {
     return 0;
 }
 
-static int lookup(const table_entry *table, const uint8_t *key, Py_ssize_t len) {
+static int lookup(const key_table *keys, const uint8_t *key, Py_ssize_t len) {
+    if (len < 64 ? !(keys->lengths >> len & 1) : !keys->long_keys) return -1;
+    const table_entry *table = keys->entries;
     uint32_t i = hash_bytes(key, len) & (TABLE_SIZE - 1);
     while (table[i].key != NULL) {
         if (table[i].len == len && memcmp(table[i].key, key, (size_t)len) == 0) return table[i].slot;
@@ -163,7 +175,7 @@ typedef struct {
     Py_ssize_t len;
 } slot_ref;
 
-static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const table_entry *table, Py_ssize_t n_static,
+static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table *table, Py_ssize_t n_static,
                                Py_ssize_t size) {
     slot_ref refs[64];
     uint64_t mask = 0;
@@ -278,7 +290,7 @@ static int each_field(const uint8_t *p, const uint8_t *end, int field,
 
 typedef struct {
     PyObject *out;
-    const table_entry *table;
+    const key_table *table;
     Py_ssize_t n_static, size;
 } walk_state;
 
@@ -309,12 +321,12 @@ static PyObject *scan_request(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "need 0 <= n_static <= size <= 63");
         return NULL;
     }
-    table_entry table[TABLE_SIZE];
-    if (build_table(index, size, table) < 0) {
+    key_table table;
+    if (build_table(index, size, &table) < 0) {
         PyBuffer_Release(&buffer);
         return NULL;
     }
-    walk_state state = {PyList_New(0), table, n_static, size};
+    walk_state state = {PyList_New(0), &table, n_static, size};
     if (state.out == NULL) {
         PyBuffer_Release(&buffer);
         return NULL;
@@ -411,6 +423,13 @@ static int splice_message(const uint8_t *p, Py_ssize_t len, int depth, splice_st
             continue;
         }
         buffer_t inner = {NULL, 0, 0};
+        /* Sized for the body and some additions, so the copy rarely grows. */
+        inner.data = PyMem_Malloc((size_t)n + (size_t)n / 2 + 64);
+        if (inner.data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        inner.cap = (Py_ssize_t)n + (Py_ssize_t)n / 2 + 64;
         int rc = splice_message(body, (Py_ssize_t)n, depth + 1, st, &inner);
         if (rc == 0) rc = put_varint(out, (uint64_t)inner.len);
         if (rc == 0 && inner.len) rc = put(out, inner.data, inner.len);
@@ -424,7 +443,12 @@ static PyObject *splice_request(PyObject *self, PyObject *args) {
     Py_buffer buffer;
     PyObject *additions;
     if (!PyArg_ParseTuple(args, "y*O!", &buffer, &PyList_Type, &additions)) return NULL;
-    buffer_t out = {NULL, 0, 0};
+    /* Sized for the request and its additions, so the copy rarely grows. */
+    buffer_t out = {PyMem_Malloc((size_t)buffer.len * 2 + 64), 0, buffer.len * 2 + 64};
+    if (out.data == NULL) {
+        PyBuffer_Release(&buffer);
+        return PyErr_NoMemory();
+    }
     splice_state st = {additions, 0};
     int rc = splice_message((const uint8_t *)buffer.buf, buffer.len, 0, &st, &out);
     PyBuffer_Release(&buffer);
