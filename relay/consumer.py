@@ -3,7 +3,9 @@
 ``consume(request)`` returns once the request is handed on for good (for an
 exporter without a queue: once the downstream acknowledged it) and raises a
 ``relay.errors`` error otherwise. A consumer that changes the request in place
-sets ``mutates_data`` so that fan-out gives it its own copy.
+sets ``mutates_data`` so that fan-out gives it its own copy; one whose
+``consume`` never waits (it only computes) sets ``runs_inline``, and fan-out
+calls it directly rather than in a task of its own.
 """
 
 from __future__ import annotations
@@ -39,13 +41,29 @@ class Fanout:
         if all(self._copy):
             self._copy[0] = False
 
+        branches = list(zip(self.consumers, self._copy))
+        self._inline = [(c, copy) for c, copy in branches if getattr(c, "runs_inline", False)]
+        self._waiting = [(c, copy) for c, copy in branches if not getattr(c, "runs_inline", False)]
+
     async def consume(self, request) -> None:
-        results = await asyncio.gather(
-            *(c.consume(_clone(request) if copy else request)
-              for c, copy in zip(self.consumers, self._copy)),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        errors: list[BaseException] = []
+        for consumer, copy in self._inline:
+            try:
+                await consumer.consume(_clone(request) if copy else request)
+            except Exception as error:  # noqa: BLE001 - combined below, like the others
+                errors.append(error)
+        if len(self._waiting) == 1:
+            consumer, copy = self._waiting[0]
+            try:
+                await consumer.consume(_clone(request) if copy else request)
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+        elif self._waiting:
+            results = await asyncio.gather(
+                *(c.consume(_clone(request) if copy else request) for c, copy in self._waiting),
+                return_exceptions=True,
+            )
+            errors += [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise combine(errors)
 

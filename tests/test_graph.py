@@ -174,3 +174,33 @@ def test_describe_prints_every_pipeline():
     text = describe(config)
     assert "pipeline traces/y:\n  receivers:  src/a\n  processors: tag/y, tag/x\n  exporters:  dst/3" in text
     assert "pipeline logs:" in text
+
+
+def test_fanout_calls_inline_consumers_directly_and_still_combines_every_failure():
+    from relay.consumer import Fanout
+
+    calls = []
+
+    class Inline:
+        mutates_data, runs_inline = False, True
+
+        async def consume(self, request):
+            calls.append("inline")
+            raise RetryableError("inline branch failed", retry_after=1)
+
+    class Waiting:
+        mutates_data = False
+
+        def __init__(self, name):
+            self.name = name
+
+        async def consume(self, request):
+            await asyncio.sleep(0)
+            calls.append(self.name)
+
+    for waiting in ([Waiting("a")], [Waiting("a"), Waiting("b")]):
+        calls.clear()
+        with pytest.raises(RetryableError) as error:
+            asyncio.run(Fanout([Inline()] + waiting).consume(one_span()))
+        assert error.value.retry_after == 1
+        assert calls == ["inline"] + [w.name for w in waiting]  # the others still got the data

@@ -33,6 +33,7 @@ __all__ = ["TYPE", "SIGNALS", "TO_SIGNALS", "Config", "DimensionConfig", "create
 
 class GenopsMetrics:
     mutates_data = False  # it only reads spans
+    runs_inline = True  # consume() only computes: fan-out need not give it a task
 
     def __init__(self, id_, config: Config, telemetry, clock=time.time_ns):
         self.id = id_

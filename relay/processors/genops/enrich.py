@@ -45,7 +45,10 @@ _SKIP = object()  # the plan of a span that is no LLM call
 
 
 def number(value) -> float | None:
-    if value is None or value is ... or isinstance(value, bool):
+    kind = type(value)
+    if kind is float or kind is int:
+        return value
+    if value is None or value is ... or kind is bool:
         return None
     if isinstance(value, (int, float)):
         return value
