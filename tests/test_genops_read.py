@@ -31,8 +31,11 @@ def build_request(spans: list[list[tuple[str, object]]], resources: int = 1) -> 
     request = ExportTraceServiceRequest()
     for r in range(resources):
         scope = request.resource_spans.add().scope_spans.add()
-        for attributes_ in spans:
-            span = scope.spans.add(name=f"s{r}")
+        for index, attributes_ in enumerate(spans):
+            # Statuses and times vary, some spans ending before they start.
+            span = scope.spans.add(name=f"s{r}", start_time_unix_nano=10**18 + index,
+                                   end_time_unix_nano=10**18 + (index * 37 % 5 - 2) * 10**9)
+            span.status.code = index % 3
             for key, value in attributes_:
                 kv = span.attributes.add()
                 kv.key = key
@@ -64,7 +67,8 @@ def test_reader_contract():
     request = build_request([[("genops.team", "search"), ("gen_ai.usage.input_tokens", 12),
                               ("gen_ai.usage.input_tokens", 99), ("genops.cost.total", [1]),
                               ("other", "x")]])
-    ((mask, signature, dynamic),) = read.Reader(STATIC, DYNAMIC).read(request)
+    ((mask, signature, dynamic, status, duration),) = read.Reader(STATIC, DYNAMIC).read(request)
+    assert (status, duration) == (0, 0)  # the first span ends 2 s before it starts: duration 0
     assert mask == (1 << 2) | (1 << 4) | (1 << 6)
     assert read.static_values(signature) == {2: "search"}
     assert dynamic == (12, None, ...)  # the first entry wins; a list is present but no scalar

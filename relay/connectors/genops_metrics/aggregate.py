@@ -148,25 +148,20 @@ class Aggregator:
         if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
             scanned = self.reader.read_python(request)
         plans = self.plans
-        position = 0
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    mask, signature, values = scanned[position]
-                    position += 1
-                    error = span.status.code == STATUS_ERROR
-                    key = (mask, signature, error)
-                    plan = plans.get(key, False)
-                    if plan is False:
-                        if len(plans) >= _PLANS_LIMIT:
-                            plans.clear()  # many distinct label values: keep memory bounded
-                        plan = plans[key] = self._plan(mask, signature, error)
-                    if plan is not None:
-                        plan.apply(span, values)
-                        if plan.overflow:
-                            for metric in plan.overflow:
-                                self.overflowed[metric] += 1
-
+        # Everything a span adds comes from the scan: no span object is touched.
+        for mask, signature, values, status, duration in scanned:
+            error = status == STATUS_ERROR
+            key = (mask, signature, error)
+            plan = plans.get(key, False)
+            if plan is False:
+                if len(plans) >= _PLANS_LIMIT:
+                    plans.clear()  # many distinct label values: keep memory bounded
+                plan = plans[key] = self._plan(mask, signature, error)
+            if plan is not None:
+                plan.apply(duration, values)
+                if plan.overflow:
+                    for metric in plan.overflow:
+                        self.overflowed[metric] += 1
 
 class SpanPlan:
     """The cells one kind of span adds to, and where its numbers are; ``apply`` adds them."""
@@ -185,12 +180,12 @@ class SpanPlan:
         self.cost_slot = cost_slot
         self.token_slots = token_slots  # input, output, cache_read, cache_write, reasoning: slot or None
 
-    def apply(self, span, values) -> None:
+    def apply(self, duration_ns: int, values) -> None:
         self.requests[0] += 1
         cost = values[self.cost_slot]
         if (type(cost) is float or type(cost) is int) and _FINITE_MIN <= cost <= _FINITE_MAX:
             self.cost[0] += cost
-        seconds = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
+        seconds = duration_ns / 1e9
         histogram = self.duration
         histogram[0][bisect_left(self.bounds, seconds)] += 1
         histogram[1] += seconds

@@ -161,14 +161,15 @@ static int lookup(const key_table *keys, const uint8_t *key, Py_ssize_t len) {
 }
 
 /*
- * scan_request(request_bytes, index, n_static, size) -> [(mask, static, dynamic), ...]
+ * scan_request(request_bytes, index, n_static, size) -> [(mask, static, dynamic, status, duration), ...]
  *
  * One entry per span of a serialized ExportTraceServiceRequest, in order.
  * Slots below n_static are "static": their raw AnyValue bytes, each prefixed
  * with the slot number and length, are concatenated in slot order into
  * ``static`` (a hashable signature of the span's non-numeric attributes,
  * built without making a Python object per value). Slots from n_static up are
- * decoded into the ``dynamic`` tuple as scan() does.
+ * decoded into the ``dynamic`` tuple. ``status`` is the span's status code and
+ * ``duration`` its end minus start time in nanoseconds (0 if negative).
  */
 typedef struct {
     const uint8_t *value;
@@ -178,11 +179,36 @@ typedef struct {
 static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table *table, Py_ssize_t n_static,
                                Py_ssize_t size) {
     slot_ref refs[64];
-    uint64_t mask = 0;
+    uint64_t mask = 0, start_ns = 0, end_ns = 0, status = 0;
     cursor c = {p, p + len};
     while (c.p < c.end) {
         uint64_t tag, n;
         if (read_varint(&c, &tag) < 0) goto malformed;
+        if (tag == ((7 << 3) | 1) || tag == ((8 << 3) | 1)) { /* start / end time, fixed64 */
+            uint64_t t = 0;
+            if (c.end - c.p < 8) goto malformed;
+            for (int i = 7; i >= 0; i--) t = (t << 8) | c.p[i];
+            c.p += 8;
+            if (tag >> 3 == 7) start_ns = t;
+            else end_ns = t;
+            continue;
+        }
+        if (tag == ((15 << 3) | 2)) { /* status: its code, field 3 */
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) goto malformed;
+            cursor st = {c.p, c.p + n};
+            c.p += n;
+            while (st.p < st.end) {
+                uint64_t st_tag, v;
+                if (read_varint(&st, &st_tag) < 0) goto malformed;
+                if (st_tag == ((3 << 3) | 0)) {
+                    if (read_varint(&st, &v) < 0) goto malformed;
+                    status = v;
+                } else if (skip_field(&st, (int)(st_tag & 7)) < 0) {
+                    goto malformed;
+                }
+            }
+            continue;
+        }
         if (tag != ((9 << 3) | 2)) {
             if (skip_field(&c, (int)(tag & 7)) < 0) goto malformed;
             continue;
@@ -259,11 +285,9 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
         Py_DECREF(dynamic);
         return NULL;
     }
-    PyObject *entry = PyTuple_Pack(3, mask_object, signature, dynamic);
-    Py_DECREF(mask_object);
-    Py_DECREF(signature);
-    Py_DECREF(dynamic);
-    return entry;
+    PyObject *entry = Py_BuildValue("(NNNKK)", mask_object, signature, dynamic, (unsigned long long)status,
+                                    (unsigned long long)(end_ns > start_ns ? end_ns - start_ns : 0));
+    return entry; /* "N" handed over the three references */
 malformed:
     PyErr_SetString(PyExc_ValueError, "malformed Span");
     return NULL;

@@ -252,7 +252,7 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
             resource = from_resource = None
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    mask, signature, values = scanned[position]
+                    mask, signature, values, _, _ = scanned[position]
                     position += 1
                     plan = plans.get((mask, signature))
                     if plan is None:

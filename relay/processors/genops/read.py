@@ -1,14 +1,16 @@
 """Reading the attributes the genops processor wants, for every span of a request at once.
 
 ``Reader(static_keys, dynamic_keys).read(request)`` -> one ``(mask, signature,
-dynamic)`` per span, in request order:
+dynamic, status, duration)`` per span, in request order:
 
 - bit ``i`` of ``mask`` is set when key ``i`` (static keys first) is present;
 - ``signature`` holds the raw values of the present static keys as bytes
   (slot number, varint length, serialized AnyValue, in slot order): hashable,
   so spans with the same attribution, models and provider share one plan;
 - ``dynamic[j]`` is the first value of dynamic key ``j`` as a str, int, float or
-  bool, Ellipsis for a value of another kind, None when absent.
+  bool, Ellipsis for a value of another kind, None when absent;
+- ``status`` is the span's status code, ``duration`` its end minus start time in
+  nanoseconds (0 when the end is before the start).
 
 ``static_values(signature)`` turns a signature back into {slot: value} for the
 rare span whose plan is not cached yet.
@@ -114,5 +116,6 @@ class Reader:
                         else:
                             dynamic[slot - n_static] = scalar(kv.value)
                     signature = b"".join(bytes((slot,)) + _varint(len(raw[slot])) + raw[slot] for slot in sorted(raw))
-                    out.append((mask, signature, tuple(dynamic)))
+                    duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
+                    out.append((mask, signature, tuple(dynamic), span.status.code, duration))
         return out
