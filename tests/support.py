@@ -121,6 +121,18 @@ class Sink:
                     for ss in rs.scope_spans for span in ss.spans]
 
 
+class Recorder:
+    """A consumer that keeps every request it is handed, in order."""
+
+    mutates_data = False
+
+    def __init__(self):
+        self.requests = []
+
+    async def consume(self, request) -> None:
+        self.requests.append(request)
+
+
 class RelayProcess:
     """``python -m relay run`` on a config file, with its JSON log captured."""
 

@@ -10,9 +10,15 @@ import struct
 
 import pytest
 import yaml
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -24,6 +30,7 @@ from relay.config.load import load
 from relay.errors import ConfigError
 from relay.pipeline.registry import default_registry
 from relay.processors import attributes, resource
+from tests.support import Recorder
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -812,16 +819,6 @@ service:
 
 SDK = [("telemetry.sdk.language", "python"), ("telemetry.sdk.name", "opentelemetry"),
        ("telemetry.sdk.version", "1.45.2")]
-
-
-class Recorder:
-    mutates_data = False
-
-    def __init__(self):
-        self.requests = []
-
-    async def consume(self, request):
-        self.requests.append(request)
 
 
 def run_reference(pipeline_id: str, request):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 
 from relay import attrs
 from relay.component import ComponentID
@@ -16,18 +18,9 @@ from relay.errors import ConfigError
 from relay.pipeline.graph import Graph
 from relay.pipeline.registry import default_registry
 from relay.telemetry import SelfMetrics
+from tests.support import Recorder
 
 START = 1_767_225_600_000_000_000
-
-
-class Recorder:
-    mutates_data = False
-
-    def __init__(self):
-        self.requests = []
-
-    async def consume(self, request):
-        self.requests.append(request)
 
 
 def spans_request(spans: list[tuple[dict, float, bool]]) -> ExportTraceServiceRequest:

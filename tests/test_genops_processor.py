@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 
 from relay import attrs, client
 from relay.client import ClientInfo
@@ -14,6 +16,7 @@ from relay.config.decode import decode
 from relay.processors import genops
 from relay.processors.genops import read
 from relay.telemetry import SelfMetrics
+from tests.support import Recorder
 
 # Rates written here, per million tokens, so expected costs never come from the code under test.
 GPT4O = {"input": 2.5, "output": 10.0, "cache_read": 1.25}
@@ -33,16 +36,6 @@ def reader(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(read, "_scan", None)
     return request.param
-
-
-class Recorder:
-    mutates_data = False
-
-    def __init__(self):
-        self.requests = []
-
-    async def consume(self, request):
-        self.requests.append(request)
 
 
 def build(settings: dict | None = None, telemetry: SelfMetrics | None = None):

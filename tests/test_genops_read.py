@@ -7,7 +7,9 @@ import asyncio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 
 from relay import attrs, fixtures, received
 from relay.component import ComponentID
@@ -15,6 +17,7 @@ from relay.config.decode import decode
 from relay.processors import attributes, genops
 from relay.processors.genops import read
 from relay.telemetry import SelfMetrics
+from tests.support import Recorder
 
 needs_native = pytest.mark.skipif(not read.NATIVE, reason="the native scanner was not built here")
 
@@ -85,16 +88,6 @@ def test_the_received_bytes_are_used_only_while_they_describe_the_request():
         assert received.raw_bytes(original) is None
     finally:
         received.unbind(token)
-
-
-class Recorder:
-    mutates_data = False
-
-    def __init__(self):
-        self.requests = []
-
-    async def consume(self, request):
-        self.requests.append(request)
 
 
 @pytest.mark.parametrize("native", [True, False] if read.NATIVE else [False])

@@ -11,9 +11,15 @@ import io
 import json
 
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from prometheus_client import CollectorRegistry
 
 from relay import attrs
@@ -28,6 +34,7 @@ from relay.processors.transform.compiler import Scope, predicate
 from relay.processors.transform.contexts import Item
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics, setup_logging
+from tests.support import Recorder
 
 # The transform processor of the production monitoring guide's "Core Configuration",
 # verbatim, in a pipeline of components the relay has.
@@ -53,16 +60,6 @@ service:
       processors: [transform]
       exporters: [debug]
 """
-
-
-class Recorder:
-    mutates_data = False
-
-    def __init__(self):
-        self.requests = []
-
-    async def consume(self, request) -> None:
-        self.requests.append(request)
 
 
 def registry():

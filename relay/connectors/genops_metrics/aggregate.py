@@ -17,7 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 
-from relay.connectors.genops_metrics.series import Histograms, Sums
+from relay.connectors.genops_metrics.series import histograms, sums
 from relay.processors.genops.keys import (
     CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, INPUT_TOKENS, LLM_MARKERS, MODEL, OUTPUT_TOKENS, PROVIDER,
     REASONING_TOKENS,
@@ -68,9 +68,9 @@ def _count(value) -> int:
 class Aggregator:
     def __init__(self, config):
         limit = config.aggregation_cardinality_limit
-        self.sums = {name: Sums(limit, 0.0 if name == "cost" else 0) for name in METRICS
+        self.sums = {name: sums(limit, 0.0 if name == "cost" else 0) for name in METRICS
                      if name != "request.duration"}
-        self.durations = Histograms(limit, config.histogram_buckets)
+        self.durations = histograms(limit, config.histogram_buckets)
         self.bounds = self.durations.bounds
         self.extra = [(d.name, d.default) for d in config.dimensions]
         extra_keys = tuple(name for name, _ in self.extra)
