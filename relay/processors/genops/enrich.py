@@ -271,8 +271,9 @@ def make(config, price_book, on_unpriced: Callable[[str, str, int], None],
                         additions.append(appended)
                         if updated:
                             additions = None  # an in-place update has no spliceable encoding
-        if additions is not None and sources:
-            received.rebind(request, splice(data, additions))
+        if additions is not None:
+            # Spliced, or as it was when no span was an LLM call: either way it describes the request.
+            received.rebind(request, splice(data, additions) if sources else data)
         if sources:
             on_sources(sources)
         for (model, reason), count in unpriced.items():
