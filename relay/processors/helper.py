@@ -2,7 +2,9 @@
 
 A processor function returns the (possibly changed) request, or ``None`` when
 nothing is left to pass on. The wrapper chains it to the next consumer, so the
-function itself never awaits, counts or handles downstream errors.
+function itself never awaits, counts or handles downstream errors. After a
+function that changes data, the bytes the request arrived as are marked stale
+(``relay.received``) unless the function bound the new wire form itself.
 """
 
 from __future__ import annotations
