@@ -148,20 +148,24 @@ class Aggregator:
         if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
             scanned = self.reader.read_python(request)
         plans = self.plans
+        get = plans.get
         # Everything a span adds comes from the scan: no span object is touched.
         for mask, signature, values, status, duration in scanned:
-            error = status == STATUS_ERROR
-            key = (mask, signature, error)
-            plan = plans.get(key, False)
+            key = (mask, signature, status == STATUS_ERROR)
+            plan = get(key, False)
             if plan is False:
                 if len(plans) >= _PLANS_LIMIT:
                     plans.clear()  # many distinct label values: keep memory bounded
-                plan = plans[key] = self._plan(mask, signature, error)
+                plan = plans[key] = self._plan(mask, signature, key[2])
             if plan is not None:
                 plan.apply(duration, values)
                 if plan.overflow:
                     for metric in plan.overflow:
                         self.overflowed[metric] += 1
+
+def _token(value) -> int:
+    return value if type(value) is int and 0 <= value <= _INT64_MAX else _count(value)
+
 
 class SpanPlan:
     """The cells one kind of span adds to, and where its numbers are; ``apply`` adds them."""
@@ -178,7 +182,7 @@ class SpanPlan:
         self.overflow = overflow
         self.bounds = bounds
         self.cost_slot = cost_slot
-        self.token_slots = token_slots  # input, output, cache_read, cache_write, reasoning: slot or None
+        self.token_slots = tuple(token_slots)  # input, output, cache_read, cache_write, reasoning: slot or None
 
     def apply(self, duration_ns: int, values) -> None:
         self.requests[0] += 1
@@ -190,14 +194,12 @@ class SpanPlan:
         histogram[0][bisect_left(self.bounds, seconds)] += 1
         histogram[1] += seconds
         histogram[2] += 1
-        counts = []
-        for slot in self.token_slots:
-            if slot is None:
-                counts.append(0)
-            else:
-                value = values[slot]
-                counts.append(value if type(value) is int and 0 <= value <= _INT64_MAX else _count(value))
-        total_in, total_out, cache_read, cache_write, reasoning = counts
+        slot_in, slot_out, slot_cache_read, slot_cache_write, slot_reasoning = self.token_slots
+        total_in = 0 if slot_in is None else _token(values[slot_in])
+        total_out = 0 if slot_out is None else _token(values[slot_out])
+        cache_read = 0 if slot_cache_read is None else _token(values[slot_cache_read])
+        cache_write = 0 if slot_cache_write is None else _token(values[slot_cache_write])
+        reasoning = 0 if slot_reasoning is None else _token(values[slot_reasoning])
         self.input[0] += max(0, total_in - cache_read - cache_write)
         self.cache_read[0] += cache_read
         self.cache_write[0] += cache_write
