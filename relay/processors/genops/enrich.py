@@ -63,6 +63,8 @@ _INT64_MAX = 2**63 - 1
 
 def _tokens(value) -> int | None:
     """A token count: a whole, non-negative int64, whatever number the span sent."""
+    if type(value) is int and 0 <= value <= _INT64_MAX:
+        return value
     if type(value) is not int:
         value = number(value)
         if value is None or value != value:  # NaN
@@ -117,13 +119,18 @@ class Plan:
         """(input, output, cache_read, cache_write, reasoning) in the inclusive convention."""
         if not self.has_usage:
             return None
-        usage_in = _tokens(values[self.input]) if self.input is not None else None
-        usage_out = _tokens(values[self.output]) if self.output is not None else None
+        slot = self.input
+        usage_in = None if slot is None else _tokens(values[slot])
+        slot = self.output
+        usage_out = None if slot is None else _tokens(values[slot])
         if usage_in is None and usage_out is None:
             return None
-        cache_read = (_tokens(values[self.cache_read]) or 0) if self.cache_read is not None else 0
-        cache_write = (_tokens(values[self.cache_write]) or 0) if self.cache_write is not None else 0
-        reasoning = (_tokens(values[self.reasoning]) or 0) if self.reasoning is not None else 0
+        slot = self.cache_read
+        cache_read = 0 if slot is None else (_tokens(values[slot]) or 0)
+        slot = self.cache_write
+        cache_write = 0 if slot is None else (_tokens(values[slot]) or 0)
+        slot = self.reasoning
+        reasoning = 0 if slot is None else (_tokens(values[slot]) or 0)
         usage_in, usage_out = usage_in or 0, usage_out or 0
         if not self.inclusive:
             usage_in += cache_read + cache_write
