@@ -41,22 +41,17 @@ the choices made here where it is silent or unhelpful:
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import json
-import math
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from relay import attrs, client
 from relay.errors import Problem
+from relay.processors.attribute_values import CONVERTERS, digest
 
 ACTIONS = ("insert", "update", "upsert", "delete", "hash", "extract", "convert")
 CONVERTED_TYPES = ("int", "double", "string")
@@ -193,131 +188,6 @@ def to_any_value(raw: Any) -> AnyValue:
     return value
 
 
-# --- the per-value operations ---------------------------------------------------------------------------
-
-_INT_BYTES = struct.Struct("<q")
-_DOUBLE_BYTES = struct.Struct("<d")
-
-
-def digest(value: AnyValue) -> str | None:
-    """SHA-256 hex digest of a value (see the module docstring for the bytes), None for an empty one."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        data = value.string_value.encode()
-    elif kind == "bool_value":
-        data = b"\x01" if value.bool_value else b"\x00"
-    elif kind == "int_value":
-        data = _INT_BYTES.pack(value.int_value)
-    elif kind == "double_value":
-        data = _DOUBLE_BYTES.pack(value.double_value)
-    elif kind == "bytes_value":
-        data = value.bytes_value
-    elif kind is None:
-        return None
-    else:
-        data = value.SerializeToString(deterministic=True)
-    return hashlib.sha256(data).hexdigest()
-
-
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_DOUBLE_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_DOUBLE_WORD = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
-
-
-def parse_int(text: str) -> int | None:
-    if not _INT_TEXT.fullmatch(text):
-        return None
-    number = int(text)
-    return number if _INT64_MIN <= number <= _INT64_MAX else None
-
-
-def parse_double(text: str) -> float | None:
-    if _DOUBLE_WORD.fullmatch(text):
-        return float(text)
-    if not _DOUBLE_TEXT.fullmatch(text):
-        return None
-    number = float(text)
-    return None if math.isinf(number) else number
-
-
-def plain_double(number: float) -> str:
-    """Shortest round-trip digits without an exponent: Go's FormatFloat(f, 'f', -1, 64)."""
-    if not math.isfinite(number):
-        return "NaN" if math.isnan(number) else ("+Inf" if number > 0 else "-Inf")
-    return format(Decimal(repr(number)).normalize(), "f")
-
-
-_EXPONENT_ZERO = re.compile(r"e([+-])0(\d)$")
-
-
-def es6_double(number: float) -> str:
-    """A double as the collector's AsString writes it (ES6 number-to-string)."""
-    magnitude = abs(number)
-    if not math.isfinite(number) or magnitude == 0 or 1e-6 <= magnitude < 1e21:
-        return plain_double(number)
-    # Here repr always uses an exponent; ES6 drops the exponent's leading zero.
-    return _EXPONENT_ZERO.sub(r"e\1\2", repr(number))
-
-
-def scalar_text(value: AnyValue) -> str | None:
-    """A string, bool, int or double as text for regexp matching (the collector's forms); None otherwise."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return plain_double(value.double_value)
-    return None
-
-
-def _to_int(value: AnyValue) -> None:
-    kind = value.WhichOneof("value")
-    if kind == "double_value":
-        number = value.double_value
-        if math.isfinite(number) and _INT64_MIN <= number < -float(_INT64_MIN):
-            value.int_value = int(number)
-    elif kind == "bool_value":
-        value.int_value = int(value.bool_value)
-    elif kind == "string_value":
-        number = parse_int(value.string_value)
-        if number is not None:
-            value.int_value = number
-
-
-def _to_double(value: AnyValue) -> None:
-    kind = value.WhichOneof("value")
-    if kind == "int_value":
-        value.double_value = float(value.int_value)
-    elif kind == "bool_value":
-        value.double_value = 1.0 if value.bool_value else 0.0
-    elif kind == "string_value":
-        number = parse_double(value.string_value)
-        if number is not None:
-            value.double_value = number
-
-
-def _to_string(value: AnyValue) -> None:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return
-    if kind == "double_value":
-        text = es6_double(value.double_value)
-    elif kind == "bytes_value":
-        text = base64.b64encode(value.bytes_value).decode()
-    elif kind in ("array_value", "kvlist_value"):
-        text = json.dumps(attrs.to_python(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False,
-                          default=lambda b: base64.b64encode(b).decode())
-    else:
-        text = scalar_text(value) or ""
-    value.string_value = text
-
-
-_CONVERTERS = {"int": _to_int, "double": _to_double, "string": _to_string}
-
-
 # --- compiling actions ----------------------------------------------------------------------------------
 
 
@@ -405,7 +275,7 @@ def _extract_step(key: str, pattern: str) -> Step:
 
 
 def _convert_step(key: str, converted_type: str) -> Step:
-    convert = _CONVERTERS[converted_type]
+    convert = CONVERTERS[converted_type]
 
     def step(kvs):
         value = attrs.find(kvs, key)
