@@ -285,9 +285,25 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
         Py_DECREF(dynamic);
         return NULL;
     }
-    PyObject *entry = Py_BuildValue("(NNNKK)", mask_object, signature, dynamic, (unsigned long long)status,
-                                    (unsigned long long)(end_ns > start_ns ? end_ns - start_ns : 0));
-    return entry; /* "N" handed over the three references */
+    PyObject *status_object = PyLong_FromUnsignedLongLong(status);
+    PyObject *duration_object = PyLong_FromUnsignedLongLong(end_ns > start_ns ? end_ns - start_ns : 0);
+    PyObject *entry = PyTuple_New(5);
+    if (status_object == NULL || duration_object == NULL || entry == NULL) {
+        Py_XDECREF(status_object);
+        Py_XDECREF(duration_object);
+        Py_XDECREF(entry);
+        Py_DECREF(mask_object);
+        Py_DECREF(signature);
+        Py_DECREF(dynamic);
+        return NULL;
+    }
+    /* The tuple takes over all five references. */
+    PyTuple_SET_ITEM(entry, 0, mask_object);
+    PyTuple_SET_ITEM(entry, 1, signature);
+    PyTuple_SET_ITEM(entry, 2, dynamic);
+    PyTuple_SET_ITEM(entry, 3, status_object);
+    PyTuple_SET_ITEM(entry, 4, duration_object);
+    return entry;
 malformed:
     PyErr_SetString(PyExc_ValueError, "malformed Span");
     return NULL;
