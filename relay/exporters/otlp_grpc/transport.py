@@ -58,12 +58,12 @@ class GrpcTransport:
 
     async def send(self, request) -> None:
         signal = signal_of(request)
+        data = received.raw_bytes(request)  # the wire form, while it still describes the request
+        if data is None:
+            data = request.SerializeToString()
         try:
             # The deadline travels with the call so the downstream can give up too;
             # the timeout sender above bounds the attempt either way.
-            data = received.raw_bytes(request)  # the wire form, while it still describes the request
-            if data is None:
-                data = request.SerializeToString()
             answer = await self._calls[signal](data, metadata=self.metadata,
                                                timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
