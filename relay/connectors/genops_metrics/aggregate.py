@@ -19,9 +19,16 @@ from collections import Counter
 
 from relay.connectors.genops_metrics.series import histograms, sums
 from relay.processors.genops.keys import (
-    CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, INPUT_TOKENS, LLM_MARKERS, MODEL, OUTPUT_TOKENS, PROVIDER,
+    CACHE_READ_TOKENS,
+    CACHE_WRITE_TOKENS,
+    INPUT_TOKENS,
+    LLM_MARKERS,
+    MODEL,
+    OUTPUT_TOKENS,
+    PROVIDER,
     REASONING_TOKENS,
 )
+from relay.processors.genops.numbers import token_count
 from relay.processors.genops.read import Reader, static_values
 
 TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", "genops.model"
@@ -46,23 +53,6 @@ def _text(value) -> str | None:
         value = int(value)
     text = str(value).strip()
     return text or None
-
-
-_INT64_MAX = 2**63 - 1
-
-
-def _count(value) -> int:
-    """A token count from whatever the span sent: whole, non-negative, at most int64."""
-    if type(value) is not int:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return 0
-        if value != value:  # NaN
-            return 0
-    if value <= 0:
-        return 0
-    return _INT64_MAX if value >= _INT64_MAX else int(value)
 
 
 class Aggregator:
@@ -164,7 +154,7 @@ class Aggregator:
                         self.overflowed[metric] += 1
 
 def _token(value) -> int:
-    return value if type(value) is int and 0 <= value <= _INT64_MAX else _count(value)
+    return token_count(value) or 0
 
 
 class SpanPlan:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import attrs
+from relay.processors.genops.numbers import INT64_MAX
 
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
-_INT64_MAX = 2**63 - 1
 # The names and units of the metrics contract: the prometheus exporter's naming rules turn
 # "cost" with unit "{USD}" into <namespace>_cost_total, "request.duration" with "s" into
 # <namespace>_request_duration_seconds.
@@ -50,7 +52,7 @@ def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
             if isinstance(value, float):
                 point.as_double = value
             else:
-                point.as_int = min(value, _INT64_MAX)  # a counter saturates rather than wrap
+                point.as_int = min(value, INT64_MAX)  # a counter saturates rather than wrap
             _attributes(point.attributes, key)
     histograms = aggregator.durations
     if histograms.cells:

@@ -24,15 +24,30 @@ import time
 from collections import Counter
 from typing import Callable
 
+from relay import received
 from relay.attrs import fill, find, to_python
 from relay.pricing import total_of
 from relay.processors.genops import attribution, wire
 from relay.processors.genops.keys import (
-    CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, COST_CURRENCY, COST_SOURCE, COST_TOTAL, ENVIRONMENT_FALLBACK,
-    INPUT_TOKENS, LLM_MARKERS, MODEL, OUT_INPUT, OUT_MODEL, OUT_OUTPUT, OUT_PROVIDER, OUTPUT_TOKENS, PROVIDER,
-    REASONING_TOKENS, REPORTED_COST,
+    CACHE_READ_TOKENS,
+    CACHE_WRITE_TOKENS,
+    COST_CURRENCY,
+    COST_SOURCE,
+    COST_TOTAL,
+    ENVIRONMENT_FALLBACK,
+    INPUT_TOKENS,
+    LLM_MARKERS,
+    MODEL,
+    OUT_INPUT,
+    OUT_MODEL,
+    OUT_OUTPUT,
+    OUT_PROVIDER,
+    OUTPUT_TOKENS,
+    PROVIDER,
+    REASONING_TOKENS,
+    REPORTED_COST,
 )
-from relay import received
+from relay.processors.genops.numbers import number, token_count
 from relay.processors.genops.read import Reader, splice, static_values, wire_form
 
 PRICE_SOURCE = "genops.cost.price_source"
@@ -42,36 +57,6 @@ WRITTEN = (OUT_MODEL, OUT_PROVIDER, OUT_INPUT, OUT_OUTPUT, COST_TOTAL, COST_CURR
 _PLANS_PER_RESOURCE = 256
 _RESOURCES_CACHED = 1024  # distinct (resource, client context) pairs; then the cache starts over
 _SKIP = object()  # the plan of a span that is no LLM call
-
-
-def number(value) -> float | None:
-    kind = type(value)
-    if kind is float or kind is int:
-        return value
-    if value is None or value is ... or kind is bool:
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-_INT64_MAX = 2**63 - 1
-
-
-def _tokens(value) -> int | None:
-    """A token count: a whole, non-negative int64, whatever number the span sent."""
-    if type(value) is int and 0 <= value <= _INT64_MAX:
-        return value
-    if type(value) is not int:
-        value = number(value)
-        if value is None or value != value:  # NaN
-            return None
-    if value <= 0:
-        return 0
-    return _INT64_MAX if value >= _INT64_MAX else int(value)
 
 
 def _text(value) -> str | None:
@@ -120,17 +105,17 @@ class Plan:
         if not self.has_usage:
             return None
         slot = self.input
-        usage_in = None if slot is None else _tokens(values[slot])
+        usage_in = None if slot is None else token_count(values[slot])
         slot = self.output
-        usage_out = None if slot is None else _tokens(values[slot])
+        usage_out = None if slot is None else token_count(values[slot])
         if usage_in is None and usage_out is None:
             return None
         slot = self.cache_read
-        cache_read = 0 if slot is None else (_tokens(values[slot]) or 0)
+        cache_read = 0 if slot is None else (token_count(values[slot]) or 0)
         slot = self.cache_write
-        cache_write = 0 if slot is None else (_tokens(values[slot]) or 0)
+        cache_write = 0 if slot is None else (token_count(values[slot]) or 0)
         slot = self.reasoning
-        reasoning = 0 if slot is None else (_tokens(values[slot]) or 0)
+        reasoning = 0 if slot is None else (token_count(values[slot]) or 0)
         usage_in, usage_out = usage_in or 0, usage_out or 0
         if not self.inclusive:
             usage_in += cache_read + cache_write
