@@ -12,7 +12,7 @@ not raise for data that was still in flight: that data is logged and counted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Protocol
 
@@ -65,3 +65,17 @@ class Factory:
     def from_module(cls, module: ModuleType, type_: str | None = None) -> "Factory":
         return cls(type_ or module.TYPE, module.Config, module.create, frozenset(module.SIGNALS),
                    frozenset(getattr(module, "TO_SIGNALS", ())))
+
+
+@dataclass
+class Host:
+    """What a component may look up at build time: the running extensions, by id.
+
+    The loader has already checked every reference (an exporter's
+    ``sending_queue.storage``, say) against ``service.extensions``.
+    """
+
+    extensions: dict[ComponentID, Any] = field(default_factory=dict)
+
+    def extension(self, name: str) -> Any:
+        return self.extensions[ComponentID.parse(name)]

@@ -10,7 +10,10 @@ downstream answers) classify an error exactly once::
      │    ├── InvalidDataError  the payload is malformed (gRPC INVALID_ARGUMENT, HTTP 400)
      │    └── TooLargeError     the payload exceeds a size limit (RESOURCE_EXHAUSTED, HTTP 413)
      └── RetryableError        try again later, optionally after ``retry_after`` seconds
-                                (gRPC UNAVAILABLE, HTTP 503 with Retry-After)
+          │                     (gRPC UNAVAILABLE, HTTP 503 with Retry-After)
+          ├── QueueFullError    an exporter's sending queue has no room; refused, never dropped
+          └── ShutdownError     the relay stopped before the data was delivered; a
+                                persistent queue keeps it for the next start
 
 ``relay.status`` is the one place that maps these to and from gRPC and HTTP codes.
 """
@@ -69,3 +72,11 @@ class RetryableError(RelayError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueFullError(RetryableError):
+    """An exporter's sending queue has no room for the request."""
+
+
+class ShutdownError(RetryableError):
+    """Delivery was cut short by shutdown (a backoff ended early, or the queue is closed)."""

@@ -14,7 +14,7 @@ import sys
 import time
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 
@@ -59,6 +59,29 @@ class ComponentLogger(logging.LoggerAdapter):
         extra = {"component": self.extra["component"], "fields": kwargs.pop("fields", None)}
         kwargs["extra"] = extra
         return msg, kwargs
+
+
+class Throttled:
+    """At most one line per ``interval`` for an event that may repeat per request (a full
+    queue under load); the next line carries how many were held back."""
+
+    def __init__(self, log: logging.LoggerAdapter, interval: float, clock=time.monotonic):
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, message: str, fields: dict) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._held += 1
+            return
+        self._next = now + self.interval
+        if self._held:
+            fields = {**fields, "suppressed": self._held}
+            self._held = 0
+        self.log.warning(message, fields=fields)
 
 
 def component_logger(component_id) -> ComponentLogger:
@@ -112,7 +135,7 @@ class SelfMetrics:
             ["receiver", "transport", "signal", "status"], registry=reg)
         ProcessCollector(namespace="otelcol", registry=reg)
         reg.register(_Uptime(time.monotonic()))
-        self._extra: dict[str, Counter] = {}
+        self._extra: dict[str, Counter | Gauge] = {}
 
     def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         """A component's own counter, created once per registry and shared by every
@@ -120,6 +143,12 @@ class SelfMetrics:
         existing = self._extra.get(name)
         if existing is None:
             existing = self._extra[name] = Counter(name, documentation, labels, registry=self.registry)
+        return existing
+
+    def gauge(self, name: str, documentation: str, labels: list[str]) -> Gauge:
+        existing = self._extra.get(name)
+        if existing is None:
+            existing = self._extra[name] = Gauge(name, documentation, labels, registry=self.registry)
         return existing
 
 

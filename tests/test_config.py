@@ -147,8 +147,8 @@ service:
 """
 
 AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc, prometheus)"
-AVAILABLE_PROCESSORS = "(available: attributes, genops, resource, transform)"
-OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, timeout, tls)"
+AVAILABLE_PROCESSORS = "(available: attributes, batch, genops, memory_limiter, resource, transform)"
+OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, retry_on_failure, sending_queue, timeout, tls)"
 
 
 def with_exporter(body: str, pipeline_exporters: str = "[debug]") -> str:
@@ -458,8 +458,8 @@ def test_all_problems_are_reported_together():
         "exporters::otlp/honeycomb::headers::x-honeycomb-team: environment variable HONEYCOMB_API_KEY "
         "is not set and has no default",
         "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
-        'exporters::otlp/honeycomb::compression: "zstd" is not one of: gzip, none, ""',
         'exporters::otlp/honeycomb::timeout: invalid duration "soon" (use e.g. "5s", "200ms", "1m")',
+        'exporters::otlp/honeycomb::compression: "zstd" is not one of: gzip, none, ""',
         f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
         "extensions::health_check::endpoitn: unknown key (valid keys: endpoint, path)",
         # An invalid pipeline (the empty receivers list) does not hide the other pipelines' problems.
@@ -688,11 +688,10 @@ def test_component_id_parse_rejects(text):
 REFERENCE_PROBLEMS = [
     'receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)',
     'receivers::prometheus: unsupported receiver type "prometheus" (available: otlp)',
-    f'processors::batch: unsupported processor type "batch" {AVAILABLE_PROCESSORS}',
     f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
     f'exporters::jaeger: unsupported exporter type "jaeger" {AVAILABLE_EXPORTERS}',
-    'extensions::pprof: unsupported extension type "pprof" (available: health_check)',
-    'extensions::zpages: unsupported extension type "zpages" (available: health_check)',
+    'extensions::pprof: unsupported extension type "pprof" (available: file_storage, health_check)',
+    'extensions::zpages: unsupported extension type "zpages" (available: file_storage, health_check)',
 ]
 
 

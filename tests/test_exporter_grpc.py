@@ -35,7 +35,10 @@ REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Sign
 # --- harness ----------------------------------------------------------------------------
 
 def make_config(endpoint: str, **settings):
-    raw = {"endpoint": endpoint, "tls": {"insecure": True}}
+    # One consume, one attempt, its outcome raised: these tests classify the transport's
+    # answers. The queue and retry on top are tested in test_exporter_helper.py.
+    raw = {"endpoint": endpoint, "tls": {"insecure": True},
+           "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}
     raw.update(settings)
     config, problems = decode(otlp_grpc.Config, raw)
     assert problems == [], problems

@@ -79,7 +79,7 @@ def registry_for(world: World) -> Registry:
     all_signals = tuple(Signal)
     return (Registry()
             .add("receivers", make_module("src", all_signals, lambda id_, c, consumers, t: Receiver(str(id_), consumers)))
-            .add("exporters", make_module("dst", all_signals, lambda id_, c, t: Exporter(str(id_))))
+            .add("exporters", make_module("dst", all_signals, lambda id_, c, t, host=None: Exporter(str(id_))))
             .add("processors", make_module("tag", (Signal.TRACES,),
                                            lambda id_, c, nxt, t: Tagger(str(id_), c.tag, nxt))))
 

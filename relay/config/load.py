@@ -182,9 +182,35 @@ def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConf
         if id_ is not None:
             extensions.append(id_)
 
+    problems += _extension_references(components, factories, extensions)
+
     if problems:
         raise ConfigError(problems)
     return RelayConfig(components, factories, pipelines, extensions, service.telemetry)
+
+
+def _extension_references(components, factories, enabled: list[ComponentID]) -> list[Problem]:
+    """Components that name an extension (a queue's ``storage``) need it configured,
+    enabled in ``service.extensions`` and of the right type."""
+    problems = []
+    for kind in KINDS:
+        for id_, config in components[kind].items():
+            for path, name, required in getattr(config, "extension_references", lambda: [])():
+                where = (kind, str(id_)) + path
+                try:
+                    ext = ComponentID.parse(name)
+                except ValueError as error:
+                    problems.append(Problem(where, str(error)))
+                    continue
+                if ext not in factories["extensions"]:
+                    problems.append(Problem(where, f'references extension "{name}", which is not configured '
+                                                   "under extensions"))
+                elif ext not in enabled:
+                    problems.append(Problem(where, f'extension "{name}" must also be listed in '
+                                                   "service::extensions"))
+                elif ext.type != required:
+                    problems.append(Problem(where, f'extension "{name}" is a {ext.type}, not a {required}'))
+    return problems
 
 
 def _decodable_parts(raw_service: Any) -> tuple[dict[str, PipelineConfig], list[str]]:

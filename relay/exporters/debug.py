@@ -60,5 +60,5 @@ def _plain(value):
     return getattr(value, kind) if kind in ("string_value", "bool_value", "int_value", "double_value") else kind
 
 
-def create(id_, config: Config, telemetry) -> Exporter:
+def create(id_, config: Config, telemetry, host=None) -> Exporter:
     return Exporter(id_, DebugTransport(id_, config.verbosity), telemetry, timeout=0)

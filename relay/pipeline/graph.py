@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Host
 from relay.config.load import RelayConfig
 from relay.consumer import fanout
 from relay.signals import Signal
@@ -34,6 +34,7 @@ class Graph:
         self.config = config
         self.extensions = {id_: config.factories["extensions"][id_].create(
             id_, config.components["extensions"][id_], telemetry) for id_ in config.extensions}
+        host = Host(dict(self.extensions))
         used = {id_ for pipeline in config.pipelines for id_ in pipeline.exporters}
         self.connectors = {id_: factory.create(id_, config.components["connectors"][id_], telemetry)
                            for id_, factory in config.factories["connectors"].items() if id_ in used}
@@ -45,7 +46,7 @@ class Graph:
             for id_ in pipeline.exporters:
                 if id_ not in self.exporters and id_ not in self.connectors:
                     self.exporters[id_] = config.factories["exporters"][id_].create(
-                        id_, config.components["exporters"][id_], telemetry)
+                        id_, config.components["exporters"][id_], telemetry, host)
             consumer = fanout([self.connectors.get(id_) or self.exporters[id_] for id_ in pipeline.exporters])
             chain = []
             for id_ in reversed(pipeline.processors):

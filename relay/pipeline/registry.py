@@ -33,18 +33,21 @@ class Registry:
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
     from relay.exporters import debug, otlp_grpc, prometheus
-    from relay.extensions import health_check
-    from relay.processors import attributes, genops, resource, transform
+    from relay.extensions import file_storage, health_check
+    from relay.processors import attributes, batch, genops, memory_limiter, resource, transform
     from relay.receivers import otlp
 
     return (Registry()
             .add("receivers", otlp)
             .add("processors", attributes)
+            .add("processors", batch)
             .add("processors", genops)
+            .add("processors", memory_limiter)
             .add("processors", resource)
             .add("processors", transform)
             .add("exporters", otlp_grpc)
             .add("exporters", debug)
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
+            .add("extensions", file_storage)
             .add("extensions", health_check))

@@ -58,17 +58,23 @@ def test_fan_out_to_two_exporters(relay_factory, sink):
             client.send(request.SerializeToString())
             sent += span_ids(request)
         client.close()
+        # Acknowledged once queued; each exporter's queue delivers on its own.
+        assert sink.wait_for(Signal.TRACES, len(sent)) and other.wait_for(Signal.TRACES, len(sent))
         assert sorted(sink.span_ids()) == sorted(sent)
         assert sorted(other.span_ids()) == sorted(sent)
     finally:
         other.stop()
 
 
-def test_fan_out_with_one_downstream_down(relay_factory, sink):
+# Without a queue or retries, the client hears each downstream's outcome.
+SYNCHRONOUS = "    sending_queue:\n      enabled: false\n    retry_on_failure:\n      enabled: false\n"
+
+
+def test_fan_out_with_one_downstream_down_and_no_queue(relay_factory, sink):
     down_port = free_port()  # nothing listens here
     relay = relay_factory(lambda p, h: passthrough_config(
         p, {"otlp/up": sink.endpoint, "otlp/down": f"127.0.0.1:{down_port}"}, h,
-        extra_exporter_settings="    timeout: 1s\n"))
+        extra_exporter_settings="    timeout: 1s\n" + SYNCHRONOUS))
     client, rng = Client(relay.port), random.Random(2)
     sent, codes = [], set()
     for _ in range(10):
@@ -82,6 +88,28 @@ def test_fan_out_with_one_downstream_down(relay_factory, sink):
     assert codes == {grpc.StatusCode.UNAVAILABLE}
     # ... and the healthy branch still got every span.
     assert sorted(sink.span_ids()) == sorted(sent)
+
+
+def test_fan_out_with_one_downstream_down_queues_for_it(relay_factory, sink):
+    down_port, metrics = free_port(), free_port()
+    relay = relay_factory(lambda p, h: passthrough_config(
+        p, {"otlp/up": sink.endpoint, "otlp/down": f"127.0.0.1:{down_port}"}, h, metrics_port=metrics,
+        extra_exporter_settings="    timeout: 1s\n"))
+    client, rng = Client(relay.port), random.Random(2)
+    sent = []
+    for _ in range(10):
+        request = traces_request(10, rng=rng)
+        client.send(request.SerializeToString())  # acknowledged: both queues took it
+        sent += span_ids(request)
+    client.close()
+    assert sink.wait_for(Signal.TRACES, len(sent))
+    assert sorted(sink.span_ids()) == sorted(sent)
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as answer:
+        scrape = answer.read().decode()
+    # The down branch holds all ten requests, retrying; none was dropped.
+    assert 'otelcol_exporter_queue_size{exporter="otlp/down"} 10.0' in scrape
+    assert 'otelcol_exporter_queue_capacity{exporter="otlp/down"} 1000.0' in scrape
+    assert 'otelcol_exporter_send_failed_spans_total{exporter="otlp/down"' not in scrape
 
 
 def test_bad_input_is_refused_and_the_relay_keeps_serving(relay_factory, sink):
@@ -158,7 +186,8 @@ def test_self_telemetry_and_logs(tmp_path, sink):
     port, health, metrics = free_port(), free_port(), free_port()
     secret = "hc-secret-4f9a1b"
     config = passthrough_config(port, {"otlp": sink.endpoint}, health, metrics_port=metrics,
-                                extra_exporter_settings="    headers:\n      x-honeycomb-team: ${HONEYCOMB_API_KEY}\n")
+                                extra_exporter_settings="    headers:\n      x-honeycomb-team: ${HONEYCOMB_API_KEY}\n"
+                                + SYNCHRONOUS)
     relay = RelayProcess(config, tmp_path, health, env={"HONEYCOMB_API_KEY": secret}).start()
     try:
         client, rng = Client(port), random.Random(4)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.decode import Duration
 from relay.config.load import endpoint_problem
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
+from relay.exporters.helper.config import HelperSettings
 from relay.signals import Signal
 
 TYPE = "otlp_grpc"
@@ -32,21 +32,18 @@ class TLSConfig:
 
 
 @dataclass
-class Config:
+class Config(HelperSettings):
     endpoint: str
     headers: dict[str, str] = field(default_factory=dict)
     tls: TLSConfig = field(default_factory=TLSConfig)
     compression: Literal["gzip", "none", ""] = "gzip"
-    timeout: Duration = Duration(5.0)
 
     def validate(self) -> list[Problem]:
-        problems = []
+        problems = self.helper_problems()
         target, _ = split_target(self.endpoint)
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
                                                     '(optionally with an http:// or https:// scheme)'))
-        if self.timeout < 0:
-            problems.append(Problem(("timeout",), "must not be negative"))
         for key in self.headers:
             if key != key.lower() or not key or any(c.isspace() for c in key):
                 problems.append(Problem(("headers", key), "gRPC metadata keys must be lowercase, without spaces"))
@@ -61,7 +58,8 @@ def split_target(endpoint: str) -> tuple[str, bool | None]:
     return endpoint, None
 
 
-def create(id_, config: Config, telemetry) -> Exporter:
+def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
     from relay.exporters.otlp_grpc.transport import GrpcTransport
 
-    return Exporter(id_, GrpcTransport(id_, config, telemetry), telemetry, timeout=config.timeout)
+    return Exporter(id_, GrpcTransport(id_, config, telemetry), telemetry, timeout=config.timeout,
+                    settings=config, host=host, **hooks)

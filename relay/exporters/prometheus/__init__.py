@@ -65,7 +65,7 @@ class Config:
         return problems
 
 
-def create(id_, config: Config, telemetry) -> Exporter:
+def create(id_, config: Config, telemetry, host=None) -> Exporter:
     from relay.exporters.prometheus.transport import PrometheusTransport
 
     return Exporter(id_, PrometheusTransport(id_, config, telemetry), telemetry, timeout=0)

@@ -1,0 +1,78 @@
+"""The settings every push exporter shares, with the collector's names and defaults.
+
+``sending_queue``, ``retry_on_failure`` and ``timeout`` are read by
+``relay.exporters.helper.senders.build``; an exporter's Config embeds them
+through ``HelperSettings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from relay.config.decode import Duration
+from relay.errors import Problem
+
+
+@dataclass
+class RetryConfig:
+    enabled: bool = True
+    initial_interval: Duration = Duration(5.0)
+    max_interval: Duration = Duration(30.0)
+    # 0 retries for ever. Past it a request is dropped (counted and logged).
+    max_elapsed_time: Duration = Duration(300.0)
+    multiplier: float = 1.5
+    randomization_factor: float = 0.5
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.initial_interval <= 0:
+            problems.append(Problem(("initial_interval",), "must be positive"))
+        if self.max_interval < self.initial_interval:
+            problems.append(Problem(("max_interval",), "must not be below initial_interval"))
+        if self.max_elapsed_time < 0:
+            problems.append(Problem(("max_elapsed_time",), "must not be negative (0 retries for ever)"))
+        if self.multiplier < 1:
+            problems.append(Problem(("multiplier",), "must be at least 1"))
+        if not 0 <= self.randomization_factor < 1:
+            problems.append(Problem(("randomization_factor",), "must be in [0, 1)"))
+        return problems
+
+
+@dataclass
+class QueueConfig:
+    enabled: bool = True
+    num_consumers: int = 10
+    # Counted in ``sizer`` units: requests, items (spans, data points, log records) or bytes.
+    queue_size: int = 1000
+    sizer: Literal["requests", "items", "bytes"] = "requests"
+    # The id of a ``file_storage`` extension: the queue then lives on disk.
+    storage: str = ""
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.num_consumers < 1:
+            problems.append(Problem(("num_consumers",), "must be at least 1"))
+        if self.queue_size < 1:
+            problems.append(Problem(("queue_size",), "must be at least 1"))
+        return problems
+
+
+@dataclass(kw_only=True)
+class HelperSettings:
+    """Mixed into an exporter's Config (as its last fields) for the three shared settings."""
+
+    timeout: Duration = Duration(5.0)
+    sending_queue: QueueConfig = field(default_factory=QueueConfig)
+    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+
+    def helper_problems(self) -> list[Problem]:
+        if self.timeout < 0:
+            return [Problem(("timeout",), "must not be negative")]
+        return []
+
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """(key path, extension id, required type) for the loader to check."""
+        if self.sending_queue.enabled and self.sending_queue.storage:
+            return [(("sending_queue", "storage"), self.sending_queue.storage, "file_storage")]
+        return []

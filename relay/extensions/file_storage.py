@@ -1,0 +1,88 @@
+"""The ``file_storage`` extension: a directory where exporters keep their persistent queues.
+
+An exporter names it in ``sending_queue.storage``; each exporter gets one
+SQLite file in ``directory``. The directory is checked at start, by writing a
+probe file, so an unwritable or missing directory (or a read-only file
+system) stops the relay with a clear error instead of losing data later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay.errors import Problem
+from relay.exporters.helper.disk_queue import DiskQueueFile
+from relay.telemetry import component_logger
+
+TYPE = "file_storage"
+SIGNALS = ()
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class Config:
+    # The collector's default, so that its configs keep their volumes.
+    directory: str = "/var/lib/otelcol/file_storage"
+    create_directory: bool = False
+    # Off, as in the collector: a killed process loses nothing committed either way;
+    # on, each write is flushed to the device and survives power loss too.
+    fsync: bool = False
+
+    def validate(self) -> list[Problem]:
+        if not self.directory:
+            return [Problem(("directory",), "must name a directory")]
+        return []
+
+
+class FileStorage:
+    def __init__(self, id_, config: Config):
+        self.id = id_
+        self.config = config
+        self.directory = Path(config.directory)
+        self.log = component_logger(id_)
+
+    async def start(self) -> None:
+        check_directory(self.directory, self.config.create_directory)
+        self.log.info("file storage ready", fields={"directory": str(self.directory)})
+
+    async def shutdown(self) -> None:
+        pass
+
+    def queue_file(self, owner) -> DiskQueueFile:
+        name = "exporter_" + _UNSAFE.sub("_", str(owner).replace("/", "__")) + ".sqlite"
+        return DiskQueueFile(self.directory / name, fsync=self.config.fsync)
+
+
+def check_directory(directory: Path, create: bool) -> None:
+    """Raise OSError saying exactly what is wrong with ``directory`` as a place to write."""
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"file_storage: cannot create directory {directory}: {error.strerror}") from None
+    if not directory.exists():
+        raise OSError(f"file_storage: directory {directory} does not exist "
+                      "(create it, or set create_directory: true)")
+    if not directory.is_dir():
+        raise OSError(f"file_storage: {directory} is not a directory")
+    probe = directory / f".probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"x")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise OSError(f"file_storage: directory {directory} is not writable: {error.strerror}") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
+def create(id_, config: Config, telemetry) -> FileStorage:
+    return FileStorage(id_, config)
