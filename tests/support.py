@@ -40,7 +40,8 @@ def free_port() -> int:
 class Sink:
     """A fake downstream OTLP/gRPC server that records every request it accepts.
 
-    ``fail_with(code, retry_after=None)`` makes it refuse calls until ``fail_with(None)``.
+    ``fail_with(code, retry_after=None)`` makes it refuse calls until ``fail_with(None)``,
+    or only the next ``times`` calls. ``calls`` keeps the monotonic time of every call.
     """
 
     def __init__(self, port: int = 0):
@@ -49,6 +50,8 @@ class Sink:
         self.metadata: list[dict] = []
         self.refused = 0
         self._failure: tuple | None = None
+        self._failures_left: int | None = None
+        self.calls: list[float] = []
         self._cond = threading.Condition()
         self._server: grpc.Server | None = None
 
@@ -75,12 +78,19 @@ class Sink:
         return f"127.0.0.1:{self.port}"
 
     def fail_with(self, code: grpc.StatusCode | None, message: str = "sink refuses",
-                  retry_after: float | None = None, partial: int = 0) -> None:
+                  retry_after: float | None = None, partial: int = 0, times: int | None = None) -> None:
         self._failure = None if code is None and not partial else (code, message, retry_after, partial)
+        self._failures_left = times
 
     def _handler(self, sig: Signal):
         def export(request, context):
-            failure = self._failure
+            with self._cond:
+                self.calls.append(time.monotonic())
+                failure = self._failure
+                if failure is not None and self._failures_left is not None:
+                    self._failures_left -= 1
+                    if self._failures_left <= 0:
+                        self._failure = None
             if failure is not None and failure[0] is not None:
                 code, message, retry_after, _ = failure
                 with self._cond:

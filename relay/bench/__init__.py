@@ -93,6 +93,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spans-per-request", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--scenario", choices=("outage", "crash", "overload"),
+                        help="run a reliability scenario instead of the throughput measurement")
 
 
 def free_port() -> int:
@@ -267,6 +269,12 @@ def render(result: dict) -> str:
 
 
 def main(args) -> int:
+    if args.scenario:
+        from relay.bench import scenarios
+
+        result = scenarios.run(args.scenario)
+        print(json.dumps(result, indent=2) if args.json else scenarios.render(result))
+        return 0 if result["passed"] else 1
     result = measure(args)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0 if result["acked_requests"] > 0 else 1

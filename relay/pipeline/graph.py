@@ -10,10 +10,12 @@ pipelines that name it as an exporter, and, like a receiver, handed one
 consumer per signal of the pipelines that name it as a receiver.
 
 Start: extensions, exporters, processors (last first), connectors, receivers.
-Shutdown: receivers (in-flight calls finish); the processors of pipelines
-that receivers feed, in pipeline order (so each flushes into a running
-successor); connectors (a last flush into their pipelines); the processors
-of the pipelines connectors feed; exporters; extensions.
+Shutdown: receivers stop taking calls; the processors of pipelines that
+receivers feed flush, in pipeline order (so each flushes into a running
+successor), while the receivers' calls in flight finish; connectors (a last
+flush into their pipelines); the processors of the pipelines connectors
+feed; exporters (retries stop, queues drain with one attempt per request,
+what is left stays on disk); extensions.
 """
 
 from __future__ import annotations
@@ -77,25 +79,37 @@ class Graph:
             self._started.append(component)
 
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop what was started, producers first; each step is bounded by what is left of ``timeout``."""
+        """Stop what was started, producers first; each step is bounded by what is left of ``timeout``.
+
+        Receivers stop taking calls at once, but their calls in flight may be
+        waiting on a processor (a batch waits for its flush), so the processors
+        flush while those calls finish; the receivers are awaited after that.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         started = set(map(id, self._started))
-        stages = [list(self.receivers.values()),
-                  [p for chain in self.processors for p in chain],
+
+        async def stop(component) -> None:
+            if id(component) not in started:
+                return
+            try:
+                await asyncio.wait_for(component.shutdown(), max(0.1, deadline - loop.time()))
+            except Exception:  # noqa: BLE001 - one component's failure must not block the rest
+                log.exception("component shutdown failed", extra={"component": _name(component)})
+
+        receivers = [asyncio.create_task(stop(r)) for r in self.receivers.values()]
+        await asyncio.sleep(0)  # each receiver has stopped accepting before processors flush
+        stages = [[p for chain in self.processors for p in chain],
                   list(self.connectors.values()),
                   [p for chain in self.fed_processors for p in chain],
                   list(self.exporters.values()),
                   list(self.extensions.values())]
-        for stage in stages:
+        for component in stages[0]:
+            await stop(component)
+        await asyncio.gather(*receivers)
+        for stage in stages[1:]:
             for component in stage:
-                if id(component) not in started:
-                    continue
-                remaining = max(0.1, deadline - loop.time())
-                try:
-                    await asyncio.wait_for(component.shutdown(), remaining)
-                except Exception:  # noqa: BLE001 - one component's failure must not block the rest
-                    log.exception("component shutdown failed", extra={"component": _name(component)})
+                await stop(component)
         self._started.clear()
 
     def set_ready(self, ready: bool) -> None:

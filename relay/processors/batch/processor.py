@@ -55,6 +55,10 @@ class BatchProcessor:
         self._timeout_sends = telemetry.counter(
             "otelcol_processor_batch_timeout_trigger_send",
             "Number of times a batch was sent because its timeout expired", ["processor"]).labels(name)
+        # Items waiting in a batch: clients whose calls are held until it is flushed.
+        self._waiting = telemetry.gauge(
+            "otelcol_processor_batch_pending_items", "Items waiting in a batch for its flush",
+            ["processor"]).labels(name)
         self._failed = telemetry.counter(
             "otelcol_processor_batch_send_failed_items",
             "Number of items the next consumer refused from a batch; the error went to every contributor",
@@ -95,6 +99,7 @@ class BatchProcessor:
             if self._timeout > 0:
                 batch.timer = loop.call_later(self._timeout, self._expire, batch)
         batch.add(request, received.raw_bytes(request), items)
+        self._waiting.inc(items)
         if batch.timer is None or batch.items >= self._size:
             self._size_sends.inc()
             self._flush(batch)
@@ -108,6 +113,7 @@ class BatchProcessor:
 
     def _flush(self, batch: _Batch) -> None:
         del self._pending[batch.signal]
+        self._waiting.dec(batch.items)
         if batch.timer is not None:
             batch.timer.cancel()
         # A fresh context: the merged data belongs to no single client, and no
