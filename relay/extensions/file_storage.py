@@ -8,6 +8,7 @@ system) stops the relay with a clear error instead of losing data later.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -53,12 +54,21 @@ class FileStorage:
         pass
 
     def queue_file(self, owner) -> DiskQueueFile:
-        name = "exporter_" + _UNSAFE.sub("_", str(owner).replace("/", "__")) + ".sqlite"
-        return DiskQueueFile(self.directory / name, fsync=self.config.fsync)
+        text = str(owner)
+        name = _UNSAFE.sub("_", text.replace("/", "__"))
+        if name != text.replace("/", "__"):
+            # Replacing characters can map two ids to one name ("otlp/a:b", "otlp/a_b"),
+            # and two exporters must never share (and replay) one queue: add the exact id's
+            # hash, after an "@" that no name left as it was can contain.
+            name += "@" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        return DiskQueueFile(self.directory / f"exporter_{name}.sqlite", fsync=self.config.fsync)
 
 
 def check_directory(directory: Path, create: bool) -> None:
     """Raise OSError saying exactly what is wrong with ``directory`` as a place to write."""
+    # Before mkdir, which would only say "File exists" for a regular file in the way.
+    if directory.exists() and not directory.is_dir():
+        raise OSError(f"file_storage: {directory} is not a directory")
     if create:
         try:
             directory.mkdir(parents=True, exist_ok=True)

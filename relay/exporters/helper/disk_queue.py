@@ -105,7 +105,7 @@ class DiskQueueFile:
         try:
             old = sqlite3.connect(self.path, isolation_level=None)
             try:
-                for key in [row[0] for row in old.execute("SELECT key FROM queue ORDER BY key")]:
+                for key in _readable_keys(old):
                     try:
                         rows.append(old.execute("SELECT signal, items, size, crc, payload FROM queue "
                                                 "WHERE key = ?", (key,)).fetchone())
@@ -137,13 +137,14 @@ class DiskQueueFile:
             raise RetryableError(f"persistent queue cannot write: {error}") from None
         return cursor.lastrowid
 
-    def get(self, stored: Stored) -> bytes:
-        row = self.db.execute("SELECT signal, crc, payload FROM queue WHERE key = ?", (stored.key,)).fetchone()
+    def get(self, key: int) -> bytes:
+        # By key, as ``put`` returns it and ``remove`` takes it (the queue stores only the key).
+        row = self.db.execute("SELECT signal, crc, payload FROM queue WHERE key = ?", (key,)).fetchone()
         if row is None:
-            raise CorruptEntry(f"entry {stored.key} vanished")
+            raise CorruptEntry(f"entry {key} vanished")
         signal, crc, payload = row
         if signal not in _SIGNALS or zlib.crc32(payload) != crc:
-            raise CorruptEntry(f"entry {stored.key} fails its checksum")
+            raise CorruptEntry(f"entry {key} fails its checksum")
         return payload
 
     def remove(self, key: int) -> None:
@@ -153,6 +154,22 @@ class DiskQueueFile:
         if self.db is not None:
             self.db.close()
             self.db = None
+
+
+def _readable_keys(db: sqlite3.Connection) -> list[int]:
+    """The keys a scan reaches from either end, oldest first.
+
+    A damaged page ends a scan with "malformed"; scanning from both ends keeps
+    the rows on either side of it, where one scan in key order would lose all.
+    """
+    keys: set[int] = set()
+    for order in ("ASC", "DESC"):
+        try:
+            for (key,) in db.execute(f"SELECT key FROM queue ORDER BY key {order}"):
+                keys.add(key)
+        except sqlite3.DatabaseError:
+            pass
+    return sorted(keys)
 
 
 def _is_corruption(error: sqlite3.Error) -> bool:

@@ -1,0 +1,125 @@
+"""The file_storage extension: its directory check at start, and how exporters reference it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay.component import ComponentID
+from relay.config import load
+from relay.extensions import file_storage
+from relay.pipeline.registry import default_registry
+from tests.test_config import problems_of
+
+
+def start(directory, create: bool = False) -> file_storage.FileStorage:
+    extension = file_storage.create(ComponentID.parse("file_storage"),
+                                    file_storage.Config(directory=str(directory), create_directory=create), None)
+    asyncio.run(extension.start())
+    return extension
+
+
+# --- the directory ----------------------------------------------------------------------
+
+def test_a_missing_directory_is_an_error_naming_it(tmp_path):
+    missing = tmp_path / "not" / "there"
+    with pytest.raises(OSError) as caught:
+        start(missing)
+    assert str(caught.value) == (f"file_storage: directory {missing} does not exist "
+                                 "(create it, or set create_directory: true)")
+    assert not missing.exists()  # checked, not created behind the operator's back
+
+
+def test_create_directory_creates_it_with_its_parents(tmp_path):
+    wanted = tmp_path / "a" / "b" / "queues"
+    extension = start(wanted, create=True)
+    assert wanted.is_dir()
+    assert list(wanted.iterdir()) == []  # the write probe cleaned up after itself
+    assert extension.queue_file(ComponentID.parse("otlp/x")).path.parent == wanted
+
+
+@pytest.mark.parametrize("create", [False, True], ids=["plain", "create_directory"])
+def test_a_regular_file_in_the_way_is_not_a_directory(tmp_path, create):
+    in_the_way = tmp_path / "queues"
+    in_the_way.write_text("not a directory")
+    with pytest.raises(OSError) as caught:
+        start(in_the_way, create=create)
+    assert str(caught.value) == f"file_storage: {in_the_way} is not a directory"
+    assert in_the_way.read_text() == "not a directory"
+
+
+# As root, no permission bit makes a directory unwritable and a read-only bind mount
+# needs privileges the test run does not have: the "not writable" branch is not covered.
+
+
+def test_each_exporter_gets_its_own_file_with_a_safe_name(tmp_path):
+    extension = start(tmp_path, create=True)
+    owners = ["otlp", "otlp/a", "otlp/..", "otlp/a_b", "otlp/a:b", "otlp/a*b", "otlp/caf_", "otlp/café"]
+    names = {owner: extension.queue_file(ComponentID.parse(owner)).path.name for owner in owners}
+    # Plain ids keep plain names...
+    assert names["otlp"] == "exporter_otlp.sqlite"
+    assert names["otlp/a"] == "exporter_otlp__a.sqlite"
+    assert names["otlp/a_b"] == "exporter_otlp__a_b.sqlite"
+    # ...and ids that differ only in characters a file name cannot keep still get files of their own:
+    # sharing one, two exporters would replay each other's requests to the wrong endpoint.
+    assert len(set(names.values())) == len(owners), names
+    for name in names.values():
+        assert "/" not in name and name.isascii()
+        assert (tmp_path / name).parent == tmp_path
+    # Stable across restarts, or a restarted relay would not find its queue.
+    assert extension.queue_file(ComponentID.parse("otlp/a:b")).path.name == names["otlp/a:b"]
+
+
+# --- references from sending_queue.storage ----------------------------------------------
+
+CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp/down:
+    endpoint: 127.0.0.1:4317
+    sending_queue:
+      storage: {storage}
+extensions:
+  file_storage:
+    directory: /var/lib/relay
+  health_check:
+service:
+  extensions: {extensions}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/down]
+"""
+
+WHERE = "exporters::otlp/down::sending_queue::storage"
+
+
+@pytest.mark.parametrize("storage, extensions, problem", [
+    ("file_storage/other", "[file_storage]",
+     f'{WHERE}: references extension "file_storage/other", which is not configured under extensions'),
+    ("file_storage", "[health_check]",
+     f'{WHERE}: extension "file_storage" must also be listed in service::extensions'),
+    ("health_check", "[health_check, file_storage]",
+     f'{WHERE}: extension "health_check" is a health_check, not a file_storage'),
+    ('"file/storage/x"', "[file_storage]",
+     f'{WHERE}: invalid component id "file/storage/x": expected "type" or "type/name"'),
+], ids=["not-configured", "not-enabled", "wrong-type", "invalid-id"])
+def test_storage_reference_problems(storage, extensions, problem):
+    assert problems_of(CONFIG.format(storage=storage, extensions=extensions)) == [problem]
+
+
+def test_a_valid_storage_reference_loads():
+    config = load(CONFIG.format(storage="file_storage", extensions="[file_storage]"), default_registry(), env={})
+    exporter = config.components["exporters"][ComponentID.parse("otlp/down")]
+    assert exporter.sending_queue.storage == "file_storage"
+    assert ComponentID.parse("file_storage") in config.extensions
+
+
+def test_a_disabled_queue_references_nothing():
+    text = CONFIG.format(storage="file_storage/other", extensions="[]").replace(
+        "      storage:", "      enabled: false\n      storage:")
+    load(text, default_registry(), env={})  # no problem: the storage is never used

@@ -1,0 +1,461 @@
+"""The persistent sending queue: one SQLite file per exporter, kept in a file_storage directory.
+
+What is checked is the promise to the operator: an acknowledged request is on
+disk, survives a restart and a kill -9, is replayed oldest first and deleted
+once delivered; a damaged entry or file costs that entry (or file), counted,
+never the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import grpc
+import pytest
+
+from relay.component import ComponentID, Host
+from relay.errors import QueueFullError, RetryableError
+from relay.exporters.helper.disk_queue import DiskQueueFile
+from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
+from relay.exporters.helper.retry import RetrySender, Stopper
+from relay.extensions import file_storage
+from relay.signals import Signal, signal_of
+from tests.support import ROOT, logs_request, metrics_request, traces_request
+from tests.test_exporter_helper import (
+    EXPORTER,
+    GatedTransport,
+    Harness,
+    component_logging,
+    records,
+    retry_config,
+    until,
+)
+
+KEPT = "undelivered requests kept on disk for the next start"
+LOST = "undelivered requests lost at shutdown (the queue is in memory)"
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+@pytest.fixture
+def component_log(caplog):
+    with component_logging(caplog):
+        yield caplog
+
+
+class Storage:
+    """A started file_storage extension in ``tmp_path`` and the Host that exposes it."""
+
+    def __init__(self, tmp_path: Path, name: str = "file_storage"):
+        self.id = ComponentID.parse(name)
+        self.extension = file_storage.create(
+            self.id, file_storage.Config(directory=str(tmp_path / "queues"), create_directory=True), None)
+        asyncio.run(self.extension.start())
+        self.host = Host({self.id: self.extension})
+        self.path = self.extension.queue_file(ComponentID.parse(EXPORTER)).path
+
+    def harness(self, endpoint: str = "127.0.0.1:1", *, queue: dict | None = None, **settings) -> Harness:
+        return Harness(endpoint, host=self.host,
+                       sending_queue={"storage": str(self.id), "num_consumers": 1, **(queue or {})}, **settings)
+
+
+def rows(path: Path) -> list[tuple]:
+    """(key, signal, items) of every row, read with sqlite3 directly."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT key, signal, items FROM queue ORDER BY key").fetchall()
+    finally:
+        db.close()
+
+
+def fill(path: Path, requests: list) -> list[int]:
+    """Enqueue ``requests`` into the file at ``path`` as an earlier run would have; returns their keys."""
+    file = DiskQueueFile(path)
+    file.open()
+    try:
+        return [file.put(signal_of(r), signal_of(r).count(r), r.SerializeToString()) for r in requests]
+    finally:
+        file.close()
+
+
+class AlwaysDown:
+    """A transport-level sender that refuses every attempt, retryably."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    async def send(self, request) -> None:
+        self.attempts += 1
+        raise RetryableError("downstream is down")
+
+
+class DiskQueue:
+    """A QueueSender over a DiskQueueFile, with retry in front of a downstream that is down.
+
+    Closed as ``Stack.shutdown`` does it (stop retrying, then drain), so every request
+    accepted stays on disk; ``left`` records what the queue said it kept.
+    """
+
+    def __init__(self, file: DiskQueueFile, capacity: int = 1000, sizer_kind: str = "requests"):
+        self.down = AlwaysDown()
+        self.stopper = Stopper()
+        retry = RetrySender(self.down, retry_config(initial_interval=3600, max_interval=3600, max_elapsed_time=0),
+                            self.stopper)
+        self.left: list = []
+        self.reports: list = []
+        self.queue = QueueSender(retry.send, DiskStore(file, sizer(sizer_kind)), capacity=capacity,
+                                 sizer_kind=sizer_kind, consumers=1,
+                                 report=lambda entry, error: self.reports.append((entry, error)),
+                                 skipped=lambda entry, reason: self.reports.append((entry, reason)),
+                                 left=lambda entries, persistent: self.left.append((len(entries), persistent)))
+
+    async def close(self) -> None:
+        self.stopper.stop()
+        await self.queue.close()
+
+
+# --- the file ---------------------------------------------------------------------------
+
+def test_the_file_is_in_wal_mode(tmp_path):
+    file = DiskQueueFile(tmp_path / "q.sqlite")
+    file.open()
+    file.close()
+    db = sqlite3.connect(tmp_path / "q.sqlite")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_entries_survive_reopen_oldest_first(tmp_path):
+    path = tmp_path / "q.sqlite"
+    requests = [traces_request(spans=3), metrics_request(), logs_request(), traces_request(spans=1)]
+    keys = fill(path, requests)
+    assert keys == sorted(keys)
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert [(s.key, s.signal, s.items) for s in stored] == [
+            (keys[0], Signal.TRACES, 3), (keys[1], Signal.METRICS, 5), (keys[2], Signal.LOGS, 4),
+            (keys[3], Signal.TRACES, 1)]
+        assert [s.size for s in stored] == [r.ByteSize() for r in requests]
+        for entry, request in zip(stored, requests):
+            assert entry.signal.request_type.FromString(file.get(entry.key)) == request
+        assert file.moved_aside is None
+    finally:
+        file.close()
+
+
+def test_the_exporter_replays_the_disk_queue_oldest_first_and_deletes_what_it_delivered(tmp_path, component_log):
+    storage = Storage(tmp_path)
+    requests = [traces_request(spans=3), metrics_request(), logs_request(), traces_request(spans=1)]
+    fill(storage.path, requests)
+    transport = GatedTransport()
+    h = storage.harness(transport=transport)
+
+    async def run():
+        async with h:
+            transport.gate.set()
+            assert await until(lambda: len(transport.delivered) == 4)
+            assert await until(lambda: h.queue_size() == 0)
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert transport.delivered == requests
+    assert (h.sent(Signal.TRACES), h.sent(Signal.METRICS), h.sent(Signal.LOGS)) == (4, 5, 4)
+    [record] = records(component_log, "replaying the persistent queue")
+    assert record.fields == {"requests": 4, "items": 13}
+    assert rows(storage.path) == []
+    assert not records(component_log, KEPT)
+
+
+def test_an_altered_payload_is_skipped_and_counted_and_the_rest_delivered(tmp_path, component_log):
+    storage = Storage(tmp_path)
+    requests = [traces_request(spans=1), traces_request(spans=2), traces_request(spans=3)]
+    keys = fill(storage.path, requests)
+    db = sqlite3.connect(storage.path)
+    payload = bytearray(db.execute("SELECT payload FROM queue WHERE key = ?", (keys[1],)).fetchone()[0])
+    payload[-1] ^= 0x01  # one flipped bit: still parses, so only the checksum can tell
+    assert signal_of(requests[1]).request_type.FromString(bytes(payload)) != requests[1]
+    db.execute("UPDATE queue SET payload = ? WHERE key = ?", (bytes(payload), keys[1]))
+    db.commit()
+    db.close()
+    transport = GatedTransport()
+    h = storage.harness(transport=transport)
+
+    async def run():
+        async with h:
+            transport.gate.set()
+            assert await until(lambda: h.skipped() == 1 and len(transport.delivered) == 2)
+            assert await until(lambda: h.queue_size() == 0)
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert transport.delivered == [requests[0], requests[2]]
+    assert h.sent(Signal.TRACES) == 4
+    assert h.failed(Signal.TRACES, True) == h.failed(Signal.TRACES, False) == 0
+    [record] = records(component_log, "skipped a persistent-queue entry")
+    assert record.levelno == logging.ERROR
+    assert "checksum" in record.fields["reason"] and record.fields["signal"] == "traces"
+    assert rows(storage.path) == []   # skipped once, not again at every start
+
+
+def test_a_payload_that_does_not_parse_is_skipped(tmp_path, component_log):
+    storage = Storage(tmp_path)
+    keys = fill(storage.path, [logs_request(), logs_request()])
+    garbled = b"\x0a\xff"  # field 1, length 255, then nothing: a truncated message, with a valid CRC
+    db = sqlite3.connect(storage.path)
+    db.execute("UPDATE queue SET payload = ?, crc = ? WHERE key = ?", (garbled, zlib.crc32(garbled), keys[0]))
+    db.commit()
+    db.close()
+    transport = GatedTransport()
+    h = storage.harness(transport=transport)
+
+    async def run():
+        async with h:
+            transport.gate.set()
+            assert await until(lambda: h.skipped() == 1 and len(transport.delivered) == 1)
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert transport.delivered == [logs_request()]
+    [record] = records(component_log, "skipped a persistent-queue entry")
+    assert "does not parse" in record.fields["reason"]
+
+
+def test_a_garbage_file_is_moved_aside_and_the_queue_starts_empty(tmp_path):
+    storage = Storage(tmp_path)
+    garbage = b"this is not an SQLite database\n" * 300
+    storage.path.write_bytes(garbage)
+    transport = GatedTransport()
+    h = storage.harness(transport=transport)
+
+    async def run():
+        async with h:  # starts: no exception
+            assert not h.exporter.queue.pending
+            transport.gate.set()
+            assert await h.consume(traces_request(spans=2)) is None
+            assert await until(lambda: h.sent(Signal.TRACES) == 2)
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    [aside] = [p for p in storage.path.parent.iterdir()
+               if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
+    assert re.fullmatch(re.escape(storage.path.name) + r"\.corrupt-\d+", aside.name)
+    assert aside.read_bytes() == garbage  # kept, untouched, for whoever investigates
+    file = DiskQueueFile(storage.path)
+    assert file.open() == []
+    file.close()
+    db = sqlite3.connect(storage.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_a_damaged_page_keeps_the_readable_rows(tmp_path):
+    path = tmp_path / "q.sqlite"
+    file = DiskQueueFile(path)
+    file.open()
+    for n in range(40):  # about two rows per 4 KiB page
+        file.put(Signal.LOGS, n, bytes([n]) * 1500)
+    file.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    middle = (len(data) // page) // 2
+    data[middle * page:(middle + 1) * page] = b"\xde\xad\xbe\xef" * (page // 4)
+    path.write_bytes(bytes(data))
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert file.moved_aside is not None and file.moved_aside.exists()
+        # Rows on either side of the damaged page are kept; a scan from one end stops at it.
+        assert 30 <= file.salvaged < 40 and len(stored) == file.salvaged
+        items = [s.items for s in stored]
+        assert items == sorted(items) and items[0] == 0 and items[-1] == 39   # oldest first, both ends kept
+        for entry in stored:
+            assert file.get(entry.key) == bytes([entry.items]) * 1500
+    finally:
+        file.close()
+
+
+def test_a_full_file_refuses_with_queue_full(tmp_path):
+    # How SQLite reports a full disk ("database or disk is full"), without filling one.
+    path = tmp_path / "q.sqlite"
+    file = DiskQueueFile(path, max_bytes=64 * 1024)
+    file.open()
+    accepted = []
+    try:
+        with pytest.raises(QueueFullError) as caught:
+            for n in range(100):
+                accepted.append(file.put(Signal.LOGS, n, bytes([n]) * 10_000))
+        assert isinstance(caught.value, RetryableError)
+        assert "full" in str(caught.value)
+        assert 2 <= len(accepted) < 7
+        # Room comes back once an entry is delivered and removed.
+        file.remove(accepted.pop(0))
+        accepted.append(file.put(Signal.LOGS, 99, bytes([99]) * 10_000))
+    finally:
+        file.close()
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert [s.key for s in stored] == accepted
+        assert all(file.get(s.key) == bytes([s.items]) * 10_000 for s in stored)
+    finally:
+        file.close()
+
+
+def test_the_queue_refuses_when_the_disk_is_full_and_keeps_what_it_accepted(tmp_path):
+    path = tmp_path / "q.sqlite"
+    disk = DiskQueue(DiskQueueFile(path, max_bytes=64 * 1024))
+    big = traces_request(spans=1, attribute_bytes=10_000)
+
+    async def run():
+        await disk.queue.start()
+        accepted = 0
+        for _ in range(100):
+            try:
+                await disk.queue.send(big)
+            except QueueFullError:
+                break
+            accepted += 1
+        else:
+            raise AssertionError("the bounded file never filled up")
+        used = disk.queue.used
+        await disk.close()
+        return accepted, used
+
+    accepted, used = asyncio.run(asyncio.wait_for(run(), 10))
+    assert 2 <= accepted and used == accepted      # the refused request reserved nothing
+    assert disk.left == [(accepted, True)]         # all kept, none reported lost
+    assert disk.reports == []
+    assert len(rows(path)) == accepted
+
+
+def test_concurrent_senders_never_overshoot_the_capacity(tmp_path):
+    path = tmp_path / "q.sqlite"
+    disk = DiskQueue(DiskQueueFile(path), capacity=5)
+
+    async def run():
+        await disk.queue.start()
+        outcomes = await asyncio.gather(*(disk.queue.send(logs_request()) for _ in range(20)),
+                                        return_exceptions=True)
+        await disk.close()
+        return outcomes
+
+    outcomes = asyncio.run(asyncio.wait_for(run(), 10))
+    assert outcomes.count(None) == 5
+    assert all(isinstance(o, QueueFullError) for o in outcomes if o is not None)
+    assert len(rows(path)) == 5
+
+
+# --- shutdown and restart ---------------------------------------------------------------
+
+LONG_BACKOFF = {"initial_interval": "1h", "max_interval": "1h", "max_elapsed_time": 0}
+
+
+def test_shutdown_keeps_the_request_on_disk_and_the_next_exporter_replays_it(tmp_path, sink, component_log):
+    storage = Storage(tmp_path)
+    sink.fail_with(grpc.StatusCode.UNAVAILABLE, "down")
+    request = traces_request(spans=3)
+    first = storage.harness(sink.endpoint, retry_on_failure=LONG_BACKOFF)
+
+    async def before_restart():
+        async with first:
+            assert await first.consume(request) is None
+            assert await until(lambda: sink.refused == 1)   # now in its hour-long backoff
+
+    asyncio.run(asyncio.wait_for(before_restart(), 10))
+    assert sink.refused == 2                       # the drain's one attempt
+    [record] = records(component_log, KEPT)
+    assert record.fields == {"requests": 1, "items": 3}
+    assert not records(component_log, LOST)
+    assert first.failed(Signal.TRACES, True) == first.failed(Signal.TRACES, False) == 0
+    assert [(signal, items) for _, signal, items in rows(storage.path)] == [("traces", 3)]
+
+    sink.fail_with(None)
+    second = storage.harness(sink.endpoint, retry_on_failure=LONG_BACKOFF)
+
+    async def after_restart():
+        async with second:
+            assert await until(lambda: second.sent(Signal.TRACES) == 3)
+
+    asyncio.run(asyncio.wait_for(after_restart(), 10))
+    assert sink.requests[Signal.TRACES] == [request]
+    assert rows(storage.path) == []
+
+
+def test_a_drain_cut_off_at_the_deadline_keeps_everything_on_disk(tmp_path, component_log):
+    storage = Storage(tmp_path)
+    transport = GatedTransport()
+    h = storage.harness(transport=transport, timeout="1h")
+
+    async def run():
+        await h.exporter.start()
+        for _ in range(3):
+            assert await h.consume(logs_request()) is None
+        assert await until(lambda: transport.calls == 1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(h.exporter.shutdown(), 0.2)
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    [record] = records(component_log, KEPT)
+    assert record.fields == {"requests": 3, "items": 12}   # the one in flight too
+    assert h.failed(Signal.LOGS, True) == 0
+    assert [(signal, items) for _, signal, items in rows(storage.path)] == [("logs", 4)] * 3
+
+
+def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
+    """kill -9 right after the writer says its entries are committed: all of them are there."""
+    path = tmp_path / "q.sqlite"
+    count = 200
+    child = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from relay.exporters.helper.disk_queue import DiskQueueFile\n"
+        "from relay.signals import Signal\n"
+        "from tests.support import traces_request\n"
+        "file = DiskQueueFile(Path(sys.argv[1]))\n"
+        "file.open()\n"
+        "for n in range(int(sys.argv[2])):\n"
+        "    file.put(Signal.TRACES, n % 7 + 1, traces_request(spans=n % 7 + 1).SerializeToString())\n"
+        "print('committed', flush=True)\n"
+        "sys.stdin.read()  # hold the connection open: only the kill ends this process\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", child, str(path), str(count)], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(30, process.kill)  # a hung child fails the test instead of hanging it
+    watchdog.start()
+    try:
+        line = process.stdout.readline()
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(10) == -signal.SIGKILL
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        process.stdin.close()
+        process.stdout.close()
+        stderr = process.stderr.read().decode(errors="replace")
+        process.stderr.close()
+    assert line == b"committed\n", stderr
+    # Never checkpointed: the entries live only in the WAL, which the reopen must recover.
+    assert os.path.getsize(str(path) + "-wal") > 0
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert file.moved_aside is None
+        assert [s.items for s in stored] == [n % 7 + 1 for n in range(count)]
+        for entry in stored:
+            assert Signal.TRACES.request_type.FromString(file.get(entry.key)) == traces_request(spans=entry.items)
+    finally:
+        file.close()
