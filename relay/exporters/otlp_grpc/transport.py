@@ -36,6 +36,13 @@ class GrpcTransport:
         tls = self.config.tls
         use_tls = scheme_tls if scheme_tls is not None else not tls.insecure
         options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        # gRPC's own reconnect backoff grows to 120 s; after a long outage the channel would
+        # idle that long past the downstream's return while the retry sender keeps failing
+        # fast. Cap it at the retry's max_interval so recovery is as quick as retrying.
+        retry = self.config.retry_on_failure
+        if retry.enabled:
+            options.append(("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval * 1000))))
+            options.append(("grpc.initial_reconnect_backoff_ms", max(100, int(retry.initial_interval * 1000))))
         if use_tls:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(tls.ca_file) if tls.ca_file else None,
