@@ -246,6 +246,9 @@ def test_a_garbage_file_is_moved_aside_and_the_queue_starts_empty(tmp_path):
             assert await until(lambda: h.sent(Signal.TRACES) == 2)
 
     asyncio.run(asyncio.wait_for(run(), 10))
+    # The operator hears of it: one error line and the skipped counter.
+    assert h.registry.get_sample_value("otelcol_exporter_queue_skipped_entries_total",
+                                       {"exporter": EXPORTER}) == 1
     [aside] = [p for p in storage.path.parent.iterdir()
                if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
     assert re.fullmatch(re.escape(storage.path.name) + r"\.corrupt-\d+", aside.name)
@@ -459,3 +462,47 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
             assert Signal.TRACES.request_type.FromString(file.get(entry.key)) == traces_request(spans=entry.items)
     finally:
         file.close()
+
+
+def test_a_request_larger_than_the_whole_queue_is_refused_as_too_large(tmp_path):
+    from relay.errors import TooLargeError
+    from relay.status import to_grpc
+
+    file = DiskQueueFile(tmp_path / "q.sqlite")
+    queue = DiskQueue(file, capacity=5, sizer_kind="items")
+
+    async def run():
+        await queue.queue.start()
+        try:
+            with pytest.raises(TooLargeError) as refused:
+                await queue.queue.send(traces_request(spans=6))
+            await queue.queue.send(traces_request(spans=5))  # exactly the capacity still fits
+            return refused.value
+        finally:
+            await queue.close()
+
+    error = asyncio.run(asyncio.wait_for(run(), 10))
+    # Not retryable: waiting can never make room for it.
+    assert to_grpc(error)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [r[2] for r in rows(file.path)] == [5]
+
+
+def test_an_entry_that_cannot_be_read_stays_on_disk(tmp_path):
+    path = tmp_path / "q.sqlite"
+    fill(path, [traces_request(spans=3)])
+    file = DiskQueueFile(path)
+    queue = DiskQueue(file)
+
+    def failing_get(key):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def run():
+        await queue.queue.start()
+        file.get = failing_get
+        assert await until(lambda: queue.reports)
+        await queue.close()
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    [(entry, reason)] = queue.reports
+    assert "kept for the next start" in reason and "disk I/O error" in reason
+    assert [r[2] for r in rows(path)] == [3]  # a read that failed is not corruption: nothing deleted

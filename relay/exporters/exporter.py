@@ -62,6 +62,11 @@ class Exporter:
         await self.transport.start()
         if self.queue is not None:
             await self.queue.start()
+            file = getattr(self.queue.store, "file", None)
+            if file is not None and file.moved_aside is not None:
+                self._skipped_counter().inc()
+                self.log.error("the persistent queue was corrupt: moved aside, readable entries kept", fields={
+                    "moved_to": str(file.moved_aside), "entries_kept": file.salvaged})
             if self.queue.pending:
                 self.log.info("replaying the persistent queue", fields={
                     "requests": len(self.queue.pending), "items": sum(e.items for e in self.queue.pending)})
@@ -109,10 +114,13 @@ class Exporter:
             "signal": entry.signal.value, "items": entry.items,
             "retryable": not isinstance(error, PermanentError), "error": str(error)})
 
+    def _skipped_counter(self):
+        return self.metrics.counter("otelcol_exporter_queue_skipped_entries",
+                                    "Persistent-queue entries (or whole files) skipped as corrupt or unreadable",
+                                    ["exporter"]).labels(str(self.id))
+
     def _skipped(self, entry, reason: str) -> None:
-        self.metrics.counter("otelcol_exporter_queue_skipped_entries",
-                             "Persistent-queue entries skipped as corrupt or unreadable",
-                             ["exporter"]).labels(str(self.id)).inc()
+        self._skipped_counter().inc()
         self.log.error("skipped a persistent-queue entry", fields={"signal": entry.signal.value,
                                                                    "reason": reason})
 

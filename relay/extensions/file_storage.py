@@ -32,11 +32,17 @@ class Config:
     # Off, as in the collector: a killed process loses nothing committed either way;
     # on, each write is flushed to the device and survives power loss too.
     fsync: bool = False
+    # Not a collector key: a bound on each queue file, so that a long outage fills this
+    # budget rather than the node's disk. Past it, clients are refused as on a full disk.
+    max_size_mib: int = 0
 
     def validate(self) -> list[Problem]:
+        problems = []
         if not self.directory:
-            return [Problem(("directory",), "must name a directory")]
-        return []
+            problems.append(Problem(("directory",), "must name a directory"))
+        if self.max_size_mib < 0:
+            problems.append(Problem(("max_size_mib",), "must not be negative (0 = no bound)"))
+        return problems
 
 
 class FileStorage:
@@ -61,7 +67,8 @@ class FileStorage:
             # and two exporters must never share (and replay) one queue: add the exact id's
             # hash, after an "@" that no name left as it was can contain.
             name += "@" + hashlib.sha256(text.encode()).hexdigest()[:12]
-        return DiskQueueFile(self.directory / f"exporter_{name}.sqlite", fsync=self.config.fsync)
+        return DiskQueueFile(self.directory / f"exporter_{name}.sqlite", fsync=self.config.fsync,
+                             max_bytes=self.config.max_size_mib * 1024 * 1024)
 
 
 def check_directory(directory: Path, create: bool) -> None:

@@ -215,3 +215,37 @@ def test_a_missing_queue_directory_stops_the_relay_with_a_clear_error(tmp_path, 
     relay.start()
     assert relay.process.wait(20) != 0
     assert f"file_storage: directory {missing} does not exist" in relay.log_text()
+
+
+def test_a_full_queue_disk_refuses_clients_and_keeps_what_it_accepted(tmp_path, sink):
+    """``max_size_mib`` bounds the queue file; past it SQLite fails exactly as on a full disk."""
+    queue_dir = tmp_path / "queue"
+    queue_dir.mkdir()
+    relay = relay_with(tmp_path, sink.endpoint,
+                       RETRY_FAST + "    sending_queue:\n      storage: file_storage\n", storage=queue_dir)
+    relay.config_path.write_text(relay.config_path.read_text().replace(
+        f"directory: {queue_dir}\n", f"directory: {queue_dir}\n    max_size_mib: 1\n"))
+    sink.fail_with(grpc.StatusCode.UNAVAILABLE, "down")
+    relay.start()
+    rng = random.Random(8)
+    acked, codes = [], []
+    try:
+        for _ in range(40):  # 40 x ~100 KB: well past the 1 MiB file
+            request = traces_request(20, attribute_bytes=100_000, rng=rng)
+            try:
+                send(relay.port, request)
+                acked += span_ids(request)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+        assert acked and codes, (len(acked), codes)
+        assert set(codes) == {grpc.StatusCode.UNAVAILABLE}
+        text = scrape(relay.metrics)
+        assert metric(text, 'otelcol_exporter_enqueue_failed_spans_total{exporter="otlp"}') == 20 * len(codes)
+        assert metric(text, 'otelcol_receiver_refused_requests_total{receiver="otlp",signal="traces",'
+                            'status="UNAVAILABLE"') == len(codes)
+        sink.fail_with(None)
+        assert sink.wait_for(Signal.TRACES, len(acked), timeout=30)
+    finally:
+        assert relay.stop() == 0
+    assert set(acked) <= set(sink.span_ids())
+    assert any("persistent queue cannot grow" in line.get("error", "") for line in relay_lines(relay))

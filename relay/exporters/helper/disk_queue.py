@@ -56,7 +56,7 @@ class DiskQueueFile:
     def __init__(self, path: Path, *, fsync: bool = False, max_bytes: int = 0):
         self.path = Path(path)
         self.fsync = fsync
-        # Tests bound the file to see SQLite's "database or disk is full" without filling a disk.
+        # A bound on the file, in SQLite pages: past it writes fail as on a full disk.
         self.max_bytes = max_bytes
         self.moved_aside: Path | None = None
         self.salvaged = 0
@@ -115,7 +115,7 @@ class DiskQueueFile:
                 old.close()
         except sqlite3.DatabaseError:
             pass
-        self.moved_aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        self.moved_aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
         for suffix in ("", "-wal", "-shm"):
             source = Path(str(self.path) + suffix)
             if source.exists():

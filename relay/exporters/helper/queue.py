@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from relay import received
-from relay.errors import QueueFullError, ShutdownError
+from relay.errors import QueueFullError, ShutdownError, TooLargeError
 from relay.exporters.helper.disk_queue import CorruptEntry
 from relay.signals import Signal, signal_of
 
@@ -150,6 +150,10 @@ class QueueSender:
         if self.sizer_kind == "bytes":
             size = len(data) if data is not None else request.ByteSize()
         entry = Entry(signal, items, self.units(items, size), request, data)
+        if entry.units > self.capacity:
+            # No amount of waiting makes room for it: say so, rather than have the client retry for ever.
+            raise TooLargeError(f"request of {entry.units} {self.sizer_kind} exceeds the sending queue's "
+                                f"capacity of {self.capacity}")
         # Checked and reserved before the first await, so concurrent senders cannot overshoot.
         if self.used + entry.units > self.capacity:
             raise QueueFullError(f"sending queue is full ({self.used} of {self.capacity} {self.sizer_kind})")
@@ -177,9 +181,15 @@ class QueueSender:
         self._inflight[id(entry)] = entry
         try:
             request, data = await self.store.load(entry)
-        except Exception as error:  # noqa: BLE001 - corrupt or unreadable: counted, never a crash loop
+        except CorruptEntry as error:
             self.skipped(entry, str(error))
             await self._forget(entry)
+            return True
+        except Exception as error:  # noqa: BLE001 - a read that failed is not corruption
+            # Left on disk for the next start rather than deleted; counted, and never a crash loop.
+            self.skipped(entry, f"could not read the entry, kept for the next start: {error}")
+            del self._inflight[id(entry)]
+            self.used -= entry.units
             return True
         token = received.bind(request, data) if data is not None else None
         try:
