@@ -9,6 +9,13 @@ receivers:
         endpoint: 0.0.0.0:4317
 
 processors:
+  # First in every pipeline: above 80% of the memory available (the container's limit,
+  # else the machine's) minus a 20% spike allowance, clients are refused with UNAVAILABLE
+  # and retry, instead of the relay being killed for running out of memory.
+  memory_limiter:
+    check_interval: 1s
+    limit_percentage: 80
+    spike_limit_percentage: 20
   # GenOps attribution and LLM cost on every LLM span (team/project default to "unassigned").
   genops: {}
 
@@ -34,13 +41,15 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [genops]
+      processors: [memory_limiter, genops]
       exporters: [debug, genops_metrics]
     metrics:
       receivers: [otlp, genops_metrics]
+      processors: [memory_limiter]
       exporters: [debug, prometheus]
     logs:
       receivers: [otlp]
+      processors: [memory_limiter]
       exporters: [debug]
   telemetry:
     logs:

@@ -13,15 +13,15 @@ from relay.defaults import DEFAULT_CONFIG
 DEFAULT_GRAPH = """\
 pipeline traces:
   receivers:  otlp
-  processors: genops
+  processors: memory_limiter, genops
   exporters:  debug, genops_metrics
 pipeline metrics:
   receivers:  otlp, genops_metrics
-  processors: (none)
+  processors: memory_limiter
   exporters:  debug, prometheus
 pipeline logs:
   receivers:  otlp
-  processors: (none)
+  processors: memory_limiter
   exporters:  debug
 extensions: health_check
 telemetry: metrics on 0.0.0.0:8888, logs at info

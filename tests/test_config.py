@@ -823,11 +823,14 @@ service:
 def test_builtin_default_config_loads():
     config = load(DEFAULT_CONFIG, default_registry(), env={})
     otlp, debug, metrics = ComponentID("otlp"), ComponentID("debug"), ComponentID("genops_metrics")
+    limiter = ComponentID("memory_limiter")
     assert [(p.id, p.receivers, p.processors, p.exporters) for p in config.pipelines] == [
-        ("traces", [otlp], [ComponentID("genops")], [debug, metrics]),
-        ("metrics", [otlp, metrics], [], [debug, ComponentID("prometheus")]),
-        ("logs", [otlp], [], [debug]),
+        ("traces", [otlp], [limiter, ComponentID("genops")], [debug, metrics]),
+        ("metrics", [otlp, metrics], [limiter], [debug, ComponentID("prometheus")]),
+        ("logs", [otlp], [limiter], [debug]),
     ]
+    memory = config.components["processors"][limiter]
+    assert (memory.limit_percentage, memory.spike_limit_percentage) == (80, 20)
     prometheus = config.components["exporters"][ComponentID("prometheus")]
     assert (prometheus.endpoint, prometheus.namespace, prometheus.const_labels) == (
         "0.0.0.0:8889", "genops_openrouter", {"service": "openrouter"})
