@@ -207,14 +207,18 @@ def test_batch_flushes_on_shutdown_and_the_client_is_acknowledged(tmp_path, sink
     assert sink.count(Signal.TRACES) == 9
 
 
-def test_a_missing_queue_directory_stops_the_relay_with_a_clear_error(tmp_path, sink):
-    missing = tmp_path / "no-such-dir"
+@pytest.mark.parametrize("case", ["missing", "unwritable"])
+def test_a_queue_directory_that_cannot_be_used_stops_the_relay_with_a_clear_error(tmp_path, sink, case):
+    # sysfs refuses new files even to root, so it stands in for an unwritable volume.
+    directory = tmp_path / "no-such-dir" if case == "missing" else "/sys"
+    expected = {"missing": f"file_storage: directory {directory} does not exist",
+                "unwritable": "file_storage: directory /sys is not writable"}[case]
     relay = relay_with(tmp_path, sink.endpoint, "    sending_queue:\n      storage: file_storage\n",
-                       storage=missing)
+                       storage=directory)
     relay.health_port = None
     relay.start()
     assert relay.process.wait(20) != 0
-    assert f"file_storage: directory {missing} does not exist" in relay.log_text()
+    assert expected in relay.log_text()
 
 
 def test_a_full_queue_disk_refuses_clients_and_keeps_what_it_accepted(tmp_path, sink):
