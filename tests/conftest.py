@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import Sink
+from tests.support import Sink, component_logging
 
 
 @pytest.fixture
@@ -8,3 +8,10 @@ def sink():
     server = Sink().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def component_log(caplog):
+    """caplog for ``relay.component``, the logger every component writes to."""
+    with component_logging(caplog):
+        yield caplog

@@ -6,7 +6,9 @@ answered); no test sleeps for a fixed time to "let things happen".
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import random
 import signal
@@ -29,6 +31,23 @@ from relay import status
 from relay.signals import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def component_logging(caplog):
+    """Route ``relay.component`` to caplog alone, each record once: the logger stops
+    propagating once any test ran ``setup_logging``."""
+    logger = logging.getLogger("relay.component")
+    saved = logger.level, logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def free_port() -> int:

@@ -394,21 +394,6 @@ def test_max_size_splits_a_merged_batch_but_send_batch_size_does_not_cap():
     asyncio.run(run())
 
 
-@pytest.fixture
-def component_log(caplog):
-    """caplog for ``relay.component`` alone, each record once (it may not propagate after ``setup_logging``)."""
-    logger = logging.getLogger("relay.component")
-    saved = logger.level, logger.propagate
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
 
 @pytest.mark.parametrize("error", [RetryableError("downstream busy", 3.0), PermanentError("downstream says no"),
                                    InvalidDataError("bad payload")], ids=["retryable", "permanent", "invalid"])

@@ -92,21 +92,6 @@ def export_once(endpoint: str, request, **settings) -> tuple[BaseException | Non
     return asyncio.run(run()), harness
 
 
-@pytest.fixture
-def component_log(caplog):
-    """caplog for ``relay.component``, which may not propagate once ``setup_logging`` ran."""
-    logger = logging.getLogger("relay.component")
-    saved = logger.level, logger.propagate
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # each record once, and only to caplog
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
 
 # --- delivery ---------------------------------------------------------------------------
 

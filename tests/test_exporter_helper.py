@@ -12,7 +12,6 @@ The persistent queue (SQLite on disk) is tested in test_persistent_queue.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -160,26 +159,7 @@ def records(caplog, message: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == message]
 
 
-@contextlib.contextmanager
-def component_logging(caplog):
-    """Route ``relay.component`` to caplog: it may not propagate once ``setup_logging`` ran."""
-    logger = logging.getLogger("relay.component")
-    saved = logger.level, logger.propagate
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # each record once, and only to caplog
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
-
-@pytest.fixture
-def component_log(caplog):
-    with component_logging(caplog):
-        yield caplog
 
 
 # --- backoff ----------------------------------------------------------------------------

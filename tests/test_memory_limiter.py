@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import grpc
 import pytest
@@ -62,21 +61,6 @@ def build(memory: FakeMemory, telemetry=None, next_consumer=None, **raw):
                                       force=memory.force)
     return processor, telemetry
 
-
-@pytest.fixture
-def component_log(caplog):
-    """caplog for ``relay.component``, which stops propagating once any test ran ``setup_logging``."""
-    logger = logging.getLogger("relay.component")
-    saved = logger.level, logger.propagate
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 def count(telemetry, verdict: str, item: str) -> float:

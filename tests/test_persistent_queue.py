@@ -35,7 +35,6 @@ from tests.test_exporter_helper import (
     EXPORTER,
     GatedTransport,
     Harness,
-    component_logging,
     records,
     retry_config,
     until,
@@ -46,11 +45,6 @@ LOST = "undelivered requests lost at shutdown (the queue is in memory)"
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-@pytest.fixture
-def component_log(caplog):
-    with component_logging(caplog):
-        yield caplog
 
 
 class Storage:

@@ -26,7 +26,7 @@ from typing import Awaitable, Callable
 
 from relay import received
 from relay.errors import QueueFullError, ShutdownError, TooLargeError
-from relay.exporters.helper.disk_queue import CorruptEntry
+from relay.exporters.helper.disk_queue import CorruptEntry, DiskQueueFile
 from relay.signals import Signal, signal_of
 
 
