@@ -69,13 +69,16 @@ class Factory:
 
 @dataclass
 class Host:
-    """What a component may look up at build time: the running extensions, by id.
+    """What a component may look up: the extensions, by id, and the config being run.
 
     The loader has already checked every reference (an exporter's
     ``sending_queue.storage``, say) against ``service.extensions``.
     """
 
     extensions: dict[ComponentID, Any] = field(default_factory=dict)
+    # The loaded RelayConfig (pipelines, component settings), for extensions that describe it.
+    config: Any = None
+    telemetry: Any = None
 
     def extension(self, name: str) -> Any:
         return self.extensions[ComponentID.parse(name)]

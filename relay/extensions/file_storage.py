@@ -101,5 +101,5 @@ def check_directory(directory: Path, create: bool) -> None:
             pass
 
 
-def create(id_, config: Config, telemetry) -> FileStorage:
+def create(id_, config: Config, telemetry, host=None) -> FileStorage:
     return FileStorage(id_, config)

@@ -73,5 +73,5 @@ class HealthCheck:
         })
 
 
-def create(id_, config: Config, telemetry) -> HealthCheck:
+def create(id_, config: Config, telemetry, host=None) -> HealthCheck:
     return HealthCheck(id_, config)

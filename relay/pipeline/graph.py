@@ -34,9 +34,10 @@ log = logging.getLogger("relay.service")
 class Graph:
     def __init__(self, config: RelayConfig, telemetry):
         self.config = config
+        host = Host({}, config, telemetry)
         self.extensions = {id_: config.factories["extensions"][id_].create(
-            id_, config.components["extensions"][id_], telemetry) for id_ in config.extensions}
-        host = Host(dict(self.extensions))
+            id_, config.components["extensions"][id_], telemetry, host) for id_ in config.extensions}
+        host.extensions.update(self.extensions)
         used = {id_ for pipeline in config.pipelines for id_ in pipeline.exporters}
         self.connectors = {id_: factory.create(id_, config.components["connectors"][id_], telemetry)
                            for id_, factory in config.factories["connectors"].items() if id_ in used}
