@@ -124,10 +124,6 @@ class QueueSender:
         self._stopping = False
         self._closed = False
 
-    @property
-    def size(self) -> int:
-        return self.used
-
     async def start(self) -> None:
         waiting = await self.store.open()
         for entry in waiting:
