@@ -52,7 +52,8 @@ def cmd_run(args) -> int:
         log.info("no --config given: running the built-in default configuration")
     try:
         asyncio.run(_run(config, args.shutdown_timeout))
-    except OSError as error:
+    except (OSError, ConfigError) as error:
+        # What only a start can find: a port in use, an unusable directory, a certificate.
         log.error("relay failed to start", extra={"fields": {"error": str(error)}})
         return 1
     return 0

@@ -183,10 +183,23 @@ def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConf
             extensions.append(id_)
 
     problems += _extension_references(components, factories, extensions)
+    problems += _signal_problems(components, pipelines)
 
     if problems:
         raise ConfigError(problems)
     return RelayConfig(components, factories, pipelines, extensions, service.telemetry)
+
+
+def _signal_problems(components, pipelines: list[Pipeline]) -> list[Problem]:
+    """An exporter whose settings depend on the signals sent to it (a URL per signal) says
+    what is missing, once the pipelines tell which signals those are."""
+    problems = []
+    for id_, config in components["exporters"].items():
+        check = getattr(config, "signal_problems", None)
+        if check is not None:
+            signals = {p.signal for p in pipelines if id_ in p.exporters}
+            problems += [p.under("exporters", str(id_)) for p in check(signals)]
+    return problems
 
 
 def _extension_references(components, factories, enabled: list[ComponentID]) -> list[Problem]:
