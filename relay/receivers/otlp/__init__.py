@@ -1,16 +1,19 @@
-"""The ``otlp`` receiver: OTLP/gRPC on 4317 (OTLP/HTTP arrives with its own issue)."""
+"""The ``otlp`` receiver: OTLP/gRPC on 4317 and OTLP/HTTP on 4318."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+from dataclasses import dataclass, field
 
-from relay.config.load import endpoint_problem
+from relay.config.load import endpoint_problem, split_endpoint
 from relay.errors import Problem
 from relay.signals import Signal
 
 TYPE = "otlp"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+# The collector's default for max_request_body_size.
+DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 
 @dataclass
@@ -33,20 +36,73 @@ class GrpcConfig:
         return problems
 
 
-_ABSENT = object()
+@dataclass
+class CorsConfig:
+    # Empty: no CORS at all. Entries may hold "*" wildcards; "*" alone allows any origin.
+    allowed_origins: list[str] = field(default_factory=list)
+    allowed_headers: list[str] = field(default_factory=list)
+    # Seconds a browser may cache a preflight answer; 0 sends no Access-Control-Max-Age.
+    max_age: int = 0
+
+    def validate(self) -> list[Problem]:
+        problems = [Problem(("allowed_origins", str(i)), "must not be empty")
+                    for i, origin in enumerate(self.allowed_origins) if not origin.strip()]
+        if self.max_age < 0:
+            problems.append(Problem(("max_age",), "must not be negative"))
+        return problems
+
+
+@dataclass
+class HttpConfig:
+    endpoint: str = "0.0.0.0:4318"
+    traces_url_path: str = "/v1/traces"
+    metrics_url_path: str = "/v1/metrics"
+    logs_url_path: str = "/v1/logs"
+    # Bounds the body on the wire and once inflated; 0 means the default, as in the collector.
+    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    # Keep the client's HTTP headers for processors' from_context.
+    include_metadata: bool = False
+    cors: CorsConfig | None = None
+
+    def url_path(self, signal: Signal) -> str:
+        # The collector adds a missing leading slash rather than refusing the path.
+        path = getattr(self, f"{signal.value}_url_path")
+        return path if path.startswith("/") else "/" + path
+
+    def body_limit(self) -> int:
+        return self.max_request_body_size or DEFAULT_MAX_REQUEST_BODY_SIZE
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if message := endpoint_problem(self.endpoint):
+            problems.append(Problem(("endpoint",), message))
+        if self.max_request_body_size < 0:
+            problems.append(Problem(("max_request_body_size",), "must not be negative"))
+        seen: dict[str, str] = {}
+        for signal in SIGNALS:
+            key = f"{signal.value}_url_path"
+            path = self.url_path(signal)
+            if any(c in path for c in "?# "):
+                problems.append(Problem((key,), f'"{getattr(self, key)}" is not a URL path'))
+            elif path in seen:
+                problems.append(Problem((key,), f'"{path}" is already the {seen[path]}'))
+            seen.setdefault(path, key)
+        return problems
 
 
 @dataclass
 class Protocols:
     grpc: GrpcConfig | None = None
-    # Any, so that even an empty "http:" section is seen and reported.
-    http: Any = _ABSENT
+    http: HttpConfig | None = None
 
     def validate(self) -> list[Problem]:
-        if self.http is not _ABSENT:
-            return [Problem(("http",), 'protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)')]
-        if self.grpc is None:
-            return [Problem((), "at least one protocol must be configured (grpc)")]
+        if self.grpc is None and self.http is None:
+            return [Problem((), "at least one protocol must be configured (grpc, http)")]
+        if (self.grpc is not None and self.http is not None
+                and not endpoint_problem(self.grpc.endpoint) and not endpoint_problem(self.http.endpoint)):
+            grpc_at, http_at = split_endpoint(self.grpc.endpoint), split_endpoint(self.http.endpoint)
+            if grpc_at == http_at and grpc_at[1] != 0:
+                return [Problem(("http", "endpoint"), "is the same as the grpc endpoint")]
         return []
 
 
@@ -58,7 +114,36 @@ class Config:
         return []
 
 
-def create(id_, config: Config, consumers: dict, telemetry):
-    from relay.receivers.otlp.grpc import GrpcReceiver
+class OtlpReceiver:
+    """Both protocols of one receiver, started and stopped together."""
 
-    return GrpcReceiver(id_, config.protocols.grpc, consumers, telemetry)
+    def __init__(self, grpc, http):
+        self.grpc = grpc
+        self.http = http
+
+    async def start(self) -> None:
+        await self.grpc.start()
+        try:
+            await self.http.start()
+        except BaseException:
+            # The service only stops what started, and this did not.
+            await self.grpc.shutdown(0)
+            raise
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        await asyncio.gather(self.http.shutdown(grace), self.grpc.shutdown(grace))
+
+
+def create(id_, config: Config, consumers: dict, telemetry):
+    grpc = http = None
+    if config.protocols.grpc is not None:
+        from relay.receivers.otlp.grpc import GrpcReceiver
+
+        grpc = GrpcReceiver(id_, config.protocols.grpc, consumers, telemetry)
+    if config.protocols.http is not None:
+        from relay.receivers.otlp.http import HttpReceiver
+
+        http = HttpReceiver(id_, config.protocols.http, consumers, telemetry)
+    if grpc is not None and http is not None:
+        return OtlpReceiver(grpc, http)
+    return grpc or http

@@ -1,0 +1,201 @@
+"""OTLP/HTTP server: POST an export request to /v1/traces, /v1/metrics or /v1/logs.
+
+A body is binary protobuf (``application/x-protobuf``) or OTLP/JSON
+(``application/json``), optionally gzip or deflate compressed. The answer is
+in the request's own content type: an empty Export*ServiceResponse once the
+pipeline has taken the data, else a google.rpc.Status whose HTTP code comes
+from ``relay.status.to_http`` (a retryable refusal carries Retry-After when
+the pipeline named a delay). As in the collector, an unsupported
+Content-Encoding is 400, another content type 415 and another method 405.
+Bodies are bounded on the wire and once inflated (see ``body``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+
+from relay import client, otlpjson, received, status
+from relay.config.load import split_endpoint
+from relay.errors import InvalidDataError, RelayError, TooLargeError
+from relay.receivers.otlp import body
+from relay.receivers.otlp.cors import Cors
+from relay.signals import Signal
+from relay.telemetry import component_logger
+
+TRANSPORT = "http"
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+_UNSUPPORTED_MEDIA = f"415 unsupported media type, supported: [{JSON}, {PROTOBUF}]"
+_INTERNAL = "internal error in the relay; retry later"
+
+
+class HttpReceiver:
+    def __init__(self, id_, config, consumers: dict, telemetry):
+        self.id = id_
+        self.config = config
+        self.metrics = telemetry
+        self.log = component_logger(id_)
+        self.port: int | None = None
+        self.limit = config.body_limit()
+        cors = config.cors
+        self._cors = (Cors(cors.allowed_origins, cors.allowed_headers, cors.max_age)
+                      if cors is not None and cors.allowed_origins else None)
+        self._runner: web.ServerRunner | None = None
+        self._in_flight: set[asyncio.Task] = set()
+        self._routes = {config.url_path(signal): self._export_handler(signal, consumer)
+                        for signal, consumer in consumers.items()}
+
+    async def start(self) -> None:
+        host, port = split_endpoint(self.config.endpoint)
+        # The low-level server: one dict lookup routes a request. Bodies are
+        # inflated here, within the size limit, so aiohttp must not do it first.
+        server = web.Server(self._dispatch, auto_decompress=False, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise OSError(f"cannot listen on {self.config.endpoint}: {error}") from None
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.log.info("OTLP/HTTP receiver listening", fields={"endpoint": f"{shown}:{self.port}"})
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting at once; requests in flight get ``grace`` seconds to finish, then are cancelled."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        deadline = asyncio.get_running_loop().call_later(grace, self._cancel_in_flight)
+        try:
+            # Closes the listening socket before its first await, then idle
+            # connections, then waits for the requests in flight.
+            await runner.cleanup()
+        finally:
+            deadline.cancel()
+
+    def _cancel_in_flight(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        export = self._routes.get(request.path)
+        if export is None:
+            return web.Response(status=404, text="404 page not found")
+        if request.method == "POST":
+            return await export(request)
+        headers = request.headers
+        if (request.method == "OPTIONS" and self._cors is not None and "Origin" in headers
+                and "Access-Control-Request-Method" in headers):
+            return web.Response(status=204, headers=self._cors.preflight_headers(
+                headers["Origin"], headers["Access-Control-Request-Method"],
+                headers.get("Access-Control-Request-Headers", "")))
+        return web.Response(status=405, text="405 method not allowed, supported: [POST]",
+                            headers={"Allow": "POST"})
+
+    def _export_handler(self, signal: Signal, consumer):
+        request_type = signal.request_type
+        parse = request_type.FromString
+        type_name = request_type.__name__
+        success = {PROTOBUF: signal.response_type().SerializeToString(),
+                   JSON: otlpjson.encode(signal.response_type())}
+        accepted = self.metrics.receiver_accepted[signal].labels(str(self.id), TRANSPORT)
+        refused = self.metrics.receiver_refused[signal]
+        receiver_id = str(self.id)
+        include_metadata = self.config.include_metadata
+        limit = self.limit
+        cors = self._cors
+        in_flight = self._in_flight
+
+        async def read(request: web.BaseRequest, media: str):
+            header = request.headers.get("Content-Encoding", "")
+            encoding = body.coding(header)
+            if encoding is None:
+                raise InvalidDataError(f'unsupported Content-Encoding "{header}" '
+                                       f'(supported: {", ".join(body.SUPPORTED)})')
+            if request.content_length is not None and request.content_length > limit:
+                raise TooLargeError(f"request body is larger than the limit of {limit} bytes")
+            data = await body.read(request.content, encoding, limit)
+            if media == PROTOBUF:
+                try:
+                    return parse(data), data
+                except DecodeError as error:
+                    raise InvalidDataError(f"cannot parse {type_name}: {error}") from None
+            try:
+                return otlpjson.decode(data, request_type), None
+            except ValueError as error:
+                raise InvalidDataError(f"cannot parse {type_name} as OTLP/JSON: {error}") from None
+
+        async def export(request: web.BaseRequest) -> web.Response:
+            extra = cors.response_headers(request.headers.get("Origin")) if cors is not None else {}
+            media = request.content_type
+            if media != PROTOBUF and media != JSON:
+                return self._unsupported_media(signal, media, extra)
+            task = asyncio.current_task()
+            in_flight.add(task)
+            try:
+                try:
+                    message, data = await read(request, media)
+                except (InvalidDataError, TooLargeError) as error:
+                    return self._refuse(error, signal, 0, media, extra)
+                except ConnectionError:
+                    # The client went away mid-body: no one is left to answer.
+                    self.log.debug("client went away before sending its whole request",
+                                   fields={"signal": signal.value})
+                    return web.Response(status=400)
+                count = signal.count(message)
+                if count == 0:
+                    return web.Response(body=success[media], headers={"Content-Type": media, **extra})
+                token = client.bind(client.ClientInfo.from_pairs(request.headers.items(), request.remote or "")
+                                    ) if include_metadata else None
+                # Only protobuf is the wire form an exporter may forward as is.
+                payload = received.bind(message, data) if data is not None else None
+                try:
+                    await consumer.consume(message)
+                except Exception as error:  # noqa: BLE001 - classified once, here at the edge
+                    refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
+                    return self._refuse(error, signal, count, media, extra)
+                finally:
+                    if payload is not None:
+                        received.unbind(payload)
+                    if token is not None:
+                        client.unbind(token)
+                accepted.inc(count)
+                return web.Response(body=success[media], headers={"Content-Type": media, **extra})
+            finally:
+                in_flight.discard(task)
+
+        return export
+
+    def _refuse(self, error: BaseException, signal: Signal, count: int, media: str, extra: dict) -> web.Response:
+        code, retry_after = status.to_http(error)
+        grpc_code, _ = status.to_grpc(error)
+        message = str(error) or type(error).__name__
+        if not isinstance(error, RelayError):
+            self.log.error("pipeline failed unexpectedly", exc_info=error,
+                           fields={"signal": signal.value, "items": count})
+            # The client gets no internals, only what to do about it.
+            message = _INTERNAL
+        else:
+            self.log.warning("refused request", fields={"signal": signal.value, "items": count,
+                                                         "status": code, "error": message})
+        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, str(code)).inc()
+        reply = status_pb2.Status(code=grpc_code.value[0], message=message)
+        headers = {"Content-Type": media, **extra}
+        if retry_after is not None and code in status.RETRYABLE_HTTP:
+            headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+        return web.Response(status=code, headers=headers,
+                            body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
+
+    def _unsupported_media(self, signal: Signal, media: str, extra: dict) -> web.Response:
+        self.log.warning("refused request", fields={"signal": signal.value, "items": 0, "status": 415,
+                                                     "error": f'unsupported content type "{media}"'})
+        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, "415").inc()
+        return web.Response(status=415, text=_UNSUPPORTED_MEDIA, headers=extra)
