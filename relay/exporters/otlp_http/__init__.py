@@ -1,0 +1,138 @@
+"""The ``otlp_http`` / ``otlphttp`` exporter: OTLP over HTTP to a downstream.
+
+Each signal is POSTed to its own URL: ``endpoint`` plus the signal's path
+(``/v1/traces``, ``/v1/metrics``, ``/v1/logs``), or the signal's own
+``<signal>_endpoint``, used as given. The scheme decides TLS: ``https://``
+URLs use it, ``http://`` URLs do not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from relay.config.decode import Duration
+from relay.errors import Problem
+from relay.exporters.exporter import Exporter
+from relay.exporters.helper.config import HelperSettings
+from relay.signals import Signal
+
+TYPE = "otlp_http"
+ALIASES = ("otlphttp",)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+
+SIGNAL_PATHS = {Signal.TRACES: "v1/traces", Signal.METRICS: "v1/metrics", Signal.LOGS: "v1/logs"}
+
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass
+class TLSConfig:
+    # Kept for the collector's key set: with HTTP the URL's scheme decides TLS, as there.
+    insecure: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    insecure_skip_verify: bool = False
+
+    def validate(self) -> list[Problem]:
+        if bool(self.cert_file) != bool(self.key_file):
+            return [Problem(("cert_file" if not self.cert_file else "key_file",),
+                            "cert_file and key_file must be given together")]
+        return []
+
+
+@dataclass(kw_only=True)
+class Config(HelperSettings):
+    endpoint: str = ""
+    traces_endpoint: str = ""
+    metrics_endpoint: str = ""
+    logs_endpoint: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    encoding: Literal["proto", "json"] = "proto"
+    compression: Literal["gzip", "none", ""] = "gzip"
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    # The collector's otlphttp default; HelperSettings' 5 s suits gRPC.
+    timeout: Duration = Duration(30.0)
+
+    def validate(self) -> list[Problem]:
+        problems = self.helper_problems()
+        keys = ("endpoint",) + tuple(f"{signal.value}_endpoint" for signal in SIGNALS)
+        for key in keys:
+            value = getattr(self, key)
+            if value and (message := url_problem(value)):
+                problems.append(Problem((key,), message))
+        if not any(getattr(self, key) for key in keys):
+            problems.append(Problem(("endpoint",), "required: a base URL (e.g. http://host:4318), or "
+                                                   "traces_endpoint, metrics_endpoint and logs_endpoint"))
+        credentials_in_url = any("@" in urlsplit(getattr(self, key)).netloc for key in keys
+                                 if getattr(self, key) and not url_problem(getattr(self, key)))
+        for key, value in self.headers.items():
+            if not _TOKEN.fullmatch(key):
+                problems.append(Problem(("headers", key), "not a valid HTTP header name"))
+            elif any(c in value for c in "\r\n\0"):
+                # The value itself stays out of the message: headers carry credentials.
+                problems.append(Problem(("headers", key), "the value must not contain line breaks or NUL"))
+            elif key.lower() == "authorization" and credentials_in_url:
+                problems.append(Problem(("headers", key), "cannot be combined with user:password in an "
+                                                          "endpoint URL (that becomes the Authorization header)"))
+        return problems
+
+    def url(self, signal: Signal) -> str:
+        """Where ``signal`` is POSTed; "" when neither key gives a URL."""
+        own = getattr(self, f"{signal.value}_endpoint")
+        if own:
+            return own
+        if not self.endpoint:
+            return ""
+        return self.endpoint + ("" if self.endpoint.endswith("/") else "/") + SIGNAL_PATHS[signal]
+
+    def signal_problems(self, signals) -> list[Problem]:
+        """Problems for the ``signals`` the pipelines send here but no key gives a URL for."""
+        return [Problem((f"{signal.value}_endpoint",),
+                        f"no URL for {signal.value}: set endpoint or {signal.value}_endpoint")
+                for signal in SIGNALS if signal in signals and not self.url(signal)]
+
+
+def url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f'"{display_url(url)}" is not a valid URL'
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f'"{display_url(url)}" must be an http:// or https:// URL with a host'
+    if port == 0:
+        return f'"{display_url(url)}" has port 0'
+    if parts.fragment:
+        return f'"{display_url(url)}" must not have a #fragment'
+    return None
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for logs: credentials written into it are replaced by "***"."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def used_signals(id_, host) -> frozenset[Signal]:
+    """The signals of the pipelines that name this exporter; none when there is no loaded config."""
+    pipelines = getattr(getattr(host, "config", None), "pipelines", None)
+    if pipelines is None:
+        return frozenset()
+    return frozenset(p.signal for p in pipelines if id_ in p.exporters)
+
+
+def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+    from relay.exporters.otlp_http.transport import HttpTransport
+
+    transport = HttpTransport(id_, config, telemetry, used_signals(id_, host))
+    return Exporter(id_, transport, telemetry, timeout=config.timeout, settings=config, host=host, **hooks)
