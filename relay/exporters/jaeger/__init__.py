@@ -1,0 +1,49 @@
+"""The ``jaeger`` exporter: traces to a Jaeger collector over gRPC (``api_v2``, port 14250).
+
+Each OTLP request is translated (``translate``) into one Jaeger ``Batch`` per
+resource and sent with ``CollectorService/PostSpans``, behind the queue, retry
+and timeout every push exporter has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from relay.config.load import endpoint_problem
+from relay.errors import Problem
+from relay.exporters.exporter import Exporter
+from relay.exporters.helper.config import HelperSettings
+from relay.exporters.jaeger.proto import DEFAULT_PORT
+from relay.exporters.otlp_grpc import TLSConfig
+from relay.signals import Signal
+
+TYPE = "jaeger"
+SIGNALS = (Signal.TRACES,)
+
+
+@dataclass
+class Config(HelperSettings):
+    endpoint: str
+    headers: dict[str, str] = field(default_factory=dict)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    # The collector's Jaeger exporter sends uncompressed unless told otherwise.
+    compression: Literal["gzip", "none", ""] = "none"
+
+    def validate(self) -> list[Problem]:
+        problems = self.helper_problems()
+        host = self.endpoint.rpartition(":")[0]
+        if endpoint_problem(self.endpoint) or not host or self.endpoint.startswith(("http://", "https://")):
+            problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
+                                                    f'(a Jaeger collector listens for gRPC on {DEFAULT_PORT})'))
+        for key in self.headers:
+            if key != key.lower() or not key or any(c.isspace() for c in key):
+                problems.append(Problem(("headers", key), "gRPC metadata keys must be lowercase, without spaces"))
+        return problems
+
+
+def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+    from relay.exporters.jaeger.transport import JaegerTransport
+
+    return Exporter(id_, JaegerTransport(id_, config), telemetry, timeout=config.timeout,
+                    settings=config, host=host, **hooks)
