@@ -9,6 +9,10 @@ retryable) and the collector's gRPC-to-HTTP mapping.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import time
+
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -122,3 +126,23 @@ def retry_after_from_metadata(trailing) -> float | None:
         except Exception:  # noqa: BLE001 - a garbled hint is no hint
             continue
     return None
+
+
+def retry_after_from_http(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    ``now`` (Unix seconds) is injected by tests. A date in the past means "now" (0);
+    an unreadable header is no hint.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

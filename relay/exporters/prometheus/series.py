@@ -13,7 +13,8 @@ DELTA_OVERLAP = "delta_overlap"
 INVALID_POINT = "invalid_point"
 
 
-def _number(point):
+def number_value(point):
+    """A NumberDataPoint's value, whichever field holds it."""
     return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
 
 
@@ -23,7 +24,7 @@ class Number:
     __slots__ = ("value", "start", "time", "updated", "resource")
 
     def __init__(self, point, resource):
-        self.value = _number(point)
+        self.value = number_value(point)
         self.start = point.start_time_unix_nano
         self.time = point.time_unix_nano
         self.resource = resource
@@ -31,7 +32,7 @@ class Number:
     def replace(self, point, resource) -> str | None:
         if point.time_unix_nano < self.time:
             return OUT_OF_ORDER
-        self.value = _number(point)
+        self.value = number_value(point)
         self.start = point.start_time_unix_nano
         self.time = point.time_unix_nano
         self.resource = resource
@@ -40,7 +41,7 @@ class Number:
     def add(self, point, resource) -> str | None:
         reason = _delta_problem(self, point)
         if reason is None:
-            self.value += _number(point)
+            self.value += number_value(point)
             self.time = point.time_unix_nano
             self.resource = resource
         return reason
@@ -64,7 +65,8 @@ def _delta_problem(series, point) -> str | None:
     return None
 
 
-def _buckets(point) -> tuple[tuple[float, ...], list[int]] | None:
+def explicit_buckets(point) -> tuple[tuple[float, ...], list[int]] | None:
+    """(bounds, per-bucket counts) of a HistogramDataPoint, or None when they do not fit together."""
     counts = list(point.bucket_counts)
     if not counts:
         return (), []
@@ -81,7 +83,7 @@ class Histogram:
 
     @classmethod
     def create(cls, point, resource) -> Histogram | None:
-        buckets = _buckets(point)
+        buckets = explicit_buckets(point)
         if buckets is None:
             return None
         series = cls()
@@ -99,7 +101,7 @@ class Histogram:
     def replace(self, point, resource) -> str | None:
         if point.time_unix_nano < self.time:
             return OUT_OF_ORDER
-        buckets = _buckets(point)
+        buckets = explicit_buckets(point)
         if buckets is None:
             return INVALID_POINT
         self._set(point, buckets, resource)
@@ -109,7 +111,7 @@ class Histogram:
         reason = _delta_problem(self, point)
         if reason is not None:
             return reason
-        buckets = _buckets(point)
+        buckets = explicit_buckets(point)
         if buckets is None:
             return INVALID_POINT
         bounds, counts = buckets

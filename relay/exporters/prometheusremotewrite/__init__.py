@@ -1,0 +1,124 @@
+"""The ``prometheusremotewrite`` exporter: Prometheus remote write 1.0 over HTTP.
+
+Each OTLP request becomes one or more snappy-compressed ``prometheus.WriteRequest``
+POSTs (split at ``max_batch_size_bytes``), behind the sending queue, retry and timeout
+every push exporter has. Series carry the names and labels the ``prometheus``
+exporter exposes (see ``convert``), so Prometheus, Mimir, Thanos Receive or
+VictoriaMetrics hold what a scrape of the relay would have given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from relay.errors import Problem
+from relay.exporters.exporter import Exporter
+from relay.exporters.helper.config import HelperSettings, QueueConfig
+from relay.exporters.prometheus import ResourceToTelemetryConfig
+from relay.exporters.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.signals import Signal
+
+TYPE = "prometheusremotewrite"
+SIGNALS = (Signal.METRICS,)
+
+# The headers that make a request remote write; configured headers cannot replace them.
+PROTOCOL_HEADERS = frozenset({"content-encoding", "content-type", "x-prometheus-remote-write-version"})
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+@dataclass
+class TLSConfig:
+    """Client TLS for an https:// endpoint; the scheme alone decides whether TLS is used."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    # Skips verifying the server's certificate (the collector's key of the same name).
+    insecure_skip_verify: bool = False
+    # Accepted so that collector configs load; as in the collector's HTTP clients, it has
+    # no effect: an http:// endpoint is plain HTTP already.
+    insecure: bool = False
+
+    def validate(self) -> list[Problem]:
+        if bool(self.cert_file) != bool(self.key_file):
+            return [Problem(("cert_file" if not self.cert_file else "key_file",),
+                            "cert_file and key_file must be given together")]
+        return []
+
+
+@dataclass
+class TargetInfoConfig:
+    enabled: bool = True
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class OrderedQueueConfig(QueueConfig):
+    # One consumer keeps each series' samples in time order across requests, as the spec
+    # requires: Prometheus and Mimir answer 400 to an out-of-order sample, refusing the
+    # whole WriteRequest, and two requests in flight at once (or a retry overtaken by a
+    # later request) can arrive in either order. More consumers trade that for throughput.
+    num_consumers: int = 1
+
+
+@dataclass
+class Config(HelperSettings):
+    endpoint: str
+    headers: dict[str, str] = field(default_factory=dict)
+    namespace: str = ""
+    external_labels: dict[str, str] = field(default_factory=dict)
+    resource_to_telemetry_conversion: ResourceToTelemetryConfig = field(default_factory=ResourceToTelemetryConfig)
+    add_metric_suffixes: bool = True
+    # One target_info series per resource with job and instance, as the prometheus exporter exposes.
+    target_info: TargetInfoConfig = field(default_factory=TargetInfoConfig)
+    # Type, help and unit of each family, in the WriteRequest's metadata (off in the collector too).
+    send_metadata: bool = False
+    # Uncompressed size of one WriteRequest; a request's series are split over several.
+    max_batch_size_bytes: int = 3_000_000
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    sending_queue: OrderedQueueConfig = field(default_factory=OrderedQueueConfig, kw_only=True)
+
+    def validate(self) -> list[Problem]:
+        problems = self.helper_problems()
+        if message := url_problem(self.endpoint):
+            problems.append(Problem(("endpoint",), message))
+        for key in self.headers:
+            if not key or not set(key) <= _TOKEN_CHARS:
+                problems.append(Problem(("headers", key), "is not a valid HTTP header name"))
+            elif key.lower() in PROTOCOL_HEADERS:
+                problems.append(Problem(("headers", key), "is set by the remote write protocol and cannot be changed"))
+        if self.namespace and not VALID_METRIC_NAME.match(self.namespace):
+            problems.append(Problem(("namespace",), f'"{self.namespace}" is not a valid Prometheus '
+                                                    "metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)"))
+        for key, value in self.external_labels.items():
+            if not VALID_LABEL_NAME.match(key) or key.startswith("__"):
+                problems.append(Problem(("external_labels", key), "is not a valid Prometheus label name "
+                                                                   "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"))
+            elif not value:
+                problems.append(Problem(("external_labels", key), "must not be empty (Prometheus drops "
+                                                                   "empty labels)"))
+        if self.max_batch_size_bytes < 1:
+            problems.append(Problem(("max_batch_size_bytes",), "must be at least 1"))
+        return problems
+
+
+def url_problem(endpoint: str) -> str | None:
+    message = f'"{endpoint}" must be a full http:// or https:// URL, e.g. http://127.0.0.1:9090/api/v1/write'
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return message
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return message
+    return None
+
+
+def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+    from relay.exporters.prometheusremotewrite.transport import RemoteWriteTransport
+
+    return Exporter(id_, RemoteWriteTransport(id_, config, telemetry), telemetry, timeout=config.timeout,
+                    settings=config, host=host, **hooks)

@@ -1,0 +1,128 @@
+"""The remote write client: convert, split, snappy-compress and POST each WriteRequest.
+
+Answers are classified here, where they leave the process, as the remote write spec
+says: 2xx is success, every 5xx and 429 may be retried (after Retry-After when
+given), any other answer is permanent. A request split in several WriteRequests is
+retried whole: parts already taken are sent again with the same samples, which
+Prometheus accepts as duplicates of what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import ssl
+from urllib.parse import urlsplit
+
+import aiohttp
+import cramjam
+
+from relay import status
+from relay.errors import RetryableError
+from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
+from relay.telemetry import component_logger
+
+DROPPED_POINTS = "otelcol_exporter_prometheusremotewrite_dropped_points"
+SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"
+# Enough of an error answer to say why; receivers put the reason in the first line.
+MAX_ERROR_TEXT = 1024
+
+
+def _user_agent() -> str:
+    try:
+        return f"genops-relay/{importlib.metadata.version('genops-relay')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "genops-relay"
+
+
+def classify(code: int, message: str, retry_after: float | None) -> Exception:
+    """Remote write retries every 5xx, where OTLP/HTTP retries only 502, 503 and 504."""
+    if 500 <= code < 600:
+        return RetryableError(f"downstream answered HTTP {code}: {message}", retry_after)
+    return status.from_http(code, message, retry_after)
+
+
+def ssl_context(tls) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RemoteWriteTransport:
+    def __init__(self, id_, config, telemetry):
+        self.id = id_
+        self.config = config
+        self.log = component_logger(id_)
+        self.converter = Converter(
+            namespace=config.namespace, external_labels=config.external_labels,
+            add_metric_suffixes=config.add_metric_suffixes,
+            resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
+            target_info=config.target_info.enabled, send_metadata=config.send_metadata)
+        # Configured headers first: the protocol's own cannot be replaced (the config refuses it).
+        self.headers = {**config.headers, "Content-Encoding": "snappy",
+                        "Content-Type": "application/x-protobuf",
+                        "X-Prometheus-Remote-Write-Version": "0.1.0"}
+        self.headers.setdefault("User-Agent", _user_agent())
+        self._session: aiohttp.ClientSession | None = None
+        self._warned: set[str] = set()
+        self._dropped = telemetry.counter(
+            DROPPED_POINTS, "Metric data points the prometheusremotewrite exporter could not write, by reason",
+            ["exporter", "reason"])
+        self._sent = telemetry.counter(
+            SENT_SERIES, "Time series the prometheusremotewrite exporter delivered (one per series per request)",
+            ["exporter"]).labels(str(id_))
+
+    async def start(self) -> None:
+        parts = urlsplit(self.config.endpoint)
+        https = parts.scheme == "https"
+        connector = aiohttp.TCPConnector(ssl=ssl_context(self.config.tls)) if https else aiohttp.TCPConnector()
+        # The timeout sender bounds each attempt; this also ends connects and reads that hang.
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout or None)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        # Never the whole URL: it may carry credentials.
+        self.log.info("prometheus remote write exporter ready", fields={
+            "host": parts.hostname, "port": parts.port, "path": parts.path, "tls": https})
+
+    async def shutdown(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request) -> None:
+        # Conversion and compression are CPU work in proportion to the request; off the
+        # event loop, receivers keep answering meanwhile.
+        bodies, series, drops = await asyncio.to_thread(self._encode, request)
+        for reason, count in drops.counts.items():
+            self._dropped.labels(str(self.id), reason).inc(count)
+            if reason not in self._warned:
+                # Once per reason: the counter carries the rate, the log line says why.
+                self._warned.add(reason)
+                self.log.warning("data points dropped", fields={
+                    "reason": reason, "points": count, "metric": drops.examples[reason]})
+        for body, count in zip(bodies, series):
+            await self._post(body)
+            self._sent.inc(count)
+
+    def _encode(self, request):
+        converted = self.converter.convert(request)
+        requests = write_requests(converted.series, converted.metadata, self.config.max_batch_size_bytes)
+        bodies = [bytes(cramjam.snappy.compress_raw(r.SerializeToString())) for r in requests]
+        return bodies, [len(r.timeseries) for r in requests], converted.drops
+
+    async def _post(self, body: bytes) -> None:
+        if self._session is None:
+            raise RetryableError("the exporter is not started")
+        try:
+            async with self._session.post(self.config.endpoint, data=body, headers=self.headers,
+                                          allow_redirects=False) as response:
+                if 200 <= response.status < 300:
+                    return
+                text = (await response.content.read(MAX_ERROR_TEXT)).decode("utf-8", "replace").strip()
+                retry_after = status.retry_after_from_http(response.headers.get("Retry-After"))
+                raise classify(response.status, text, retry_after)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise RetryableError(f"remote write failed: {type(error).__name__}: {error}") from None
