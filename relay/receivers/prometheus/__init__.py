@@ -1,0 +1,194 @@
+"""The ``prometheus`` receiver: scrape Prometheus endpoints and pass what they expose on as OTLP metrics.
+
+The ``config`` section is a Prometheus configuration, as in the collector's receiver:
+a ``global`` section (``scrape_interval``, ``scrape_timeout``) and ``scrape_configs``
+with ``static_configs`` targets. Service discovery, relabeling, authentication and TLS
+settings are not supported; an unsupported key is a configuration problem rather than
+something silently ignored. See ``scrape`` for the loop and ``convert`` for the mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from relay.config.decode import Duration, decode
+from relay.config.load import endpoint_problem
+from relay.errors import Problem
+from relay.signals import Signal
+
+TYPE = "prometheus"
+SIGNALS = (Signal.METRICS,)
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Prometheus' own defaults.
+DEFAULT_INTERVAL = Duration(60.0)
+DEFAULT_TIMEOUT = Duration(10.0)
+
+
+@dataclass
+class GlobalConfig:
+    scrape_interval: Duration = DEFAULT_INTERVAL
+    scrape_timeout: Duration = DEFAULT_TIMEOUT
+
+    def validate(self) -> list[Problem]:
+        problems = _positive(self, ("scrape_interval", "scrape_timeout"))
+        if not problems and self.scrape_timeout > self.scrape_interval:
+            problems.append(Problem(("scrape_timeout",), "must not be greater than scrape_interval"))
+        return problems
+
+
+@dataclass
+class StaticConfig:
+    targets: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        for index, target in enumerate(self.targets):
+            if "/" in target:
+                problems.append(Problem(("targets", str(index)), f'"{target}": give host:port only '
+                                                                  "(scheme and metrics_path are settings of the job)"))
+            elif endpoint_problem(target) or target.startswith(":"):
+                problems.append(Problem(("targets", str(index)), f'"{target}" is not a host:port target'))
+        for name in self.labels:
+            if not _LABEL_NAME.match(name):
+                problems.append(Problem(("labels", name), "is not a valid Prometheus label name"))
+            elif name.startswith("__"):
+                problems.append(Problem(("labels", name), 'label names starting with "__" are reserved'))
+        return problems
+
+
+@dataclass
+class ScrapeConfig:
+    job_name: str
+    static_configs: list[StaticConfig] = field(default_factory=list)
+    # None: the global value (the timeout then also capped at the interval).
+    scrape_interval: Duration | None = None
+    scrape_timeout: Duration | None = None
+    metrics_path: str = "/metrics"
+    scheme: Literal["http", "https"] = "http"
+    params: dict[str, list[str]] = field(default_factory=dict)
+    honor_labels: bool = False
+
+    def validate(self) -> list[Problem]:
+        problems = _positive(self, ("scrape_interval", "scrape_timeout"))
+        if not self.job_name:
+            problems.append(Problem(("job_name",), "must not be empty"))
+        if not self.metrics_path.startswith("/"):
+            problems.append(Problem(("metrics_path",), 'must start with "/"'))
+        if not any(static.targets for static in self.static_configs):
+            problems.append(Problem(("static_configs",), "no targets to scrape: list them under static_configs"))
+        return problems
+
+
+@dataclass
+class PrometheusConfig:
+    scrape_configs: list[ScrapeConfig]
+
+    def validate(self) -> list[Problem]:
+        problems = [] if self.scrape_configs else [Problem(("scrape_configs",), "at least one job is required")]
+        seen: set[str] = set()
+        for index, job in enumerate(self.scrape_configs):
+            if job.job_name in seen:
+                problems.append(Problem(("scrape_configs", str(index), "job_name"),
+                                        f'"{job.job_name}" is used by another job'))
+            seen.add(job.job_name)
+        return problems
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint to scrape, with everything resolved: the job's settings and its target labels."""
+
+    job: str
+    address: str
+    scheme: str
+    metrics_path: str
+    params: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    honor_labels: bool
+    interval: float
+    timeout: float
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}{self.metrics_path}"
+
+
+# Prometheus sections the receiver cannot honour: said plainly rather than "unknown key".
+_UNSUPPORTED = ("alerting", "remote_read", "remote_write", "rule_files", "scrape_config_files",
+                "storage", "tracing", "otlp", "runtime")
+
+
+@dataclass
+class Config:
+    # A Prometheus configuration. Decoded by hand: its "global" key cannot be a field name.
+    config: Any
+    global_: GlobalConfig | None = field(init=False, default=None, repr=False, compare=False)
+    scrape: PrometheusConfig | None = field(init=False, default=None, repr=False, compare=False)
+    _problems: list[Problem] = field(init=False, default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._problems = self._decode()
+
+    def _decode(self) -> list[Problem]:
+        raw = self.config
+        if not isinstance(raw, dict):
+            kind = "nothing" if raw is None else type(raw).__name__
+            return [Problem(("config",), f"expected a mapping with scrape_configs, got {kind}")]
+        problems = []
+        for key in raw:
+            if key in _UNSUPPORTED:
+                problems.append(Problem(("config", str(key)), "is not supported by the prometheus receiver"))
+            elif key not in ("global", "scrape_configs"):
+                problems.append(Problem(("config", str(key)), "unknown key (valid keys: global, scrape_configs)"))
+        self.global_, sub = decode(GlobalConfig, raw.get("global"), ("config", "global"))
+        problems += sub
+        self.scrape, sub = decode(PrometheusConfig, {"scrape_configs": raw.get("scrape_configs")}
+                                  if "scrape_configs" in raw else {}, ("config",))
+        problems += sub
+        if not problems and self.global_ is not None and self.scrape is not None:
+            problems += self._timing_problems()
+        return problems
+
+    def _timing_problems(self) -> list[Problem]:
+        problems = []
+        for index, job in enumerate(self.scrape.scrape_configs):
+            interval = job.scrape_interval or self.global_.scrape_interval
+            if job.scrape_timeout is not None and job.scrape_timeout > interval:
+                problems.append(Problem(("config", "scrape_configs", str(index), "scrape_timeout"),
+                                        f"must not be greater than scrape_interval ({interval:g}s)"))
+        return problems
+
+    def validate(self) -> list[Problem]:
+        return list(self._problems)
+
+    def targets(self) -> list[Target]:
+        """Every target of every job, deduplicated as Prometheus does (same address, same labels)."""
+        if self._problems or self.scrape is None or self.global_ is None:
+            raise ValueError("the configuration has problems: " + "; ".join(map(str, self._problems)))
+        found: dict[tuple, Target] = {}
+        for job in self.scrape.scrape_configs:
+            interval = float(job.scrape_interval or self.global_.scrape_interval)
+            timeout = float(job.scrape_timeout or min(self.global_.scrape_timeout, interval))
+            params = tuple((key, value) for key, values in job.params.items() for value in values)
+            for static in job.static_configs:
+                labels = tuple(sorted(static.labels.items()))
+                for address in static.targets:
+                    found.setdefault((job.job_name, address, labels), Target(
+                        job.job_name, address, job.scheme, job.metrics_path, params, labels,
+                        job.honor_labels, interval, timeout))
+        return list(found.values())
+
+
+def _positive(config, names: tuple[str, ...]) -> list[Problem]:
+    return [Problem((name,), "must be positive") for name in names
+            if getattr(config, name) is not None and getattr(config, name) <= 0]
+
+
+def create(id_, config: Config, consumers: dict, telemetry):
+    from relay.receivers.prometheus.scrape import PrometheusReceiver
+
+    return PrometheusReceiver(id_, config.targets(), consumers[Signal.METRICS], telemetry)
