@@ -92,7 +92,7 @@ INVALID_PROBLEMS = [
     "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
     "exporters::otlp::endpoitn: unknown key (valid keys: compression, endpoint, headers, retry_on_failure, sending_queue, timeout, tls)",
     "exporters::otlp::endpoint: required key is missing",
-    'exporters::datadog: unsupported exporter type "datadog" (available: debug, otlp, otlp_grpc, prometheus)',
+    'exporters::datadog: unsupported exporter type "datadog" (available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)',
     'service::pipelines::traces::exporters::1: references exporter "jaeger", which is not configured '
     "under exporters",
 ]

@@ -146,7 +146,7 @@ service:
       exporters: [debug]
 """
 
-AVAILABLE_EXPORTERS = "(available: debug, otlp, otlp_grpc, prometheus)"
+AVAILABLE_EXPORTERS = "(available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)"
 AVAILABLE_PROCESSORS = "(available: attributes, batch, genops, memory_limiter, resource, transform)"
 OTLP_EXPORTER_KEYS = "(valid keys: compression, endpoint, headers, retry_on_failure, sending_queue, timeout, tls)"
 
@@ -241,7 +241,7 @@ INVALID = [
         id="unknown-component-type-lists-available"),
     pytest.param(
         BASE.replace("  otlp:\n    protocols", "  jaeger:\n    protocols").replace("[otlp]", "[jaeger]"),
-        ['receivers::jaeger: unsupported receiver type "jaeger" (available: otlp)'],
+        ['receivers::jaeger: unsupported receiver type "jaeger" (available: otlp, prometheus)'],
         id="unknown-receiver-type"),
     pytest.param(
         with_exporter("  otlp:\n    compression: gzip\n"),
@@ -292,16 +292,16 @@ INVALID = [
          "extensions"],
         id="service-extension-not-configured"),
     pytest.param(
-        BASE.replace("      grpc:\n", "      grpc:\n      http:\n        endpoint: 0.0.0.0:4318\n"),
-        ['receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)'],
-        id="otlp-receiver-http-not-supported"),
+        BASE.replace("      grpc:\n", "      grpc:\n      http:\n        endpoint: 0.0.0.0:4318x\n"),
+        ['receivers::otlp::protocols::http::endpoint: "0.0.0.0:4318x" is not a host:port endpoint'],
+        id="otlp-receiver-http-endpoint"),
     pytest.param(
-        BASE.replace("      grpc:\n", "      http:\n"),
-        ['receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)'],
-        id="otlp-receiver-empty-http-section-seen"),
+        BASE.replace("      grpc:\n", "      http:\n        max_request_body_size: -1\n"),
+        ["receivers::otlp::protocols::http::max_request_body_size: must not be negative"],
+        id="otlp-receiver-http-body-size"),
     pytest.param(
         BASE.replace("    protocols:\n      grpc:\n", "    protocols: {}\n"),
-        ["receivers::otlp::protocols: at least one protocol must be configured (grpc)"],
+        ["receivers::otlp::protocols: at least one protocol must be configured (grpc, http)"],
         id="otlp-receiver-no-protocol"),
     pytest.param(
         BASE.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: 0\n"),
@@ -405,7 +405,7 @@ service:
 def test_unknown_type_in_a_test_registry_lists_its_types():
     text = BASE.replace("  otlp:\n    protocols", "  zipkin:\n    protocols").replace("[otlp]", "[zipkin]")
     assert problems_of(text, registry=traces_only_registry()) == [
-        'receivers::zipkin: unsupported receiver type "zipkin" (available: otlp, tracesonly)']
+        'receivers::zipkin: unsupported receiver type "zipkin" (available: otlp, prometheus, tracesonly)']
 
 
 def test_processor_type_with_no_processors_registered():
@@ -686,12 +686,7 @@ def test_component_id_parse_rejects(text):
 # --- the reference collector config from the production monitoring guide ---------------------------------
 
 REFERENCE_PROBLEMS = [
-    'receivers::otlp::protocols::http: protocol "http" (OTLP/HTTP) is not supported yet (supported: grpc)',
-    'receivers::prometheus: unsupported receiver type "prometheus" (available: otlp)',
     f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
-    f'exporters::jaeger: unsupported exporter type "jaeger" {AVAILABLE_EXPORTERS}',
-    'extensions::pprof: unsupported extension type "pprof" (available: file_storage, health_check)',
-    'extensions::zpages: unsupported extension type "zpages" (available: file_storage, health_check)',
 ]
 
 
@@ -804,7 +799,7 @@ service:
     config = load(text, default_registry(), env={})
     grpc = config.components["receivers"][ComponentID("otlp")].protocols.grpc
     assert (grpc.endpoint, grpc.max_recv_msg_size_mib, grpc.max_concurrent_streams) == ("0.0.0.0:4317", 4, 0)
-    assert config.components["receivers"][ComponentID("otlp")].protocols.http is not None  # absent marker
+    assert config.components["receivers"][ComponentID("otlp")].protocols.http is None  # absent: off
     exporter = config.components["exporters"][ComponentID("otlp")]
     assert exporter.timeout == 5.0
     assert exporter.compression == "gzip"

@@ -32,13 +32,15 @@ class Registry:
 
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
-    from relay.exporters import debug, otlp_grpc, prometheus
-    from relay.extensions import file_storage, health_check
+    from relay.exporters import debug, jaeger, otlp_grpc, otlp_http, prometheus, prometheusremotewrite
+    from relay.extensions import file_storage, health_check, pprof, zpages
     from relay.processors import attributes, batch, genops, memory_limiter, resource, transform
     from relay.receivers import otlp
+    from relay.receivers import prometheus as prometheus_receiver
 
     return (Registry()
             .add("receivers", otlp)
+            .add("receivers", prometheus_receiver)
             .add("processors", attributes)
             .add("processors", batch)
             .add("processors", genops)
@@ -46,8 +48,13 @@ def default_registry() -> Registry:
             .add("processors", resource)
             .add("processors", transform)
             .add("exporters", otlp_grpc)
+            .add("exporters", otlp_http)
+            .add("exporters", jaeger)
+            .add("exporters", prometheusremotewrite)
             .add("exporters", debug)
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
             .add("extensions", file_storage)
-            .add("extensions", health_check))
+            .add("extensions", health_check)
+            .add("extensions", pprof)
+            .add("extensions", zpages))
