@@ -14,8 +14,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
 
 USER 10001
 
-# 4317 OTLP/gRPC, 8889 the cost counters (prometheus exporter), 8888 the relay's own metrics, 13133 health_check.
-EXPOSE 4317 8889 8888 13133
+# 4317 OTLP/gRPC, 4318 OTLP/HTTP, 8889 the cost counters (prometheus exporter), 8888 the relay's own metrics, 13133 health_check.
+EXPOSE 4317 4318 8889 8888 13133
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:13133/', timeout=2).status == 200 else 1)"

@@ -7,6 +7,8 @@ receivers:
     protocols:
       grpc:
         endpoint: 0.0.0.0:4317
+      http:
+        endpoint: 0.0.0.0:4318
 
 processors:
   # First in every pipeline: above 80% of the memory available (the container's limit,

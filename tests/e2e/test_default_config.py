@@ -1,4 +1,4 @@
-"""The built-in default config, as a user runs it: send spans to 4317, scrape 8889, get cost per team.
+"""The built-in default config, as a user runs it: send spans to 4317 and 4318, scrape 8889, get cost per team.
 
 The config is the built-in one with only its listen ports moved to free ones.
 """
@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -30,24 +31,27 @@ def scrape(port: int) -> dict[tuple, float]:
 
 
 def test_run_with_no_config_serves_per_team_cost_counters(tmp_path):
-    ports = {name: free_port() for name in ("otlp", "prometheus", "health", "telemetry")}
+    ports = {name: free_port() for name in ("otlp", "otlp_http", "prometheus", "health", "telemetry")}
     config = (DEFAULT_CONFIG.replace("0.0.0.0:4317", f"127.0.0.1:{ports['otlp']}")
+              .replace("0.0.0.0:4318", f"127.0.0.1:{ports['otlp_http']}")
               .replace("0.0.0.0:8889", f"127.0.0.1:{ports['prometheus']}")
               .replace("0.0.0.0:13133", f"127.0.0.1:{ports['health']}")
               .replace("0.0.0.0:8888", f"127.0.0.1:{ports['telemetry']}"))
     assert "0.0.0.0" not in config
     relay = RelayProcess(config, tmp_path, ports["health"]).start()
     try:
-        provider = TracerProvider(resource=Resource.create({"service.name": "chat-api", "genops.team": "search"}))
-        provider.add_span_processor(SimpleSpanProcessor(
-            OTLPSpanExporter(endpoint=f"127.0.0.1:{ports['otlp']}", insecure=True)))
-        tracer = provider.get_tracer("opentelemetry.instrumentation.openai_v2")
-        for tokens_in, tokens_out in ((1000, 100), (3000, 700)):
+        # One span over OTLP/gRPC (4317), one over OTLP/HTTP (4318).
+        exporters = (OTLPSpanExporter(endpoint=f"127.0.0.1:{ports['otlp']}", insecure=True),
+                     HttpSpanExporter(endpoint=f"http://127.0.0.1:{ports['otlp_http']}/v1/traces"))
+        for exporter, (tokens_in, tokens_out) in zip(exporters, ((1000, 100), (3000, 700))):
+            provider = TracerProvider(resource=Resource.create({"service.name": "chat-api", "genops.team": "search"}))
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            tracer = provider.get_tracer("opentelemetry.instrumentation.openai_v2")
             with tracer.start_as_current_span("chat openai/gpt-4o", attributes={
                     "gen_ai.request.model": "openai/gpt-4o", "gen_ai.system": "openai",
                     "gen_ai.usage.input_tokens": tokens_in, "gen_ai.usage.output_tokens": tokens_out}):
                 pass
-        provider.shutdown()
+            provider.shutdown()
 
         want = (4000 * GPT4O_IN + 800 * GPT4O_OUT)
         deadline = time.monotonic() + 30  # two flushes of the default 5 s interval, with room
