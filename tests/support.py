@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from relay import status
+from relay.exporters.jaeger import proto as jaeger_proto
 from relay.signals import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,3 +281,77 @@ def logs_request() -> logs_service_pb2.ExportLogsServiceRequest:
     for i in range(4):
         sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + i).body.string_value = f"line {i}"
     return request  # 4 log records
+
+
+class JaegerSink:
+    """Serves ``jaeger.api_v2.CollectorService/PostSpans`` and records each accepted batch.
+
+    ``refuse(code, calls=None)`` refuses every call, or only the calls numbered in ``calls``
+    (counting from 1); ``refuse(None)`` accepts again.
+    """
+
+    def __init__(self, credentials: grpc.ServerCredentials | None = None):
+        self.credentials = credentials
+        self.batches: list = []
+        self.metadata: list[dict] = []
+        self.calls = 0
+        self.hold = threading.Event()       # set: every call waits for ``release``
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self._refusal: tuple | None = None
+        self._cond = threading.Condition()
+        self._server: grpc.Server | None = None
+        self.port = 0
+
+    def start(self) -> JaegerSink:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.unary_unary_rpc_method_handler(
+            self._post, request_deserializer=jaeger_proto.PostSpansRequest.FromString,
+            response_serializer=jaeger_proto.PostSpansResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(jaeger_proto.SERVICE, {"PostSpans": handler}),))
+        address = "127.0.0.1:0"
+        self.port = (server.add_secure_port(address, self.credentials) if self.credentials
+                     else server.add_insecure_port(address))
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            self._server.stop(0).wait(5)
+            self._server = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def refuse(self, code: grpc.StatusCode | None, message: str = "collector refuses",
+               calls: set[int] | None = None) -> None:
+        self._refusal = None if code is None else (code, message, calls)
+
+    def _post(self, request, context):
+        if self.hold.is_set():
+            self.entered.set()
+            self.release.wait(30)  # bounded: released when the sink stops
+        with self._cond:
+            self.calls += 1
+            number = self.calls
+        refusal = self._refusal
+        if refusal is not None and (refusal[2] is None or number in refusal[2]):
+            context.abort(refusal[0], refusal[1])
+        with self._cond:
+            self.batches.append(request.batch)
+            self.metadata.append(dict(context.invocation_metadata()))
+            self._cond.notify_all()
+        return jaeger_proto.PostSpansResponse()
+
+    def wait_for_batches(self, count: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.batches) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
