@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import importlib.metadata
 import os
 import platform
 import time
@@ -39,6 +38,7 @@ from aiohttp import web
 
 from relay.config.load import endpoint_problem
 from relay.errors import Problem
+from relay.exporters.helper.http_client import relay_version
 from relay.httpserver import HttpListener
 from relay.signals import Signal
 from relay.telemetry import component_logger
@@ -66,13 +66,6 @@ class Config:
         if message := endpoint_problem(self.endpoint):
             return [Problem(("endpoint",), message)]
         return []
-
-
-def relay_version() -> str:
-    try:
-        return importlib.metadata.version("genops-relay")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
 
 
 class ZPages:

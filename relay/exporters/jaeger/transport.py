@@ -13,13 +13,9 @@ from __future__ import annotations
 import grpc
 
 from relay import status
+from relay.exporters.helper.grpc_channel import open_channel
 from relay.exporters.jaeger import proto, translate
 from relay.telemetry import component_logger
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 class JaegerTransport:
@@ -28,32 +24,13 @@ class JaegerTransport:
         self.config = config
         self.log = component_logger(id_)
         self.metadata = tuple(config.headers.items())
-        self.compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
         self._channel: grpc.aio.Channel | None = None
         self._post = None
 
     async def start(self) -> None:
         tls = self.config.tls
-        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-        # As in the OTLP exporter: gRPC's reconnect backoff would otherwise grow to 120 s and
-        # keep the channel idle long after the collector is back; follow the retry's pace.
-        retry = self.config.retry_on_failure
-        if retry.enabled:
-            options.append(("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval * 1000))))
-            options.append(("grpc.initial_reconnect_backoff_ms", max(100, int(retry.initial_interval * 1000))))
-        if tls.insecure:
-            self._channel = grpc.aio.insecure_channel(self.config.endpoint, options=options,
-                                                      compression=self.compression)
-        else:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls.ca_file) if tls.ca_file else None,
-                private_key=_read(tls.key_file) if tls.key_file else None,
-                certificate_chain=_read(tls.cert_file) if tls.cert_file else None,
-            )
-            if tls.server_name_override:
-                options.append(("grpc.ssl_target_name_override", tls.server_name_override))
-            self._channel = grpc.aio.secure_channel(self.config.endpoint, credentials, options=options,
-                                                    compression=self.compression)
+        self._channel = open_channel(self.config.endpoint, tls, not tls.insecure, self.config.compression,
+                                     self.config.retry_on_failure)
         self._post = self._channel.unary_unary(proto.POST_SPANS,
                                                request_serializer=proto.PostSpansRequest.SerializeToString,
                                                response_deserializer=proto.PostSpansResponse.FromString)

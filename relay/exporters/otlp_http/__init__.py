@@ -8,7 +8,6 @@ URLs use it, ``http://`` URLs do not.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +16,7 @@ from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
+from relay.exporters.helper.http_client import HEADER_NAME, TLSConfig
 from relay.signals import Signal
 
 TYPE = "otlp_http"
@@ -25,24 +25,6 @@ SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
 
 SIGNAL_PATHS = {Signal.TRACES: "v1/traces", Signal.METRICS: "v1/metrics", Signal.LOGS: "v1/logs"}
 
-# RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-@dataclass
-class TLSConfig:
-    # Kept for the collector's key set: with HTTP the URL's scheme decides TLS, as there.
-    insecure: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    insecure_skip_verify: bool = False
-
-    def validate(self) -> list[Problem]:
-        if bool(self.cert_file) != bool(self.key_file):
-            return [Problem(("cert_file" if not self.cert_file else "key_file",),
-                            "cert_file and key_file must be given together")]
-        return []
 
 
 @dataclass(kw_only=True)
@@ -71,7 +53,7 @@ class Config(HelperSettings):
         credentials_in_url = any("@" in urlsplit(getattr(self, key)).netloc for key in keys
                                  if getattr(self, key) and not url_problem(getattr(self, key)))
         for key, value in self.headers.items():
-            if not _TOKEN.fullmatch(key):
+            if not HEADER_NAME.fullmatch(key):
                 problems.append(Problem(("headers", key), "not a valid HTTP header name"))
             elif any(c in value for c in "\r\n\0"):
                 # The value itself stays out of the message: headers carry credentials.

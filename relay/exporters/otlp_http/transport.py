@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib.metadata
 import json
-import ssl
 
 import aiohttp
 from google.rpc import status_pb2
@@ -23,8 +21,10 @@ from multidict import CIMultiDict
 
 from relay import otlpjson, received, status
 from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownError
+from relay.exporters.helper.http_client import ssl_context, user_agent
+from relay.exporters.helper.partial import note_partial_success
 from relay.exporters.otlp_http import display_url
-from relay.signals import Signal, rejected_count, signal_of
+from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 
 CONTENT_TYPES = {"proto": "application/x-protobuf", "json": "application/json"}
@@ -33,25 +33,6 @@ CONTENT_TYPES = {"proto": "application/x-protobuf", "json": "application/json"}
 MAX_ANSWER_BYTES = 1 << 20
 # Below this, compressing inline costs less than a hop to a thread.
 INLINE_GZIP_BYTES = 64 * 1024
-
-
-def _user_agent() -> str:
-    try:
-        version = importlib.metadata.version("genops-relay")
-    except importlib.metadata.PackageNotFoundError:
-        version = "dev"
-    return f"genops-relay/{version}"
-
-
-def tls_context(tls) -> ssl.SSLContext:
-    """The client context for https:// URLs: ``ca_file`` alone is trusted when given."""
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class HttpTransport:
@@ -63,7 +44,7 @@ class HttpTransport:
         self.log = component_logger(id_)
         self.urls = {signal: config.url(signal) for signal in Signal}
         self.compress = config.compression == "gzip"
-        headers = CIMultiDict({"User-Agent": _user_agent()})
+        headers = CIMultiDict({"User-Agent": user_agent()})
         for key, value in config.headers.items():
             headers[key] = value  # replaces, case-insensitively: a configured User-Agent wins
         # What the body is cannot be overridden by configured headers.
@@ -79,9 +60,9 @@ class HttpTransport:
         problems = self.config.signal_problems(self.used)
         if problems:
             raise ConfigError([p.under("exporters", str(self.id)) for p in problems])
-        ssl_option: ssl.SSLContext | bool = True
+        ssl_option: object = True  # aiohttp: True verifies with the system roots
         if any(url.startswith("https://") for url in self.urls.values()):
-            ssl_option = tls_context(self.config.tls)  # a missing or bad file fails the start
+            ssl_option = ssl_context(self.config.tls)  # a missing or bad file fails the start
         queue = self.config.sending_queue
         # One connection per queue consumer, so sends never wait on each other for a socket.
         limit = max(16, queue.num_consumers if queue.enabled else 0)
@@ -154,11 +135,7 @@ class HttpTransport:
         except Exception:  # noqa: BLE001 - the data was accepted; a garbled answer changes nothing
             self.log.warning("could not parse the downstream's answer", fields={"signal": signal.value})
             return
-        rejected, message = rejected_count(signal, response)
-        if rejected or message:
-            self.metrics.exporter_rejected[signal].labels(str(self.id)).inc(rejected)
-            self.log.warning("partial success", fields={"signal": signal.value, "rejected": rejected,
-                                                          "message": message})
+        note_partial_success(self.id, signal, response, self.metrics, self.log)
 
 
 async def _read_capped(answer: aiohttp.ClientResponse) -> bytes:

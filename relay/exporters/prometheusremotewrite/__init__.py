@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
+from relay.exporters.helper.http_client import HEADER_NAME, TLSConfig
 from relay.exporters.prometheus import ResourceToTelemetryConfig
 from relay.exporters.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
 from relay.signals import Signal
@@ -24,27 +25,6 @@ SIGNALS = (Signal.METRICS,)
 
 # The headers that make a request remote write; configured headers cannot replace them.
 PROTOCOL_HEADERS = frozenset({"content-encoding", "content-type", "x-prometheus-remote-write-version"})
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-@dataclass
-class TLSConfig:
-    """Client TLS for an https:// endpoint; the scheme alone decides whether TLS is used."""
-
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    # Skips verifying the server's certificate (the collector's key of the same name).
-    insecure_skip_verify: bool = False
-    # Accepted so that collector configs load; as in the collector's HTTP clients, it has
-    # no effect: an http:// endpoint is plain HTTP already.
-    insecure: bool = False
-
-    def validate(self) -> list[Problem]:
-        if bool(self.cert_file) != bool(self.key_file):
-            return [Problem(("cert_file" if not self.cert_file else "key_file",),
-                            "cert_file and key_file must be given together")]
-        return []
 
 
 @dataclass
@@ -86,7 +66,7 @@ class Config(HelperSettings):
         if message := url_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
         for key in self.headers:
-            if not key or not set(key) <= _TOKEN_CHARS:
+            if not HEADER_NAME.fullmatch(key):
                 problems.append(Problem(("headers", key), "is not a valid HTTP header name"))
             elif key.lower() in PROTOCOL_HEADERS:
                 problems.append(Problem(("headers", key), "is set by the remote write protocol and cannot be changed"))

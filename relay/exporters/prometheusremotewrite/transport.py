@@ -10,8 +10,6 @@ Prometheus accepts as duplicates of what it holds.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
-import ssl
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,6 +17,7 @@ import cramjam
 
 from relay import status
 from relay.errors import RetryableError
+from relay.exporters.helper.http_client import ssl_context, user_agent
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
 from relay.telemetry import component_logger
 
@@ -28,28 +27,11 @@ SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"
 MAX_ERROR_TEXT = 1024
 
 
-def _user_agent() -> str:
-    try:
-        return f"genops-relay/{importlib.metadata.version('genops-relay')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "genops-relay"
-
-
 def classify(code: int, message: str, retry_after: float | None) -> Exception:
     """Remote write retries every 5xx, where OTLP/HTTP retries only 502, 503 and 504."""
     if 500 <= code < 600:
         return RetryableError(f"downstream answered HTTP {code}: {message}", retry_after)
     return status.from_http(code, message, retry_after)
-
-
-def ssl_context(tls) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class RemoteWriteTransport:
@@ -66,7 +48,7 @@ class RemoteWriteTransport:
         self.headers = {**config.headers, "Content-Encoding": "snappy",
                         "Content-Type": "application/x-protobuf",
                         "X-Prometheus-Remote-Write-Version": "0.1.0"}
-        self.headers.setdefault("User-Agent", _user_agent())
+        self.headers.setdefault("User-Agent", user_agent())
         self._session: aiohttp.ClientSession | None = None
         self._warned: set[str] = set()
         self._dropped = telemetry.counter(

@@ -1,0 +1,32 @@
+"""The client channel of the gRPC exporters (OTLP and Jaeger), built one way."""
+
+from __future__ import annotations
+
+import grpc
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def open_channel(target: str, tls, use_tls: bool, compression: str, retry) -> grpc.aio.Channel:
+    """A channel to ``target``; ``tls`` has ca_file, cert_file, key_file, server_name_override."""
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    # gRPC's own reconnect backoff grows to 120 s; after a long outage the channel would
+    # idle that long past the downstream's return while the retry sender keeps failing
+    # fast. Cap it at the retry's max_interval so recovery is as quick as retrying.
+    if retry.enabled:
+        options.append(("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval * 1000))))
+        options.append(("grpc.initial_reconnect_backoff_ms", max(100, int(retry.initial_interval * 1000))))
+    zipped = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
+    if not use_tls:
+        return grpc.aio.insecure_channel(target, options=options, compression=zipped)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca_file) if tls.ca_file else None,
+        private_key=_read(tls.key_file) if tls.key_file else None,
+        certificate_chain=_read(tls.cert_file) if tls.cert_file else None,
+    )
+    if tls.server_name_override:
+        options.append(("grpc.ssl_target_name_override", tls.server_name_override))
+    return grpc.aio.secure_channel(target, credentials, options=options, compression=zipped)
