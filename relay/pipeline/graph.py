@@ -21,6 +21,7 @@ what is left stays on disk); extensions.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 from relay.component import ComponentID, Host
@@ -39,7 +40,7 @@ class Graph:
             id_, config.components["extensions"][id_], telemetry, host) for id_ in config.extensions}
         host.extensions.update(self.extensions)
         used = {id_ for pipeline in config.pipelines for id_ in pipeline.exporters}
-        self.connectors = {id_: factory.create(id_, config.components["connectors"][id_], telemetry)
+        self.connectors = {id_: _create(factory, host, id_, config.components["connectors"][id_], telemetry)
                            for id_, factory in config.factories["connectors"].items() if id_ in used}
         self.exporters = {}
         self.processors: list[list] = []       # per pipeline fed by receivers
@@ -53,17 +54,16 @@ class Graph:
             consumer = fanout([self.connectors.get(id_) or self.exporters[id_] for id_ in pipeline.exporters])
             chain = []
             for id_ in reversed(pipeline.processors):
-                consumer = config.factories["processors"][id_].create(
-                    id_, config.components["processors"][id_], consumer, telemetry)
+                consumer = _create(config.factories["processors"][id_], host,
+                                   id_, config.components["processors"][id_], consumer, telemetry)
                 chain.insert(0, consumer)
             fed_by_connector = any(id_ in self.connectors for id_ in pipeline.receivers)
             (self.fed_processors if fed_by_connector else self.processors).append(chain)
             for id_ in pipeline.receivers:
                 heads.setdefault(id_, {}).setdefault(pipeline.signal, []).append(consumer)
         self.receivers = {
-            id_: config.factories["receivers"][id_].create(
-                id_, config.components["receivers"][id_],
-                {signal: fanout(consumers) for signal, consumers in by_signal.items()}, telemetry)
+            id_: _create(config.factories["receivers"][id_], host, id_, config.components["receivers"][id_],
+                         {signal: fanout(consumers) for signal, consumers in by_signal.items()}, telemetry)
             for id_, by_signal in heads.items() if id_ not in self.connectors
         }
         for id_, connector in self.connectors.items():
@@ -117,6 +117,14 @@ class Graph:
         for extension in self.extensions.values():
             if hasattr(extension, "set_ready"):
                 extension.set_ready(ready)
+
+
+def _create(factory, host, *args):
+    """Build a component, handing it the Host when its factory asks for one (a ``host`` parameter):
+    a component that names an extension (a ledger, an authenticator) finds it there."""
+    if "host" in inspect.signature(factory.create).parameters:
+        return factory.create(*args, host=host)
+    return factory.create(*args)
 
 
 def _name(component) -> str:
