@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests import promtools
-from tests.promtools import ALERTMANAGER_CONFIG, DASHBOARD, PROMETHEUS_CONFIG, RULES
+from tests.promtools import ALERTMANAGER_CONFIG, BUDGET_RULES, DASHBOARD, PROMETHEUS_CONFIG, RULES
 
 # The production monitoring guide's record and alert names: dashboards and queries written
 # against the guide use them, so the deployed rules keep every one.
@@ -80,9 +80,9 @@ def test_promtool_check_rules():
 def test_promtool_check_config_loads_the_rules_file():
     # promtool also checks the rule files the config names, resolved next to the config.
     output = run(promtools.binary("promtool"), "check", "config", str(PROMETHEUS_CONFIG))
-    assert "SUCCESS: 1 rule files found" in output
+    assert "SUCCESS: 2 rule files found" in output
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
-    assert [PROMETHEUS_CONFIG.parent / f for f in config["rule_files"]] == [RULES]
+    assert [PROMETHEUS_CONFIG.parent / f for f in config["rule_files"]] == [RULES, BUDGET_RULES]
 
 
 def test_amtool_check_config():
@@ -543,3 +543,63 @@ def test_alertmanager_is_found_under_its_debian_name(monkeypatch, tmp_path):
     executable.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert promtools.binary("alertmanager") == str(executable)
+
+
+# --- fleet budgets (budget-rules.yaml) ------------------------------------------------------
+
+
+def budget_gauge(name: str, instance: str, team: str, period: str = "daily") -> str:
+    return series(f"genops_openrouter_budget_{name}", genops_team=team, budget=team, period=period,
+                  instance=instance, service="openrouter")
+
+
+# Two replicas hold shares of each team's spend; the limit is the same on both.
+BUDGET_SERIES = [
+    {"series": budget_gauge("limit_usd", "node-a", "search"), "values": "100x10"},
+    {"series": budget_gauge("limit_usd", "node-b", "search"), "values": "100x10"},
+    {"series": budget_gauge("spent_usd", "node-a", "search"), "values": "30x10"},
+    {"series": budget_gauge("spent_usd", "node-b", "search"), "values": "55x10"},
+    {"series": budget_gauge("limit_usd", "node-a", "ads"), "values": "50x10"},
+    {"series": budget_gauge("spent_usd", "node-a", "ads"), "values": "40x10"},
+    {"series": budget_gauge("spent_usd", "node-b", "ads"), "values": "20x10"},
+]
+
+
+def test_fleet_budget_utilization_sums_replicas_over_the_largest_limit(tmp_path):
+    promtool_test(tmp_path, BUDGET_RULES, {
+        "interval": "1m",
+        "input_series": BUDGET_SERIES,
+        "promql_expr_test": [{
+            "expr": "genops_openrouter:budget_utilization:ratio",
+            "eval_time": "5m",
+            "exp_samples": [
+                {"labels": 'genops_openrouter:budget_utilization:ratio{budget="ads",genops_team="ads",'
+                           'period="daily"}', "value": 1.2},
+                {"labels": 'genops_openrouter:budget_utilization:ratio{budget="search",genops_team="search",'
+                           'period="daily"}', "value": 0.85},
+            ],
+        }],
+    })
+
+
+def budget_alert(team: str, severity: str, threshold: str, summary: str, used: str) -> dict:
+    return {"exp_labels": {"severity": severity, "threshold": threshold, "genops_team": team, "budget": team,
+                           "period": "daily"},
+            "exp_annotations": {"summary": summary,
+                                "description": f"Budget {team}: {used} used across the fleet."}}
+
+
+@pytest.mark.parametrize("alertname, expected", [
+    ("OpenRouterBudget50Percent", []),
+    ("OpenRouterBudget80Percent", [budget_alert("search", "warning", "0.8",
+                                                "Team search has used 80% of its daily budget", "85%")]),
+    ("OpenRouterBudget95Percent", []),
+    ("OpenRouterBudgetExceeded", [budget_alert("ads", "critical", "1",
+                                               "Team ads is over its daily budget", "120%")]),
+])
+def test_fleet_budget_alerts_fire_at_their_threshold_only(tmp_path, alertname, expected):
+    promtool_test(tmp_path, BUDGET_RULES, {
+        "interval": "1m",
+        "input_series": BUDGET_SERIES,
+        "alert_rule_test": [{"eval_time": "5m", "alertname": alertname, "exp_alerts": expected}],
+    })
