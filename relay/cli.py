@@ -1,4 +1,4 @@
-"""``genops-relay``: run | validate | price | bench."""
+"""``genops-relay``: run | validate | price | report | bench."""
 
 from __future__ import annotations
 
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pricing_cli.add_arguments(price)
     price.set_defaults(func=pricing_cli.main)
+
+    report = sub.add_parser("report", help="the cost report by team, project, model, provider or customer")
+    from relay import report_cli
+
+    report_cli.add_arguments(report)
+    report.set_defaults(func=report_cli.main)
 
     bench = sub.add_parser("bench", help="measure throughput against a same-run ceiling")
     from relay.bench import add_arguments

@@ -79,6 +79,8 @@ class Host:
     # The loaded RelayConfig (pipelines, component settings), for extensions that describe it.
     config: Any = None
     telemetry: Any = None
+    # (method, path, handler) that components add to the relay's telemetry HTTP port.
+    routes: list = field(default_factory=list)
 
     def extension(self, name: str) -> Any:
         return self.extensions[ComponentID.parse(name)]

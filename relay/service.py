@@ -22,7 +22,7 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
     graph = Graph(config, telemetry)
     listener = None
     if config.telemetry.metrics.level != "none":
-        listener = metrics_listener(telemetry.registry, config.telemetry.metrics.address)
+        listener = metrics_listener(telemetry.registry, config.telemetry.metrics.address, graph.host.routes)
     try:
         if listener is not None:
             await listener.start()

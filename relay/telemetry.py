@@ -152,8 +152,9 @@ class SelfMetrics:
         return existing
 
 
-def metrics_app(registry: CollectorRegistry) -> web.Application:
-    """A /metrics endpoint that negotiates text or OpenMetrics from the Accept header."""
+def metrics_app(registry: CollectorRegistry, routes=()) -> web.Application:
+    """A /metrics endpoint that negotiates text or OpenMetrics from the Accept header, plus the
+    ``routes`` (method, path, handler) components serve on this port (the cost report)."""
 
     async def handle(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -161,8 +162,10 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/metrics", handle)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     return app
 
 
-def metrics_listener(registry: CollectorRegistry, address: str) -> HttpListener:
-    return HttpListener(metrics_app(registry), address)
+def metrics_listener(registry: CollectorRegistry, address: str, routes=()) -> HttpListener:
+    return HttpListener(metrics_app(registry, routes), address)

@@ -35,7 +35,7 @@ log = logging.getLogger("relay.service")
 class Graph:
     def __init__(self, config: RelayConfig, telemetry):
         self.config = config
-        host = Host({}, config, telemetry)
+        self.host = host = Host({}, config, telemetry)
         self.extensions = {id_: config.factories["extensions"][id_].create(
             id_, config.components["extensions"][id_], telemetry, host) for id_ in config.extensions}
         host.extensions.update(self.extensions)

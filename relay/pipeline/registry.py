@@ -33,8 +33,8 @@ class Registry:
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
     from relay.exporters import debug, jaeger, otlp_grpc, otlp_http, prometheus, prometheusremotewrite
-    from relay.extensions import file_storage, health_check, pprof, zpages
-    from relay.processors import attributes, batch, genops, memory_limiter, resource, transform
+    from relay.extensions import file_storage, genops_ledger, health_check, pprof, zpages
+    from relay.processors import attributes, batch, genops, genops_budget, memory_limiter, resource, transform
     from relay.receivers import otlp
     from relay.receivers import prometheus as prometheus_receiver
 
@@ -44,6 +44,7 @@ def default_registry() -> Registry:
             .add("processors", attributes)
             .add("processors", batch)
             .add("processors", genops)
+            .add("processors", genops_budget)
             .add("processors", memory_limiter)
             .add("processors", resource)
             .add("processors", transform)
@@ -55,6 +56,7 @@ def default_registry() -> Registry:
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
             .add("extensions", file_storage)
+            .add("extensions", genops_ledger)
             .add("extensions", health_check)
             .add("extensions", pprof)
             .add("extensions", zpages))

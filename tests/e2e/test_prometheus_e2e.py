@@ -113,11 +113,12 @@ def send(port: int, calls) -> None:
 
 
 class Prometheus:
-    def __init__(self, tmp_path, relay_port: int, telemetry_port: int):
+    def __init__(self, tmp_path, relay_port: int, telemetry_port: int, rules: str | None = None):
         self.port = free_port()
         (tmp_path / "prometheus.yml").write_text(PROMETHEUS_CONFIG.format(prom_port=relay_port,
                                                                            telemetry=telemetry_port))
-        rules = promtools.rules_with_threshold(promtools.RULES, "OpenRouterHighDailyCost", 0.001)
+        if rules is None:
+            rules = promtools.rules_with_threshold(promtools.RULES, "OpenRouterHighDailyCost", 0.001)
         (tmp_path / "rules.yaml").write_text(rules)
         self.log = open(tmp_path / "prometheus.log", "wb")
         self.process = subprocess.Popen(

@@ -19,7 +19,7 @@ import time
 
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
-from relay.connectors.genops_metrics.emit import build
+from relay.connectors.genops_metrics.emit import add_budget_gauges, build, new_request
 from relay.signals import Signal
 from relay.telemetry import component_logger
 
@@ -35,8 +35,9 @@ class GenopsMetrics:
     mutates_data = False  # it only reads spans
     runs_inline = True  # consume() only computes: fan-out need not give it a task
 
-    def __init__(self, id_, config: Config, telemetry, clock=time.time_ns):
+    def __init__(self, id_, config: Config, telemetry, clock=time.time_ns, ledger=None):
         self.id = id_
+        self.ledger = ledger
         self.config = config
         self.aggregator = Aggregator(config)
         self.clock = clock
@@ -80,8 +81,13 @@ class GenopsMetrics:
     async def flush(self, final: bool = False) -> None:
         if self.consumer is None:
             return
-        request = build(self.aggregator, RESOURCE, f"genops-relay/{TYPE}", self.start_ns, self.clock(),
+        now = self.clock()
+        request = build(self.aggregator, RESOURCE, f"genops-relay/{TYPE}", self.start_ns, now,
                         zero_fresh=not final)
+        if self.ledger is not None and self.ledger.budgets:
+            if request is None:
+                request = new_request(RESOURCE, f"genops-relay/{TYPE}")
+            add_budget_gauges(request, self.ledger.status(now), now)
         if request is None:
             return
         try:
@@ -96,5 +102,6 @@ class GenopsMetrics:
             await self.flush()
 
 
-def create(id_, config: Config, telemetry) -> GenopsMetrics:
-    return GenopsMetrics(id_, config, telemetry)
+def create(id_, config: Config, telemetry, host=None) -> GenopsMetrics:
+    ledger = host.extension(config.budgets_from).ledger if config.budgets_from and host is not None else None
+    return GenopsMetrics(id_, config, telemetry, ledger=ledger)

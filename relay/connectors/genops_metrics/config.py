@@ -29,6 +29,8 @@ class Config:
     histogram_buckets: list[float] = field(default_factory=lambda: list(DEFAULT_BUCKETS))
     # Series per metric; past it, data points go into one overflow series.
     aggregation_cardinality_limit: int = 2000
+    # A genops_ledger extension whose budgets to report as gauges with every flush.
+    budgets_from: str = ""
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -43,3 +45,6 @@ class Config:
         for name in dict.fromkeys(n for n in names if names.count(n) > 1):
             problems.append(Problem(("dimensions",), f'"{name}" is listed twice'))
         return problems
+
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        return [(("budgets_from",), self.budgets_from, "genops_ledger")] if self.budgets_from else []

@@ -29,16 +29,21 @@ def _attributes(target, key: tuple) -> None:
             attrs.put(target, name, value)
 
 
-def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
-          zero_fresh: bool = True) -> ExportMetricsServiceRequest | None:
-    """The cumulative series; with ``zero_fresh``, series new since the last build report zero
-    (the last build before shutdown reports everything as it is: there is no next one)."""
+def new_request(resource: dict, scope: str) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
     for key, value in resource.items():
         attrs.put(rm.resource.attributes, key, value)
-    sm = rm.scope_metrics.add()
-    sm.scope.name = scope
+    rm.scope_metrics.add().scope.name = scope
+    return request
+
+
+def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
+          zero_fresh: bool = True) -> ExportMetricsServiceRequest | None:
+    """The cumulative series; with ``zero_fresh``, series new since the last build report zero
+    (the last build before shutdown reports everything as it is: there is no next one)."""
+    request = new_request(resource, scope)
+    sm = request.resource_metrics[0].scope_metrics[0]
     for name, table in aggregator.sums.items():
         if not table.cells:
             continue
@@ -69,3 +74,23 @@ def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
     for table in list(aggregator.sums.values()) + [histograms]:
         table.fresh.clear()
     return request if sm.metrics else None
+
+
+BUDGET_GAUGES = (("budget.limit_usd", "Budget for the period, USD", lambda s: s.limit),
+                 ("budget.spent_usd", "Spend in the period so far, USD (this relay's share)", lambda s: s.spent),
+                 ("budget.utilization_ratio", "Spend over budget in the period (1 = all of it)",
+                  lambda s: s.utilization))
+
+
+def add_budget_gauges(request: ExportMetricsServiceRequest, statuses, now_ns: int) -> None:
+    """One gauge per budget and period kind, named so that the prometheus exporter serves
+    <namespace>_budget_limit_usd, _budget_spent_usd and _budget_utilization_ratio."""
+    sm = request.resource_metrics[0].scope_metrics[0]
+    for name, description, value_of in BUDGET_GAUGES:
+        metric = sm.metrics.add(name=name, description=description)
+        for status in statuses:
+            point = metric.gauge.data_points.add(time_unix_nano=now_ns, as_double=float(value_of(status)))
+            budget = status.budget
+            _attributes(point.attributes, (("genops.team", budget.team), ("genops.project", budget.project),
+                                           ("genops.customer_id", budget.customer), ("budget", budget.name),
+                                           ("period", status.period.kind)))

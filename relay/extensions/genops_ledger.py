@@ -1,0 +1,149 @@
+"""The ``genops_ledger`` extension: the cost ledger, the budgets and the cost report.
+
+The ``genops_budget`` processor feeds it; the ``genops_metrics`` connector
+(``budgets_from``) exposes its budget gauges; ``genops-relay report`` and
+``GET /api/v1/cost/report`` on the telemetry port read it.
+
+The ledger file holds this relay's share only: with many replicas (a
+DaemonSet), fleet-wide budgets are evaluated in Prometheus from the budget
+gauges summed over replicas (deploy/prometheus/budget-rules.yaml).
+"""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from relay.config.decode import Duration
+from relay.errors import Problem
+from relay.extensions.file_storage import check_directory
+from relay.ledger.budgets import BudgetConfig
+from relay.ledger.report import build_report, render
+from relay.ledger.runtime import FILE_NAME, Ledger
+from relay.ledger.store import LedgerStore
+from relay.ledger.webhook import Webhook, WebhookConfig
+
+TYPE = "genops_ledger"
+SIGNALS = ()
+REPORT_PATH = "/api/v1/cost/report"
+BY = ("team", "project", "model", "provider", "customer")
+
+
+@dataclass
+class Config:
+    directory: str = "/var/lib/genops-relay/ledger"
+    create_directory: bool = False
+    granularity: Literal["hour", "day"] = "hour"
+    timezone: str = "UTC"
+    # What a kill -9 may lose: the spend recorded since the last flush.
+    flush_interval: Duration = Duration(10.0)
+    retention_days: int = 400
+    fsync: bool = False
+    budgets: list[BudgetConfig] = field(default_factory=list)
+    webhook: WebhookConfig | None = None
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if not self.directory:
+            problems.append(Problem(("directory",), "must name a directory"))
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(Problem(("timezone",), f'"{self.timezone}" is not an IANA time zone (e.g. UTC, '
+                                                   "Europe/Berlin)"))
+        if self.flush_interval <= 0:
+            problems.append(Problem(("flush_interval",), "must be positive"))
+        if self.retention_days < 1:
+            problems.append(Problem(("retention_days",), "must be at least 1"))
+        names = [b.name for b in self.budgets]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                problems.append(Problem(("budgets", str(index), "name"), f'"{name}" is used by another budget'))
+        return problems
+
+
+class GenopsLedger:
+    def __init__(self, id_, config: Config, telemetry, host=None):
+        self.id = id_
+        self.config = config
+        webhook = Webhook(str(id_), config.webhook, telemetry) if config.webhook else None
+        self.ledger = Ledger(id_, config, telemetry, webhook=webhook)
+        if host is not None:
+            host.routes.append(("GET", REPORT_PATH, self._report))
+
+    async def start(self) -> None:
+        check_directory(Path(self.config.directory), self.config.create_directory)
+        await self.ledger.start()
+
+    async def shutdown(self) -> None:
+        await self.ledger.shutdown()
+
+    async def _report(self, request: web.Request) -> web.Response:
+        try:
+            start, end = parse_range(request.query.get("from", ""), request.query.get("to", ""),
+                                     self.config.timezone)
+            by = request.query.get("by") or None
+            if by is not None and by not in BY:
+                raise ValueError(f'by must be one of {", ".join(BY)}')
+            fmt = request.query.get("format", "json")
+            if fmt not in ("json", "csv", "table"):
+                raise ValueError("format must be json, csv or table")
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        await self.ledger.flush()  # the report includes what is not written yet
+        report = await report_from_file(self.ledger.path, start, end, by)
+        if fmt == "json":
+            return web.json_response(report)
+        return web.Response(text=render(report, fmt),
+                            content_type="text/csv" if fmt == "csv" else "text/plain")
+
+
+def parse_range(start: str, end: str, tz: str) -> tuple[datetime.datetime, datetime.datetime]:
+    """``from`` and ``to`` as dates (YYYY-MM-DD, ``to`` inclusive) or ISO times, in the ledger's zone."""
+    zone = zoneinfo.ZoneInfo(tz)
+
+    def one(text: str, name: str, end_of_day: bool) -> datetime.datetime:
+        if not text:
+            raise ValueError(f"{name} is required (YYYY-MM-DD or an ISO 8601 time)")
+        try:
+            if len(text) == 10:
+                day = datetime.date.fromisoformat(text)
+                moment = datetime.datetime.combine(day, datetime.time(), zone)
+                return moment + datetime.timedelta(days=1) if end_of_day else moment
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f'{name} "{text}" is not a date (YYYY-MM-DD) or an ISO 8601 time') from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+    first, last = one(start, "from", False), one(end, "to", True)
+    if last <= first:
+        raise ValueError("to must not be before from")
+    return first, last
+
+
+async def report_from_file(path: Path, start: datetime.datetime, end: datetime.datetime, by: str | None) -> dict:
+    import asyncio
+
+    return await asyncio.to_thread(read_report, path, start, end, by)
+
+
+def read_report(path: Path, start: datetime.datetime, end: datetime.datetime, by: str | None) -> dict:
+    store = LedgerStore.open_readonly(path)
+    try:
+        rows = store.rows(int(start.timestamp() * 10**9), int(end.timestamp() * 10**9))
+    finally:
+        store.close()
+    return build_report(rows, start, end, by)
+
+
+def ledger_path(config: Config) -> Path:
+    return Path(config.directory) / FILE_NAME
+
+
+def create(id_, config: Config, telemetry, host=None) -> GenopsLedger:
+    return GenopsLedger(id_, config, telemetry, host)
