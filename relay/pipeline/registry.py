@@ -33,7 +33,7 @@ class Registry:
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
     from relay.exporters import debug, jaeger, otlp_grpc, otlp_http, prometheus, prometheusremotewrite
-    from relay.extensions import file_storage, genops_ledger, health_check, pprof, zpages
+    from relay.extensions import bearertokenauth, file_storage, genops_ledger, health_check, pprof, zpages
     from relay.processors import attributes, batch, genops, genops_budget, memory_limiter, resource, transform
     from relay.receivers import otlp
     from relay.receivers import prometheus as prometheus_receiver
@@ -55,6 +55,7 @@ def default_registry() -> Registry:
             .add("exporters", debug)
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
+            .add("extensions", bearertokenauth)
             .add("extensions", file_storage)
             .add("extensions", genops_ledger)
             .add("extensions", health_check)

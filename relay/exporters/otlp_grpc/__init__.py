@@ -1,4 +1,8 @@
-"""The ``otlp`` / ``otlp_grpc`` exporter: OTLP/gRPC to a downstream endpoint."""
+"""The ``otlp`` / ``otlp_grpc`` exporter: OTLP/gRPC to a downstream endpoint.
+
+``auth: {authenticator: <id>}`` adds a ``bearertokenauth`` extension's header
+to every call's metadata, read per call so that a rotated token is used.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from relay.config.load import endpoint_problem
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
+from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp_grpc"
@@ -37,6 +42,11 @@ class Config(HelperSettings):
     headers: dict[str, str] = field(default_factory=dict)
     tls: TLSConfig = field(default_factory=TLSConfig)
     compression: Literal["gzip", "none", ""] = "gzip"
+    auth: AuthConfig | None = None
+
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        refs = super().extension_references()
+        return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
         problems = self.helper_problems()
@@ -61,5 +71,6 @@ def split_target(endpoint: str) -> tuple[str, bool | None]:
 def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
     from relay.exporters.otlp_grpc.transport import GrpcTransport
 
-    return Exporter(id_, GrpcTransport(id_, config, telemetry), telemetry, timeout=config.timeout,
+    authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
+    return Exporter(id_, GrpcTransport(id_, config, telemetry, authenticator), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

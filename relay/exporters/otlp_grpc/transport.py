@@ -18,12 +18,13 @@ from relay.telemetry import component_logger
 
 
 class GrpcTransport:
-    def __init__(self, id_, config, telemetry):
+    def __init__(self, id_, config, telemetry, authenticator=None):
         self.id = id_
         self.config = config
         self.metrics = telemetry
         self.log = component_logger(id_)
         self.metadata = tuple(config.headers.items())
+        self.authenticator = authenticator
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[Signal, object] = {}
 
@@ -33,7 +34,9 @@ class GrpcTransport:
         self._channel = open_channel(target, self.config.tls, use_tls, self.config.compression,
                                      self.config.retry_on_failure)
         self._calls = {signal: self._channel.unary_unary(signal.method) for signal in Signal}
-        self.log.info("OTLP/gRPC exporter ready", fields={"endpoint": target, "tls": use_tls})
+        self.log.info("OTLP/gRPC exporter ready", fields={
+            "endpoint": target, "tls": use_tls,
+            **({"auth": self.config.auth.authenticator} if self.authenticator is not None else {})})
 
     async def shutdown(self) -> None:
         if self._channel is not None:
@@ -48,13 +51,19 @@ class GrpcTransport:
         try:
             # The deadline travels with the call so the downstream can give up too;
             # the timeout sender above bounds the attempt either way.
-            answer = await self._calls[signal](data, metadata=self.metadata,
+            answer = await self._calls[signal](data, metadata=self._metadata(),
                                                timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
             raise status.from_grpc(error.code(), error.details() or "",
                                    status.retry_after_from_metadata(error.trailing_metadata())) from None
         if answer:
             self._check_partial(signal, answer)
+
+    def _metadata(self) -> tuple:
+        if self.authenticator is None:
+            return self.metadata
+        # The authenticator's header replaces a configured one of the same name.
+        return tuple({**dict(self.metadata), **self.authenticator.client_headers()}.items())
 
     def _check_partial(self, signal: Signal, answer: bytes) -> None:
         try:

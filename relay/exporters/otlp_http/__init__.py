@@ -3,7 +3,9 @@
 Each signal is POSTed to its own URL: ``endpoint`` plus the signal's path
 (``/v1/traces``, ``/v1/metrics``, ``/v1/logs``), or the signal's own
 ``<signal>_endpoint``, used as given. The scheme decides TLS: ``https://``
-URLs use it, ``http://`` URLs do not.
+URLs use it, ``http://`` URLs do not. ``auth: {authenticator: <id>}`` adds a
+``bearertokenauth`` extension's header to every POST, read per POST so that a
+rotated token is used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.helper.http_client import HEADER_NAME, TLSConfig
+from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp_http"
@@ -39,6 +42,11 @@ class Config(HelperSettings):
     tls: TLSConfig = field(default_factory=TLSConfig)
     # The collector's otlphttp default; HelperSettings' 5 s suits gRPC.
     timeout: Duration = Duration(30.0)
+    auth: AuthConfig | None = None
+
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        refs = super().extension_references()
+        return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
         problems = self.helper_problems()
@@ -116,5 +124,6 @@ def used_signals(id_, host) -> frozenset[Signal]:
 def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
     from relay.exporters.otlp_http.transport import HttpTransport
 
-    transport = HttpTransport(id_, config, telemetry, used_signals(id_, host))
+    authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
+    transport = HttpTransport(id_, config, telemetry, used_signals(id_, host), authenticator)
     return Exporter(id_, transport, telemetry, timeout=config.timeout, settings=config, host=host, **hooks)

@@ -36,8 +36,9 @@ INLINE_GZIP_BYTES = 64 * 1024
 
 
 class HttpTransport:
-    def __init__(self, id_, config, telemetry, used: frozenset[Signal] = frozenset()):
+    def __init__(self, id_, config, telemetry, used: frozenset[Signal] = frozenset(), authenticator=None):
         self.id = id_
+        self.authenticator = authenticator
         self.config = config
         self.metrics = telemetry
         self.used = used
@@ -72,7 +73,8 @@ class HttpTransport:
             timeout=aiohttp.ClientTimeout(total=self.config.timeout or None))
         self.log.info("OTLP/HTTP exporter ready", fields={
             "urls": {signal.value: display_url(url) for signal, url in self.urls.items() if url},
-            "encoding": self.config.encoding, "compression": "gzip" if self.compress else "none"})
+            "encoding": self.config.encoding, "compression": "gzip" if self.compress else "none",
+            **({"auth": self.config.auth.authenticator} if self.authenticator is not None else {})})
 
     async def shutdown(self) -> None:
         if self._session is not None:
@@ -90,7 +92,9 @@ class HttpTransport:
         body = await self._body(request)
         shown = display_url(url)
         try:
-            async with session.post(url, data=body, allow_redirects=False) as answer:
+            # The authenticator's header, read per POST, replaces a configured one of the same name.
+            extra = self.authenticator.client_headers() if self.authenticator is not None else None
+            async with session.post(url, data=body, headers=extra, allow_redirects=False) as answer:
                 code = answer.status
                 content_type = answer.content_type
                 retry_after = status.retry_after_from_http(answer.headers.get("Retry-After"))

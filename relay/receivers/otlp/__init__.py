@@ -1,12 +1,19 @@
-"""The ``otlp`` receiver: OTLP/gRPC on 4317 and OTLP/HTTP on 4318."""
+"""The ``otlp`` receiver: OTLP/gRPC on 4317 and OTLP/HTTP on 4318.
+
+Each protocol may require TLS (``tls``, with client certificates when
+``client_ca_file`` is set) and credentials (``auth.authenticator``, the id
+of a ``bearertokenauth`` extension), with the collector's keys.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
+from relay.config.decode import Duration
 from relay.config.load import endpoint_problem, split_endpoint
 from relay.errors import Problem
+from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp"
@@ -17,6 +24,28 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 
 @dataclass
+class TLSServerConfig:
+    cert_file: str = ""
+    key_file: str = ""
+    # Set: every client must present a certificate signed by one of these CAs (mutual TLS).
+    client_ca_file: str = ""
+    # How often, at most, the files are looked at for a change (on a new connection);
+    # a changed certificate is served without a restart. 0 never reloads.
+    reload_interval: Duration = Duration(30.0)
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if not self.cert_file and not self.key_file:
+            problems.append(Problem(("cert_file",), "required: a TLS server needs cert_file and key_file"))
+        elif bool(self.cert_file) != bool(self.key_file):
+            problems.append(Problem(("cert_file" if not self.cert_file else "key_file",),
+                                    "cert_file and key_file must be given together"))
+        if self.reload_interval < 0:
+            problems.append(Problem(("reload_interval",), "must not be negative (0 never reloads)"))
+        return problems
+
+
+@dataclass
 class GrpcConfig:
     endpoint: str = "0.0.0.0:4317"
     # The collector's default; the OTLP spec recommends servers accept up to 64 MiB.
@@ -24,6 +53,8 @@ class GrpcConfig:
     max_concurrent_streams: int = 0
     # Keep the client's gRPC metadata for processors' from_context (as the collector's option).
     include_metadata: bool = False
+    tls: TLSServerConfig | None = None
+    auth: AuthConfig | None = None
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -63,6 +94,8 @@ class HttpConfig:
     # Keep the client's HTTP headers for processors' from_context.
     include_metadata: bool = False
     cors: CorsConfig | None = None
+    tls: TLSServerConfig | None = None
+    auth: AuthConfig | None = None
 
     def url_path(self, signal: Signal) -> str:
         # The collector adds a missing leading slash rather than refusing the path.
@@ -113,6 +146,12 @@ class Config:
     def validate(self) -> list[Problem]:
         return []
 
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """Each protocol's authenticator, for the loader to check against service::extensions."""
+        return [protocol.auth.reference("protocols", name)
+                for name, protocol in (("grpc", self.protocols.grpc), ("http", self.protocols.http))
+                if protocol is not None and protocol.auth is not None]
+
 
 class OtlpReceiver:
     """Both protocols of one receiver, started and stopped together."""
@@ -134,16 +173,22 @@ class OtlpReceiver:
         await asyncio.gather(self.http.shutdown(grace), self.grpc.shutdown(grace))
 
 
-def create(id_, config: Config, consumers: dict, telemetry):
+def create(id_, config: Config, consumers: dict, telemetry, host=None):
+    """``host`` holds the extensions an ``auth.authenticator`` names; only needed when one does."""
     grpc = http = None
+    where = ("receivers", str(id_), "protocols")
     if config.protocols.grpc is not None:
         from relay.receivers.otlp.grpc import GrpcReceiver
 
-        grpc = GrpcReceiver(id_, config.protocols.grpc, consumers, telemetry)
+        settings = config.protocols.grpc
+        grpc = GrpcReceiver(id_, settings, consumers, telemetry,
+                            authenticator=authenticator_for(host, settings.auth, *where, "grpc"))
     if config.protocols.http is not None:
         from relay.receivers.otlp.http import HttpReceiver
 
-        http = HttpReceiver(id_, config.protocols.http, consumers, telemetry)
+        settings = config.protocols.http
+        http = HttpReceiver(id_, settings, consumers, telemetry,
+                            authenticator=authenticator_for(host, settings.auth, *where, "http"))
     if grpc is not None and http is not None:
         return OtlpReceiver(grpc, http)
     return grpc or http

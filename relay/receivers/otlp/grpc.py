@@ -5,6 +5,10 @@ parse is answered INVALID_ARGUMENT in the protocol's terms (gRPC's own
 deserializer would surface it as an opaque INTERNAL). Oversize messages are
 refused by gRPC itself with RESOURCE_EXHAUSTED before they are read whole.
 The client is acknowledged only after the pipeline has taken the data.
+
+With ``auth``, a call without the authenticator's header (gRPC metadata keys
+are lowercase) is answered UNAUTHENTICATED before its payload is parsed.
+With ``tls``, the port serves TLS only (see ``security``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from google.protobuf.message import DecodeError
 from relay import client, received, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError
+from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, grpc_server_credentials
 from relay.signals import Signal
 from relay.telemetry import component_logger
 
@@ -22,7 +27,7 @@ TRANSPORT = "grpc"
 
 
 class GrpcReceiver:
-    def __init__(self, id_, config, consumers: dict, telemetry):
+    def __init__(self, id_, config, consumers: dict, telemetry, authenticator=None):
         self.id = id_
         self.config = config
         self.consumers = consumers
@@ -30,12 +35,19 @@ class GrpcReceiver:
         self.log = component_logger(id_)
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._auth = (AuthGate(id_, authenticator, telemetry, TRANSPORT, self.log)
+                      if authenticator is not None else None)
 
     async def start(self) -> None:
         limit = self.config.max_recv_msg_size_mib * 1024 * 1024
         options = [("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
         if self.config.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", self.config.max_concurrent_streams))
+        credentials = None
+        if self.config.tls is not None:
+            # Before anything listens: an unusable certificate stops the start, naming the file.
+            credentials = grpc_server_credentials(
+                self.config.tls, ("receivers", str(self.id), "protocols", "grpc", "tls"), self.log)
         server = grpc.aio.server(options=options)
         for signal, consumer in self.consumers.items():
             handler = grpc.unary_unary_rpc_method_handler(self._export_handler(signal, consumer))
@@ -47,12 +59,17 @@ class GrpcReceiver:
         if ":" in host:
             host = f"[{host}]"
         try:
-            self.port = server.add_insecure_port(f"{host}:{port}")
+            if credentials is not None:
+                self.port = server.add_secure_port(f"{host}:{port}", credentials)
+            else:
+                self.port = server.add_insecure_port(f"{host}:{port}")
         except RuntimeError as error:
             raise OSError(f"cannot listen on {self.config.endpoint}: {error}") from None
         await server.start()
         self._server = server
-        self.log.info("OTLP/gRPC receiver listening", fields={"endpoint": f"{host}:{self.port}"})
+        self.log.info("OTLP/gRPC receiver listening", fields={
+            "endpoint": f"{host}:{self.port}", "tls": credentials is not None,
+            **({"auth": self.config.auth.authenticator} if self._auth is not None else {})})
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop taking new calls; calls in flight get ``grace`` seconds to finish."""
@@ -66,8 +83,12 @@ class GrpcReceiver:
         refused = self.metrics.receiver_refused[signal]
         receiver_id = str(self.id)
         include_metadata = self.config.include_metadata
+        gate = self._auth
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if gate is not None and not gate.allows(_text_metadata(context), signal.value,
+                                                    grpc.StatusCode.UNAUTHENTICATED.name, context.peer()):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
             try:
                 request = parse(data)
             except DecodeError as error:
@@ -109,3 +130,8 @@ class GrpcReceiver:
             context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
         await context.abort(code, message)
         return b""  # not reached: abort raises
+
+
+def _text_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    # Binary (-bin) values are bytes and never credentials.
+    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}

@@ -8,6 +8,11 @@ from ``relay.status.to_http`` (a retryable refusal carries Retry-After when
 the pipeline named a delay). As in the collector, an unsupported
 Content-Encoding is 400, another content type 415 and another method 405.
 Bodies are bounded on the wire and once inflated (see ``body``).
+
+With ``auth``, every request but a CORS preflight must carry the
+authenticator's header: without it the answer is 401 with
+``WWW-Authenticate``, before the path is routed or the body read.
+With ``tls``, the port serves HTTPS only (see ``security``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError, TooLargeError
 from relay.receivers.otlp import body
 from relay.receivers.otlp.cors import Cors
+from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, HttpServerTls
 from relay.signals import Signal
 from relay.telemetry import component_logger
 
@@ -36,7 +42,7 @@ _INTERNAL = "internal error in the relay; retry later"
 
 
 class HttpReceiver:
-    def __init__(self, id_, config, consumers: dict, telemetry):
+    def __init__(self, id_, config, consumers: dict, telemetry, authenticator=None):
         self.id = id_
         self.config = config
         self.metrics = telemetry
@@ -50,23 +56,33 @@ class HttpReceiver:
         self._in_flight: set[asyncio.Task] = set()
         self._routes = {config.url_path(signal): self._export_handler(signal, consumer)
                         for signal, consumer in consumers.items()}
+        self._signals = {config.url_path(signal): signal.value for signal in consumers}
+        self._auth = (AuthGate(id_, authenticator, telemetry, TRANSPORT, self.log)
+                      if authenticator is not None else None)
 
     async def start(self) -> None:
         host, port = split_endpoint(self.config.endpoint)
+        tls = None
+        if self.config.tls is not None:
+            # Before anything listens: an unusable certificate stops the start, naming the file.
+            tls = HttpServerTls(self.config.tls, ("receivers", str(self.id), "protocols", "http", "tls"), self.log)
         # The low-level server: one dict lookup routes a request. Bodies are
         # inflated here, within the size limit, so aiohttp must not do it first.
         server = web.Server(self._dispatch, auto_decompress=False, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await web.TCPSite(runner, host, port, reuse_address=True,
+                              ssl_context=tls.context if tls is not None else None).start()
         except OSError as error:
             await runner.cleanup()
             raise OSError(f"cannot listen on {self.config.endpoint}: {error}") from None
         self._runner = runner
         self.port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
-        self.log.info("OTLP/HTTP receiver listening", fields={"endpoint": f"{shown}:{self.port}"})
+        self.log.info("OTLP/HTTP receiver listening", fields={
+            "endpoint": f"{shown}:{self.port}", "tls": tls is not None,
+            **({"auth": self.config.auth.authenticator} if self._auth is not None else {})})
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting at once; requests in flight get ``grace`` seconds to finish, then are cancelled."""
@@ -86,14 +102,19 @@ class HttpReceiver:
             task.cancel()
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        headers = request.headers
+        preflight = (request.method == "OPTIONS" and "Origin" in headers
+                     and "Access-Control-Request-Method" in headers)
+        # A browser sends no credentials with a preflight: it asks whether it may send them.
+        if self._auth is not None and not preflight and not self._auth.allows(
+                headers, self._signals.get(request.path, ""), "401", request.remote or ""):
+            return self._unauthenticated(request)
         export = self._routes.get(request.path)
         if export is None:
             return web.Response(status=404, text="404 page not found")
         if request.method == "POST":
             return await export(request)
-        headers = request.headers
-        if (request.method == "OPTIONS" and self._cors is not None and "Origin" in headers
-                and "Access-Control-Request-Method" in headers):
+        if preflight and self._cors is not None:
             return web.Response(status=204, headers=self._cors.preflight_headers(
                 headers["Origin"], headers["Access-Control-Request-Method"],
                 headers.get("Access-Control-Request-Headers", "")))
@@ -192,6 +213,18 @@ class HttpReceiver:
         if retry_after is not None and code in status.RETRYABLE_HTTP:
             headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
         return web.Response(status=code, headers=headers,
+                            body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
+
+    def _unauthenticated(self, request: web.BaseRequest) -> web.Response:
+        headers = {"WWW-Authenticate": self._auth.challenge}
+        if self._cors is not None:
+            # So that a browser's script may read the refusal.
+            headers.update(self._cors.response_headers(request.headers.get("Origin")))
+        media = request.content_type
+        if media not in (PROTOBUF, JSON):
+            return web.Response(status=401, text="401 " + UNAUTHENTICATED_MESSAGE, headers=headers)
+        reply = status_pb2.Status(code=status.StatusCode.UNAUTHENTICATED.value[0], message=UNAUTHENTICATED_MESSAGE)
+        return web.Response(status=401, headers={"Content-Type": media, **headers},
                             body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
 
     def _unsupported_media(self, signal: Signal, media: str, extra: dict) -> web.Response:
