@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, Callable
 
 from google.protobuf import json_format
@@ -136,6 +137,52 @@ def _base64_to_hex(value: Any, key: str) -> Any:
     return base64.b64decode(value).hex()
 
 
+_INT32 = (-(2**31), 2**31 - 1)
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def _check_shapes(node: dict, descriptor, path: str) -> None:
+    """Refuse what ``ParseDict`` would quietly turn into something else.
+
+    Unknown fields must be ignored (OTLP/JSON says so), and with that switch on,
+    json_format also walks a string where an object belongs as if its letters
+    were unknown keys, skips an unknown enum name, lets an out-of-range enum
+    number wrap, and decodes malformed base64 to nothing. Each of those would
+    forward data other than what was sent, so they are errors here.
+    """
+    fields = descriptor.fields_by_camelcase_name
+    by_name = descriptor.fields_by_name
+    for key, value in node.items():
+        field = fields.get(key) or by_name.get(key)
+        if field is None or value is None:
+            continue
+        where = f"{path}.{key}" if path else key
+        if field.is_repeated:
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: expected a JSON array, got a JSON {_json_type(value)}")
+            for index, item in enumerate(value):
+                _check_value(field, item, f"{where}[{index}]")
+        else:
+            _check_value(field, value, where)
+
+
+def _check_value(field, value: Any, where: str) -> None:
+    if field.type == field.TYPE_MESSAGE:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a JSON object, got a JSON {_json_type(value)}")
+        _check_shapes(value, field.message_type, where)
+    elif field.type == field.TYPE_ENUM:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"{where}: expected an enum number, got a JSON {_json_type(value)}")
+        if isinstance(value, int) and not _INT32[0] <= value <= _INT32[1]:
+            raise ValueError(f"{where}: enum value {value} is out of range")
+        if isinstance(value, str) and value not in field.enum_type.values_by_name:
+            raise ValueError(f'{where}: "{value[:64]}" is not a {field.enum_type.name} value')
+    elif field.type == field.TYPE_BYTES:
+        if not isinstance(value, str) or not _BASE64.fullmatch(value):
+            raise ValueError(f"{where}: expected base64 bytes")
+
+
 def decode(data: bytes | bytearray | memoryview | str | dict, message_class: type[Message]) -> Message:
     """Parse OTLP/JSON into a new ``message_class`` instance.
 
@@ -170,9 +217,12 @@ def decode(data: bytes | bytearray | memoryview | str | dict, message_class: typ
 
     message = message_class()
     try:
+        _check_shapes(tree, message.DESCRIPTOR, "")
         json_format.ParseDict(tree, message, ignore_unknown_fields=True)
     # OverflowError: json_format lets an infinite float reach int() for enums.
-    except (json_format.ParseError, OverflowError) as err:
+    except (ValueError, json_format.ParseError, OverflowError) as err:
+        if isinstance(err, UnicodeError):
+            raise ValueError(f"invalid {message.DESCRIPTOR.name}: unpaired surrogate in a string") from None
         raise ValueError(f"invalid {message.DESCRIPTOR.name}: {err}") from None
     except (UnicodeError, SystemError) as err:
         # JSON escapes can smuggle in unpaired surrogates; the upb backend

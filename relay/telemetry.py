@@ -24,6 +24,15 @@ from relay.signals import Signal
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
+# A message or traceback may quote what a client sent (a malformed request line, say):
+# past this many characters it is cut, so no client can write megabytes into the log.
+MAX_TEXT = 2048
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT} more characters)"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, msg, component, and any ``fields``."""
 
@@ -32,24 +41,67 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
-            "msg": record.getMessage(),
+            "msg": _cut(record.getMessage()),
         }
         component = getattr(record, "component", None)
         if component:
             entry["component"] = component
         entry.update(getattr(record, "fields", None) or {})
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            entry["error"] = _cut(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
+class _OncePerSecond(logging.Filter):
+    """Lets one record per second through (a flood of malformed connections is one line a
+    second, with how many were held back)."""
+
+    def __init__(self, clock=time.monotonic):
+        super().__init__()
+        self.clock = clock
+        self._next = 0.0
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _as_client_error(record)
+        now = self.clock()
+        if now < self._next:
+            self._held += 1
+            return False
+        self._next = now + 1.0
+        if self._held:
+            record.fields = {**(getattr(record, "fields", None) or {}), "suppressed": self._held}
+            self._held = 0
+        return True
+
+
+def _as_client_error(record: logging.LogRecord) -> None:
+    """aiohttp logs a request it cannot parse as an error with a traceback; it is the client's
+    mistake (answered 400), so it becomes a warning naming the problem."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args, record.exc_info, record.exc_text = "malformed HTTP request refused", (), None, None
+        record.fields = {"error": _cut(str(error))}
+
+
 def setup_logging(level: str = "info", stream=None) -> None:
-    root = logging.getLogger("relay")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("relay")
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     root.propagate = False
+    # aiohttp reports malformed HTTP itself; its lines go out as JSON too, at most one a second.
+    library = logging.getLogger("aiohttp")
+    quiet = logging.StreamHandler(stream or sys.stderr)
+    quiet.setFormatter(JsonFormatter())
+    quiet.addFilter(_OncePerSecond())
+    library.handlers[:] = [quiet]
+    library.setLevel(max(LEVELS[level], logging.WARNING))
+    library.propagate = False
 
 
 class ComponentLogger(logging.LoggerAdapter):
