@@ -672,7 +672,7 @@ VALIDATION = [
     ({"endpoint": "http://h", "headers": {"x-token": "s3cret\r\nInjected: 1"}},
      ["headers::x-token: the value must not contain line breaks or NUL"]),
     ({"endpoint": "http://u:s3cret@h", "headers": {"Authorization": "Bearer s3cret"}},
-     [("headers::Authorization: cannot be combined with user:password in an endpoint URL (that becomes the "
+     [("headers::Authorization: cannot be combined with user:password in a URL (that becomes the "
        "Authorization header)")]),
     ({"endpoint": "http://h", "tls": {"cert_file": "c.pem"}},
      ["tls::key_file: cert_file and key_file must be given together"]),

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay import tasks
 from relay.ledger.budgets import BudgetConfig, crossed
 from relay.ledger.facts import SpanFacts
 from relay.ledger.periods import Period, period
@@ -85,16 +86,11 @@ class Ledger:
                                                   "pruned_rows": pruned})
         if self.webhook is not None:
             await self.webhook.start()
-        self._task = asyncio.create_task(self._flush_every(float(self.config.flush_interval)))
+        self._task = tasks.every(float(self.config.flush_interval), self.flush, f"{self.id} flush")
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         await self.flush()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
@@ -102,11 +98,6 @@ class Ledger:
             await self.webhook.shutdown()
         await self._run(self.store.close)
         self._thread.shutdown(wait=False)
-
-    async def _flush_every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.flush()
 
     async def flush(self) -> None:
         """Write what collected since the last flush, in one transaction; on failure keep it."""

@@ -16,7 +16,6 @@ Every ``LedgerStore`` call blocks; the relay runs them on one worker thread.
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from urllib.parse import quote
 
 from relay.ledger.facts import TOKEN_TYPES, SpanFacts
 from relay.ledger.periods import Granularity, bucket_start, period, period_of_key, zone
+from relay.sqlitefile import is_corruption, move_aside
 
 # (bucket_start_ns, team, project, model, provider, customer)
 RowKey = tuple[int, str, str, str, str, str]
@@ -158,7 +158,7 @@ class LedgerStore:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
         except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.OperationalError) and not _is_corruption(error):
+            if isinstance(error, sqlite3.OperationalError) and not is_corruption(error):
                 self.close()
                 raise OSError(f"cannot open the cost ledger {self.path}: {error}") from None
             self._recover()
@@ -226,11 +226,7 @@ class LedgerStore:
                 old.close()
         except sqlite3.DatabaseError:
             pass
-        self.moved_aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(str(self.path) + suffix)
-            if source.exists():
-                os.replace(source, str(self.moved_aside) + suffix)
+        self.moved_aside = move_aside(self.path)
         try:
             self.db = self._connect()
         except sqlite3.Error as error:
@@ -422,8 +418,3 @@ def _readable(db: sqlite3.Connection, table: str, columns: tuple[str, ...], key_
         except sqlite3.DatabaseError:
             pass
     return [found[key] for key in sorted(found)]
-
-
-def _is_corruption(error: sqlite3.Error) -> bool:
-    text = str(error).lower()
-    return "malformed" in text or "not a database" in text or "corrupt" in text

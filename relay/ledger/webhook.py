@@ -32,8 +32,7 @@ from multidict import CIMultiDict
 
 from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
-from relay.exporters.helper.http_client import HEADER_NAME, user_agent
-from relay.exporters.otlp_http import display_url, url_problem
+from relay.exporters.helper.http_client import display_url, header_problems, url_problem, user_agent
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger
 
@@ -83,15 +82,7 @@ class WebhookConfig:
             # url_problem quotes the URL; a webhook's path is its secret.
             problems.append(Problem(("url",), message.replace(display_url(self.url), safe_url(self.url) + "/…")))
         credentials_in_url = "@" in _netloc(self.url)
-        for key, value in self.headers.items():
-            if not HEADER_NAME.fullmatch(key):
-                problems.append(Problem(("headers", key), "not a valid HTTP header name"))
-            elif any(c in value for c in "\r\n\0"):
-                # The value itself stays out of the message: headers carry credentials.
-                problems.append(Problem(("headers", key), "the value must not contain line breaks or NUL"))
-            elif key.lower() == "authorization" and credentials_in_url:
-                problems.append(Problem(("headers", key), "cannot be combined with user:password in the "
-                                                          "URL (that becomes the Authorization header)"))
+        problems += header_problems(self.headers, credentials_in_url)
         if self.timeout <= 0:
             # Every attempt must end: a hung webhook would otherwise hold the queue for ever.
             problems.append(Problem(("timeout",), "must be positive"))

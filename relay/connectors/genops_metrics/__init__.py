@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from relay import tasks
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
 from relay.connectors.genops_metrics.emit import add_budget_gauges, build, new_request
@@ -59,16 +60,11 @@ class GenopsMetrics:
 
     async def start(self) -> None:
         self.start_ns = self.clock()
-        self._task = asyncio.create_task(self._flush_every(float(self.config.metrics_flush_interval)))
+        self._task = tasks.every(float(self.config.metrics_flush_interval), self.flush, f"{self.id} flush")
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         await self.flush(final=True)
 
     async def consume(self, request) -> None:
@@ -95,12 +91,6 @@ class GenopsMetrics:
         except Exception as error:  # noqa: BLE001 - cumulative: the next flush resends these totals
             self.flush_failures.labels(str(self.id)).inc()
             self.log.warning("metrics flush failed", fields={"error": str(error)})
-
-    async def _flush_every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.flush()
-
 
 def create(id_, config: Config, telemetry, host=None) -> GenopsMetrics:
     ledger = host.extension(config.budgets_from).ledger if config.budgets_from and host is not None else None

@@ -19,15 +19,14 @@ Every call here blocks; the queue runs them on one worker thread.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from relay.errors import QueueFullError, RetryableError
 from relay.signals import Signal
+from relay.sqlitefile import is_corruption, move_aside
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS queue (
     key INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,7 +70,7 @@ class DiskQueueFile:
                 raise sqlite3.DatabaseError(check)
             return self._entries()
         except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.OperationalError) and not _is_corruption(error):
+            if isinstance(error, sqlite3.OperationalError) and not is_corruption(error):
                 raise OSError(f"cannot open the persistent queue {self.path}: {error}") from None
             self._recover()
             return self._entries()
@@ -115,11 +114,7 @@ class DiskQueueFile:
                 old.close()
         except sqlite3.DatabaseError:
             pass
-        self.moved_aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(str(self.path) + suffix)
-            if source.exists():
-                os.replace(source, str(self.moved_aside) + suffix)
+        self.moved_aside = move_aside(self.path)
         self.db = self._connect()
         good = [row for row in rows if row is not None]
         self.db.execute("BEGIN")
@@ -170,8 +165,3 @@ def _readable_keys(db: sqlite3.Connection) -> list[int]:
         except sqlite3.DatabaseError:
             pass
     return sorted(keys)
-
-
-def _is_corruption(error: sqlite3.Error) -> bool:
-    text = str(error).lower()
-    return "malformed" in text or "not a database" in text or "corrupt" in text

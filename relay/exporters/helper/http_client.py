@@ -6,6 +6,7 @@ import importlib.metadata
 import re
 import ssl
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from relay.errors import Problem
 
@@ -53,3 +54,44 @@ def relay_version() -> str:
 
 def user_agent() -> str:
     return f"genops-relay/{relay_version()}"
+
+
+def url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f'"{display_url(url)}" is not a valid URL'
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f'"{display_url(url)}" must be an http:// or https:// URL with a host'
+    if port == 0:
+        return f'"{display_url(url)}" has port 0'
+    if parts.fragment:
+        return f'"{display_url(url)}" must not have a #fragment'
+    return None
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for logs: credentials written into it are replaced by "***"."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def header_problems(headers: dict[str, str], credentials_in_url: bool) -> list[Problem]:
+    """Configured headers an HTTP client can send. Values never appear in a message:
+    headers carry credentials."""
+    problems = []
+    for key, value in headers.items():
+        if not HEADER_NAME.fullmatch(key):
+            problems.append(Problem(("headers", key), "not a valid HTTP header name"))
+        elif any(c in value for c in "\r\n\0"):
+            problems.append(Problem(("headers", key), "the value must not contain line breaks or NUL"))
+        elif key.lower() == "authorization" and credentials_in_url:
+            problems.append(Problem(("headers", key), "cannot be combined with user:password in a URL "
+                                                      "(that becomes the Authorization header)"))
+    return problems

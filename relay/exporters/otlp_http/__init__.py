@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
-from relay.exporters.helper.http_client import HEADER_NAME, TLSConfig
+from relay.exporters.helper.http_client import TLSConfig, header_problems, url_problem
 from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
@@ -60,15 +60,7 @@ class Config(HelperSettings):
                                                    "traces_endpoint, metrics_endpoint and logs_endpoint"))
         credentials_in_url = any("@" in urlsplit(getattr(self, key)).netloc for key in keys
                                  if getattr(self, key) and not url_problem(getattr(self, key)))
-        for key, value in self.headers.items():
-            if not HEADER_NAME.fullmatch(key):
-                problems.append(Problem(("headers", key), "not a valid HTTP header name"))
-            elif any(c in value for c in "\r\n\0"):
-                # The value itself stays out of the message: headers carry credentials.
-                problems.append(Problem(("headers", key), "the value must not contain line breaks or NUL"))
-            elif key.lower() == "authorization" and credentials_in_url:
-                problems.append(Problem(("headers", key), "cannot be combined with user:password in an "
-                                                          "endpoint URL (that becomes the Authorization header)"))
+        problems += header_problems(self.headers, credentials_in_url)
         return problems
 
     def url(self, signal: Signal) -> str:
@@ -85,32 +77,6 @@ class Config(HelperSettings):
         return [Problem((f"{signal.value}_endpoint",),
                         f"no URL for {signal.value}: set endpoint or {signal.value}_endpoint")
                 for signal in SIGNALS if signal in signals and not self.url(signal)]
-
-
-def url_problem(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return f'"{display_url(url)}" is not a valid URL'
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f'"{display_url(url)}" must be an http:// or https:// URL with a host'
-    if port == 0:
-        return f'"{display_url(url)}" has port 0'
-    if parts.fragment:
-        return f'"{display_url(url)}" must not have a #fragment'
-    return None
-
-
-def display_url(url: str) -> str:
-    """``url`` fit for logs: credentials written into it are replaced by "***"."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def used_signals(id_, host) -> frozenset[Signal]:

@@ -21,9 +21,8 @@ from multidict import CIMultiDict
 
 from relay import otlpjson, received, status
 from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownError
-from relay.exporters.helper.http_client import ssl_context, user_agent
+from relay.exporters.helper.http_client import display_url, ssl_context, user_agent
 from relay.exporters.helper.partial import note_partial_success
-from relay.exporters.otlp_http import display_url
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 
