@@ -18,6 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from relay.exporters.jaeger import proto
+from relay.processors.attribute_values import plain_double, scalar_text
 
 SERVICE_NAME = "service.name"
 NO_SERVICE_NAME = "OTLPResourceNoServiceName"
@@ -123,14 +124,9 @@ def as_string(value: AnyValue) -> str:
     kind = value.WhichOneof("value")
     if kind is None:
         return ""
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return _float_text(value.double_value)
+    text = scalar_text(value)
+    if text is not None:
+        return text
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     return _json(value)
@@ -158,16 +154,6 @@ def _json(value: AnyValue) -> str:
                           for key in sorted(entries)) + "}"
 
 
-def _float_text(number: float) -> str:
-    # Shortest digits, never an exponent.
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    text = format(decimal.Decimal(repr(number)), "f")
-    return text.removesuffix(".0")
-
-
 def _json_float(number: float) -> str:
     # JSON numbers as Go writes them: shortest digits, an exponent only far from 1.
     if not math.isfinite(number):
@@ -175,7 +161,7 @@ def _json_float(number: float) -> str:
     magnitude = abs(number)
     if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
         return _exponent_form(number)
-    return _float_text(number)
+    return plain_double(number)
 
 
 def _exponent_form(number: float) -> str:
