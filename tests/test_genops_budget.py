@@ -145,3 +145,29 @@ def test_report_ranges_are_checked(start, end, message):
 def test_a_date_range_covers_whole_days_in_the_ledgers_zone():
     first, last = parse_range("2026-03-01", "2026-03-01", "Europe/Berlin")
     assert (first.isoformat(), last.isoformat()) == ("2026-03-01T00:00:00+01:00", "2026-03-02T00:00:00+01:00")
+
+
+def test_flushes_at_the_same_time_write_each_batch_once(tmp_path):
+    from relay.ledger.facts import SpanFacts
+
+    extension, _, _, _, _ = build(tmp_path)
+    ledger = extension.ledger
+
+    def facts(cost: float) -> SpanFacts:
+        return SpanFacts(when(), "search", "p", "m", "OpenAI", "", cost, {"input": 1, "output": 1}, False)
+
+    async def run():
+        await extension.start()
+        try:
+            for _ in range(100):
+                ledger.record(facts(0.5))
+            # The timer's flush and a report's flush may meet; the batch must land once.
+            await asyncio.gather(ledger.flush(), ledger.flush(), ledger.flush())
+            ledger.record(facts(1.0))
+            await asyncio.gather(ledger.flush(), ledger.flush())
+            day = ledger.status(when())[0].period
+            return ledger._sum_written(day, {"team": "search", "project": None, "customer": None})
+        finally:
+            await extension.shutdown()
+
+    assert asyncio.run(run()) == pytest.approx(51.0)

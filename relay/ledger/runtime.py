@@ -57,7 +57,8 @@ class Ledger:
         self.log = component_logger(id_)
         self.store = LedgerStore(self.path, granularity=config.granularity, tz=self.tz, fsync=config.fsync)
         self.pending = Pending(config.granularity, self.tz)
-        self._unwritten: list[dict] = []      # taken from pending, not yet committed
+        self._unwritten: list[_Batch] = []    # taken from pending, not yet known to be committed
+        self._flushing = asyncio.Lock()
         self._spent: dict[tuple[str, str], float] = {}
         self._fired: dict[tuple[str, str], set[float]] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
@@ -101,20 +102,27 @@ class Ledger:
 
     async def flush(self) -> None:
         """Write what collected since the last flush, in one transaction; on failure keep it."""
-        taken = self.pending.take()
-        if taken:
-            self._unwritten.append(taken)
-        while self._unwritten:
-            rows = self._unwritten[0]
-            try:
-                await self._run(self.store.write, rows)
-            except Exception as error:  # noqa: BLE001 - kept, counted, logged; retried next flush
-                self._flush_failures.inc()
-                self.log.error("could not write the cost ledger; kept for the next flush",
-                               fields={"rows": len(rows), "error": str(error)})
-                return
-            self._unwritten.pop(0)
-            self._flushed.inc(len(rows))
+        async with self._flushing:  # a report's flush and the timer's must not write a batch twice
+            taken = self.pending.take()
+            if taken:
+                self._unwritten.append(_Batch(taken))
+            while self._unwritten:
+                batch = self._unwritten[0]
+                try:
+                    await self._run(self._write, batch)
+                except Exception as error:  # noqa: BLE001 - kept, counted, logged; retried next flush
+                    self._flush_failures.inc()
+                    self.log.error("could not write the cost ledger; kept for the next flush",
+                                   fields={"rows": len(batch.rows), "error": str(error)})
+                    return
+                self._unwritten.pop(0)
+                self._flushed.inc(len(batch.rows))
+
+    def _write(self, batch: "_Batch") -> None:
+        # On the writer's thread, so that _sum_written (same thread) sees either the rows in the
+        # file or the batch still uncommitted, never both.
+        self.store.write(batch.rows)
+        batch.committed = True
 
     # --- the data path ------------------------------------------------------------------
 
@@ -140,20 +148,19 @@ class Ledger:
         found = self._spent.get(key)
         if found is None:
             scope = _scope(budget)
-            found = self._read_sum(when, scope) + self.pending.sum_cost(when.start_ns, when.end_ns, **scope)
-            for rows in self._unwritten:
-                found += _sum_rows(rows, when, scope)
+            # Rare (once per budget and period): the data path waits for the writer's thread
+            # rather than count a batch twice or not at all while it is being committed.
+            written = self._thread.submit(self._sum_written, when, scope).result()
+            found = written + self.pending.sum_cost(when.start_ns, when.end_ns, **scope)
             self._spent[key] = found
         return found
 
-    def _read_sum(self, when: Period, scope: dict) -> float:
-        # Rare (once per budget and period) and an indexed range sum: read here rather than
-        # make every span wait for the writer's thread.
-        reader = LedgerStore.open_readonly(self.path)
-        try:
-            return reader.sum_cost(when.start_ns, when.end_ns, **scope)
-        finally:
-            reader.close()
+    def _sum_written(self, when: Period, scope: dict) -> float:
+        total = self.store.sum_cost(when.start_ns, when.end_ns, **scope)
+        for batch in list(self._unwritten):
+            if not batch.committed:
+                total += _sum_rows(batch.rows, when, scope)
+        return total
 
     def _fire(self, budget: BudgetConfig, when: Period, limit: float, threshold: float, spent: float) -> None:
         write = asyncio.ensure_future(self._run(self.store.mark_fired, budget.name, when.key, threshold))
@@ -198,6 +205,12 @@ class Ledger:
             if worst is None or status.utilization > worst.utilization:
                 worst = status
         return worst
+
+
+@dataclass
+class _Batch:
+    rows: dict
+    committed: bool = False
 
 
 def _sum_rows(rows: dict, when: Period, scope: dict) -> float:
