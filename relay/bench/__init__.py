@@ -272,6 +272,12 @@ def main(args) -> int:
     if args.scenario:
         from relay.bench import scenarios
 
+        try:
+            import opentelemetry.sdk  # noqa: F401 - the scenarios' client is the real SDK
+        except ImportError:
+            print("the reliability scenarios drive the relay with the OpenTelemetry SDK: "
+                  "python3 -m pip install 'genops-relay[test]'", file=sys.stderr)
+            return 2
         result = scenarios.run(args.scenario)
         print(json.dumps(result, indent=2) if args.json else scenarios.render(result))
         return 0 if result["passed"] else 1
