@@ -355,3 +355,93 @@ class JaegerSink:
                     return False
                 self._cond.wait(left)
         return True
+
+
+class ExporterHarness:
+    """An exporter under test, used as ``async with``, and the counters it reports into its registry.
+
+    Subclasses build ``self.exporter`` (named ``exporter_id``) counting into ``self.telemetry``.
+    """
+
+    def __init__(self, exporter_id: str):
+        from prometheus_client import CollectorRegistry
+
+        from relay.telemetry import SelfMetrics
+
+        self.exporter_id = exporter_id
+        self.registry = CollectorRegistry()
+        self.telemetry = SelfMetrics(self.registry)
+        self.exporter = None
+
+    async def __aenter__(self):
+        await self.exporter.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.exporter.shutdown()
+
+    async def consume(self, request) -> BaseException | None:
+        try:
+            await self.exporter.consume(request)
+        except Exception as error:  # noqa: BLE001 - returned for the test to inspect
+            return error
+        return None
+
+    def value(self, name: str, **labels) -> float:
+        return self.registry.get_sample_value(name, {"exporter": self.exporter_id, **labels}) or 0.0
+
+    def sent(self, signal: Signal) -> float:
+        return self.value(f"otelcol_exporter_sent_{signal.item}_total")
+
+    def failed(self, signal: Signal, retryable: bool) -> float:
+        return self.value(f"otelcol_exporter_send_failed_{signal.item}_total", retryable=str(retryable).lower())
+
+    def rejected(self, signal: Signal) -> float:
+        return self.value(f"otelcol_exporter_partially_rejected_{signal.item}_total")
+
+    def enqueue_failed(self, signal: Signal) -> float:
+        return self.value(f"otelcol_exporter_enqueue_failed_{signal.item}_total")
+
+
+def kill_after_commit(script: str, *args: str, while_alive=None):
+    """Run ``script`` (Python source) in a child that prints "committed" once its writes are
+    done and then holds its files open; SIGKILL it right after. ``while_alive()`` runs between
+    the two, while the child still holds the files; its result is returned."""
+    process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(30, process.kill)  # a hung child fails the test instead of hanging it
+    watchdog.start()
+    result = None
+    try:
+        line = process.stdout.readline()
+        if line == b"committed\n" and while_alive is not None:
+            result = while_alive()
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(10) == -signal.SIGKILL
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        process.stdin.close()
+        process.stdout.close()
+        stderr = process.stderr.read().decode(errors="replace")
+        process.stderr.close()
+    assert line == b"committed\n", stderr
+    return result
+
+
+def emit_sample_metrics(exporter, resource) -> None:
+    """A counter, a histogram and a gauge through the real SDK's ``exporter``, flushed once."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter = provider.get_meter("genops.openrouter")
+    labels = {"genops.team": "search", "genops.model": "openai/gpt-4o"}
+    meter.create_counter("genops.requests").add(3, labels)
+    meter.create_histogram("genops.request.duration", unit="s").record(1.7, labels)
+    meter.create_gauge("genops.budget.utilization").set(0.42, labels)
+    provider.force_flush()
+    provider.shutdown()

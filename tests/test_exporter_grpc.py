@@ -14,15 +14,13 @@ from concurrent import futures
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
 
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.errors import PermanentError, RetryableError
 from relay.exporters import otlp_grpc
 from relay.signals import Signal
-from relay.telemetry import SelfMetrics
-from tests.support import Sink, free_port, logs_request, metrics_request, traces_request
+from tests.support import ExporterHarness, Sink, free_port, logs_request, metrics_request, traces_request
 
 EXPORTER = "otlp/test"
 
@@ -45,41 +43,13 @@ def make_config(endpoint: str, **settings):
     return config
 
 
-class Harness:
-    """A started exporter and the registry it counts into."""
+class Harness(ExporterHarness):
+    """A started OTLP/gRPC exporter and the registry it counts into."""
 
     def __init__(self, endpoint: str, **settings):
-        self.registry = CollectorRegistry()
-        self.telemetry = SelfMetrics(self.registry)
+        super().__init__(EXPORTER)
         self.exporter = otlp_grpc.create(ComponentID.parse(EXPORTER), make_config(endpoint, **settings),
                                          self.telemetry)
-
-    async def __aenter__(self) -> "Harness":
-        await self.exporter.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.exporter.shutdown()
-
-    async def consume(self, request) -> BaseException | None:
-        try:
-            await self.exporter.consume(request)
-        except Exception as error:  # noqa: BLE001 - returned for the test to inspect
-            return error
-        return None
-
-    def _value(self, name: str, labels: dict) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-    def sent(self, signal: Signal) -> float:
-        return self._value(f"otelcol_exporter_sent_{signal.item}_total", {"exporter": EXPORTER})
-
-    def failed(self, signal: Signal, retryable: bool) -> float:
-        return self._value(f"otelcol_exporter_send_failed_{signal.item}_total",
-                           {"exporter": EXPORTER, "retryable": str(retryable).lower()})
-
-    def rejected(self, signal: Signal) -> float:
-        return self._value(f"otelcol_exporter_partially_rejected_{signal.item}_total", {"exporter": EXPORTER})
 
 
 def export_once(endpoint: str, request, **settings) -> tuple[BaseException | None, Harness]:

@@ -18,7 +18,6 @@ import time
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
 
 from relay import status
 from relay.component import ComponentID
@@ -29,8 +28,7 @@ from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import RetryConfig
 from relay.exporters.helper.retry import Backoff, RetrySender, Stopper
 from relay.signals import Signal
-from relay.telemetry import SelfMetrics
-from tests.support import logs_request, traces_request
+from tests.support import ExporterHarness, logs_request, traces_request
 
 EXPORTER = "otlp/helper"
 
@@ -58,13 +56,12 @@ def exporter_config(endpoint: str = "127.0.0.1:1", **settings) -> otlp_grpc.Conf
     return config
 
 
-class Harness:
+class Harness(ExporterHarness):
     """An exporter (real OTLP/gRPC, or over a fake ``transport``) and the registry it counts into."""
 
     def __init__(self, endpoint: str = "127.0.0.1:1", *, transport=None, host=None,
                  retry_hooks: dict | None = None, **settings):
-        self.registry = CollectorRegistry()
-        self.telemetry = SelfMetrics(self.registry)
+        super().__init__(EXPORTER)
         config = exporter_config(endpoint, **settings)
         id_ = ComponentID.parse(EXPORTER)
         if transport is None:
@@ -73,32 +70,6 @@ class Harness:
         else:
             self.exporter = Exporter(id_, transport, self.telemetry, timeout=config.timeout, settings=config,
                                      host=host, retry_hooks=retry_hooks)
-
-    async def __aenter__(self) -> Harness:
-        await self.exporter.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.exporter.shutdown()
-
-    async def consume(self, request) -> BaseException | None:
-        try:
-            await self.exporter.consume(request)
-        except Exception as error:  # noqa: BLE001 - returned for the test to inspect
-            return error
-        return None
-
-    def value(self, name: str, **labels) -> float:
-        return self.registry.get_sample_value(name, {"exporter": EXPORTER, **labels}) or 0.0
-
-    def sent(self, signal: Signal) -> float:
-        return self.value(f"otelcol_exporter_sent_{signal.item}_total")
-
-    def failed(self, signal: Signal, retryable: bool) -> float:
-        return self.value(f"otelcol_exporter_send_failed_{signal.item}_total", retryable=str(retryable).lower())
-
-    def enqueue_failed(self, signal: Signal) -> float:
-        return self.value(f"otelcol_exporter_enqueue_failed_{signal.item}_total")
 
     def queue_size(self) -> float:
         return self.value("otelcol_exporter_queue_size")

@@ -30,7 +30,7 @@ from relay.pipeline.registry import Registry
 from relay.receivers import otlp as otlp_receiver
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import free_port, logs_request, metrics_request, traces_request
+from tests.support import ExporterHarness, free_port, logs_request, metrics_request, traces_request
 
 EXPORTER = "otlphttp/test"
 REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request}
@@ -127,36 +127,10 @@ def make_config(**settings) -> otlp_http.Config:
     return config
 
 
-class Harness:
+class Harness(ExporterHarness):
     def __init__(self, config: otlp_http.Config, host: Host | None = None):
-        self.registry = CollectorRegistry()
-        self.exporter = otlp_http.create(ComponentID.parse(EXPORTER), config, SelfMetrics(self.registry), host)
-
-    async def __aenter__(self) -> Harness:
-        await self.exporter.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.exporter.shutdown()
-
-    async def consume(self, request) -> BaseException | None:
-        try:
-            await self.exporter.consume(request)
-        except Exception as error:  # noqa: BLE001 - returned for the test to inspect
-            return error
-        return None
-
-    def _value(self, name: str, **labels) -> float:
-        return self.registry.get_sample_value(name, {"exporter": EXPORTER, **labels}) or 0.0
-
-    def sent(self, signal: Signal) -> float:
-        return self._value(f"otelcol_exporter_sent_{signal.item}_total")
-
-    def failed(self, signal: Signal, retryable: bool) -> float:
-        return self._value(f"otelcol_exporter_send_failed_{signal.item}_total", retryable=str(retryable).lower())
-
-    def rejected(self, signal: Signal) -> float:
-        return self._value(f"otelcol_exporter_partially_rejected_{signal.item}_total")
+        super().__init__(EXPORTER)
+        self.exporter = otlp_http.create(ComponentID.parse(EXPORTER), config, self.telemetry, host)
 
 
 def export_once(request, *answers: Answer, sink_tls: ssl.SSLContext | None = None, **settings):

@@ -27,7 +27,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from prometheus_client import CollectorRegistry
 
 from relay import attrs
 from relay.component import ComponentID
@@ -39,8 +38,7 @@ from relay.exporters.jaeger import proto
 from relay.pipeline.registry import Registry
 from relay.receivers import otlp as otlp_receiver
 from relay.signals import Signal
-from relay.telemetry import SelfMetrics
-from tests.support import JaegerSink, free_port
+from tests.support import ExporterHarness, JaegerSink, free_port
 from tests.test_exporter_grpc import tls_files  # noqa: F401 - a fixture: a throwaway CA and server cert
 
 EXPORTER = "jaeger/test"
@@ -69,25 +67,11 @@ def make_config(endpoint: str, **settings) -> jaeger.Config:
     return config
 
 
-class Harness:
+class Harness(ExporterHarness):
     def __init__(self, endpoint: str, **settings):
-        self.registry = CollectorRegistry()
+        super().__init__(EXPORTER)
         self.exporter = jaeger.create(ComponentID.parse(EXPORTER), make_config(endpoint, **settings),
-                                      SelfMetrics(self.registry))
-
-    async def consume(self, request) -> BaseException | None:
-        try:
-            await self.exporter.consume(request)
-        except Exception as error:  # noqa: BLE001 - returned for the test to inspect
-            return error
-        return None
-
-    def sent(self) -> float:
-        return self.registry.get_sample_value("otelcol_exporter_sent_spans_total", {"exporter": EXPORTER}) or 0.0
-
-    def failed(self, retryable: bool) -> float:
-        return self.registry.get_sample_value("otelcol_exporter_send_failed_spans_total",
-                                              {"exporter": EXPORTER, "retryable": str(retryable).lower()}) or 0.0
+                                      self.telemetry)
 
 
 def export_once(endpoint: str, request, **settings) -> tuple[BaseException | None, Harness]:
@@ -299,7 +283,7 @@ def test_each_resource_is_one_batch_and_every_field_follows_from_otlp(jsink):
     assert jsink.calls == len(jsink.batches) == 3
     for rs, batch in zip(resources, jsink.batches):
         assert_batch_matches(rs, batch)
-    assert h.sent() == 8 and h.failed(True) == h.failed(False) == 0
+    assert h.sent(Signal.TRACES) == 8 and h.failed(Signal.TRACES, True) == h.failed(Signal.TRACES, False) == 0
 
 
 def test_process_names_the_service_or_says_there_is_none(jsink):
@@ -433,7 +417,7 @@ def test_spans_from_the_opentelemetry_sdk(jsink):
     assert root_tags["span.kind"] == ("STRING", "server")
     unversioned = {kv.key for kv in by_name["unversioned"].tags}
     assert "otel.scope.name" in unversioned and "otel.scope.version" not in unversioned
-    assert h.sent() == len(finished) == 4
+    assert h.sent(Signal.TRACES) == len(finished) == 4
 
 
 # --- the call -----------------------------------------------------------------------------
@@ -461,7 +445,7 @@ def test_a_request_without_spans_makes_no_call(jsink):
     put(request.resource_spans.add().resource.attributes, "service.name", "idle")
     error, h = export_once(jsink.endpoint, request)
     assert error is None
-    assert jsink.calls == 0 and h.sent() == 0
+    assert jsink.calls == 0 and h.sent(Signal.TRACES) == 0
 
 
 def test_unavailable_is_retryable(jsink):
@@ -469,7 +453,7 @@ def test_unavailable_is_retryable(jsink):
     error, h = export_once(jsink.endpoint, one_span_request())
     assert isinstance(error, RetryableError), error
     assert "UNAVAILABLE" in str(error) and "collector is down" in str(error)
-    assert h.failed(True) == 1 and h.failed(False) == 0 and h.sent() == 0
+    assert h.failed(Signal.TRACES, True) == 1 and h.failed(Signal.TRACES, False) == 0 and h.sent(Signal.TRACES) == 0
 
 
 def test_invalid_argument_is_permanent(jsink):
@@ -477,7 +461,7 @@ def test_invalid_argument_is_permanent(jsink):
     error, h = export_once(jsink.endpoint, one_span_request())
     assert isinstance(error, PermanentError), error
     assert error.status == "INVALID_ARGUMENT" and "bad span" in str(error)
-    assert h.failed(False) == 1 and h.failed(True) == 0
+    assert h.failed(Signal.TRACES, False) == 1 and h.failed(Signal.TRACES, True) == 0
 
 
 def test_a_refused_batch_ends_the_request_after_the_ones_before_it(jsink):
@@ -487,14 +471,14 @@ def test_a_refused_batch_ends_the_request_after_the_ones_before_it(jsink):
     assert isinstance(error, PermanentError), error
     assert jsink.calls == 2  # the third batch was never sent
     assert [b.process.service_name for b in jsink.batches] == ["checkout"]
-    assert h.failed(False) == 8  # the whole request: a retry could not send only the rest
+    assert h.failed(Signal.TRACES, False) == 8  # the whole request: a retry could not send only the rest
 
 
 def test_unreachable_collector_is_retryable():
     error, h = export_once(f"127.0.0.1:{free_port()}", one_span_request(), timeout="10s")
     assert isinstance(error, RetryableError), error
     assert "UNAVAILABLE" in str(error)
-    assert h.failed(True) == 1
+    assert h.failed(Signal.TRACES, True) == 1
 
 
 def test_a_collector_that_never_answers_times_out(jsink):
@@ -502,7 +486,7 @@ def test_a_collector_that_never_answers_times_out(jsink):
     error, h = export_once(jsink.endpoint, one_span_request(), timeout="0.5s")
     assert isinstance(error, RetryableError), error
     assert jsink.entered.is_set(), "the call should have reached the collector"
-    assert h.failed(True) == 1
+    assert h.failed(Signal.TRACES, True) == 1
 
 
 def test_queue_and_retry_deliver_after_the_collector_recovers(jsink):
@@ -523,7 +507,7 @@ def test_queue_and_retry_deliver_after_the_collector_recovers(jsink):
     asyncio.run(run())
     assert [b.process.service_name for b in jsink.batches] == ["queued"]
     assert jsink.calls == 2
-    assert harness.sent() == 1 and harness.failed(True) == 0
+    assert harness.sent(Signal.TRACES) == 1 and harness.failed(Signal.TRACES, True) == 0
 
 
 def test_tls_with_the_ca_file_delivers(tls_files):  # noqa: F811 - the imported fixture

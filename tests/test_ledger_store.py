@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from hypothesis import strategies as st
 from relay.ledger.facts import SpanFacts
 from relay.ledger.periods import NS, Period, bucket_start, period, period_of_key
 from relay.ledger.store import LedgerStore, Pending, Row, RowValues
-from tests.support import ROOT
+from tests.support import kill_after_commit
 
 HOUR = 3600 * NS
 
@@ -374,32 +370,15 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
         "print('committed', flush=True)\n"
         "sys.stdin.read()  # hold the file open: only the kill ends this process\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", child, str(path), str(flushes)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    watchdog = threading.Timer(30, process.kill)  # a hung child fails the test instead of hanging it
-    watchdog.start()
-    live = None
-    try:
-        line = process.stdout.readline()
+    def read_while_the_writer_holds_the_file() -> float:
         # Another process reads what the writer committed while it still holds the file.
-        if line == b"committed\n":
-            reader = LedgerStore.open_readonly(path)
-            try:
-                live = reader.sum_cost(0, T0 + 4 * HOUR)
-            finally:
-                reader.close()
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
-        process.stdin.close()
-        process.stdout.close()
-        stderr = process.stderr.read().decode(errors="replace")
-        process.stderr.close()
-    assert line == b"committed\n", stderr
+        reader = LedgerStore.open_readonly(path)
+        try:
+            return reader.sum_cost(0, T0 + 4 * HOUR)
+        finally:
+            reader.close()
+
+    live = kill_after_commit(child, str(path), str(flushes), while_alive=read_while_the_writer_holds_the_file)
     assert live == flushes * 20 * 0.125
     # Never checkpointed: the flushes live only in the WAL, which the reopen must recover.
     assert os.path.getsize(str(path) + "-wal") > 0

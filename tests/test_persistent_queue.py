@@ -12,11 +12,7 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import zlib
 from pathlib import Path
 
@@ -30,7 +26,7 @@ from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
 from relay.exporters.helper.retry import RetrySender, Stopper
 from relay.extensions import file_storage
 from relay.signals import Signal, signal_of
-from tests.support import ROOT, logs_request, metrics_request, traces_request
+from tests.support import kill_after_commit, logs_request, metrics_request, traces_request
 from tests.test_exporter_helper import (
     EXPORTER,
     GatedTransport,
@@ -426,24 +422,7 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
         "print('committed', flush=True)\n"
         "sys.stdin.read()  # hold the connection open: only the kill ends this process\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", child, str(path), str(count)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    watchdog = threading.Timer(30, process.kill)  # a hung child fails the test instead of hanging it
-    watchdog.start()
-    try:
-        line = process.stdout.readline()
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
-        process.stdin.close()
-        process.stdout.close()
-        stderr = process.stderr.read().decode(errors="replace")
-        process.stderr.close()
-    assert line == b"committed\n", stderr
+    kill_after_commit(child, str(path), str(count))
     # Never checkpointed: the entries live only in the WAL, which the reopen must recover.
     assert os.path.getsize(str(path) + "-wal") > 0
 

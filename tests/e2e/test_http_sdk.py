@@ -22,8 +22,6 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -31,7 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from relay import fixtures
 from relay.signals import Signal
-from tests.support import ROOT, RelayProcess, Sink, free_port
+from tests.support import emit_sample_metrics, ROOT, RelayProcess, Sink, free_port
 
 RESOURCE = Resource.create({"service.name": "chat-api", "genops.team": "search"})
 
@@ -149,15 +147,7 @@ def test_metrics_arrive_exactly_as_sent_gzip(relay):
     relay.mark()
     session = RecordingSession()
     exporter = OTLPMetricExporter(endpoint=relay.url("/v1/metrics"), session=session, compression=Compression.Gzip)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    provider = MeterProvider(resource=RESOURCE, metric_readers=[reader])
-    meter = provider.get_meter("genops.openrouter")
-    labels = {"genops.team": "search", "genops.model": "openai/gpt-4o"}
-    meter.create_counter("genops.requests").add(3, labels)
-    meter.create_histogram("genops.request.duration", unit="s").record(1.7, labels)
-    meter.create_gauge("genops.budget.utilization").set(0.42, labels)
-    provider.force_flush()
-    provider.shutdown()
+    emit_sample_metrics(exporter, RESOURCE)
 
     assert session.encodings() == {"gzip"}
     assert session.statuses and set(session.statuses) == {200}

@@ -14,15 +14,13 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from relay.signals import Signal
-from tests.support import RelayProcess, free_port, passthrough_config
+from tests.support import emit_sample_metrics, RelayProcess, free_port, passthrough_config
 
 RESOURCE = Resource.create({"service.name": "chat-api", "service.version": "1.4.2",
                             "genops.team": "search", "deployment.environment.name": "prod"})
@@ -91,15 +89,7 @@ def test_traces_arrive_exactly_as_sent(relay, sink):
 
 def test_metrics_arrive_exactly_as_sent(relay, sink):
     exporter = recording(OTLPMetricExporter)(endpoint=f"127.0.0.1:{relay.port}", insecure=True)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    provider = MeterProvider(resource=RESOURCE, metric_readers=[reader])
-    meter = provider.get_meter("genops.openrouter")
-    labels = {"genops.team": "search", "genops.model": "openai/gpt-4o"}
-    meter.create_counter("genops.requests").add(3, labels)
-    meter.create_histogram("genops.request.duration", unit="s").record(1.7, labels)
-    meter.create_gauge("genops.budget.utilization").set(0.42, labels)
-    provider.force_flush()
-    provider.shutdown()
+    emit_sample_metrics(exporter, RESOURCE)
 
     assert exporter.sent
     assert sink.wait_for(Signal.METRICS, sum(Signal.METRICS.count(r) for r in exporter.sent))
