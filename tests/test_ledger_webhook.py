@@ -281,16 +281,13 @@ def test_a_hook_that_is_down_never_blocks_notify(component_log):
         h = Harness(make_config(f"http://127.0.0.1:{free_port()}/hook", max_queue=5,
                                 retry={"max_attempts": 2}))
         await h.webhook.start()
-        started = time.monotonic()
         for seq in range(1000):
             h.webhook.notify({**ALERT, "seq": seq})
-        elapsed = time.monotonic() - started
         await until(lambda: h.dropped("retries_exhausted") == 5)
         await h.webhook.shutdown()
-        return h, elapsed
+        return h
 
-    h, elapsed = asyncio.run(run())
-    assert elapsed < 1.0
+    h = asyncio.run(run())
     assert h.dropped("queue_full") == 995 and h.dropped("shutdown") == 0 and h.sent() == 0
     assert h.sleeps.delays == [1.0] * 5
     full = [r for r in component_log.records if "queue full" in r.getMessage()]
@@ -305,18 +302,18 @@ def test_a_hanging_hook_never_blocks_notify_and_a_full_queue_drops_the_oldest():
             await h.webhook.start()
             h.webhook.notify({**ALERT, "seq": 0})
             await until(lambda: len(hook.posts) == 1)  # the sender now waits on the hook
-            started = time.monotonic()
             for seq in range(1, 1001):
                 h.webhook.notify({**ALERT, "seq": seq})
-            elapsed = time.monotonic() - started
+            # All 1000 calls returned while the hook still held the first request unanswered.
+            still_hung = (len(hook.posts), h.sent())
             dropped_while_hung = h.dropped("queue_full")
             hook.unhang()
             await until(lambda: h.sent() == 101)
             await h.webhook.shutdown()
-            return h, hook, elapsed, dropped_while_hung
+            return h, hook, still_hung, dropped_while_hung
 
-    h, hook, elapsed, dropped_while_hung = asyncio.run(run())
-    assert elapsed < 1.0
+    h, hook, still_hung, dropped_while_hung = asyncio.run(run())
+    assert still_hung == (1, 0)
     assert dropped_while_hung == 900 and h.dropped("queue_full") == 900
     assert [post.body["seq"] for post in hook.posts] == [0] + list(range(901, 1001))
 
@@ -385,14 +382,13 @@ def test_shutdown_counts_what_the_grace_did_not_deliver(component_log):
             for seq in range(3):
                 h.webhook.notify({**ALERT, "seq": seq})
             await until(lambda: len(hook.posts) == 1)
-            started = time.monotonic()
-            await h.webhook.shutdown(grace=0.3)
-            elapsed = time.monotonic() - started
+            # The hook never answers: shutdown gives up when its 0.3 s grace ends (delivery
+            # within the grace is shown by the test above).
+            await asyncio.wait_for(h.webhook.shutdown(grace=0.3), 5.0)
             h.webhook.notify(ALERT)  # after shutdown: dropped at once
-            return h, elapsed
+            return h
 
-    h, elapsed = asyncio.run(run())
-    assert 0.3 <= elapsed < 5.0
+    h = asyncio.run(run())
     assert h.dropped("shutdown") == 4 and h.sent() == 0  # the one in flight, two queued, one late
     [record] = [r for r in component_log.records if "undelivered" in r.getMessage()]
     assert record.fields["dropped"] == 3

@@ -194,14 +194,11 @@ def test_shutdown_ends_a_running_profile_promptly_and_answers_it():
         async with aiohttp.ClientSession() as session:
             request = asyncio.create_task(get(session, ext, "/debug/pprof/profile?seconds=300"))
             await wait_for(lambda: ext.running)
-            began = time.monotonic()
-            await ext.shutdown()
-            took = time.monotonic() - began
+            await asyncio.wait_for(ext.shutdown(), 10)  # against a 300 s window
             answer = await asyncio.wait_for(request, 10)
-        return took, answer, ext.running
+        return answer, ext.running
 
-    took, (status, headers, _), running = asyncio.run(run())
-    assert took < 10  # against a 300 s window
+    (status, headers, _), running = asyncio.run(run())
     assert status == 200 and float(headers["X-Profile-Seconds"]) < 10
     assert not running
     deadline = time.monotonic() + 10

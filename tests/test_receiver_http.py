@@ -538,16 +538,15 @@ def test_gzip_bomb_is_refused_without_holding_it_inflated():
     async def run():
         async with Harness(all_signals(consumer)) as h:  # the default limit, 20 MiB
             memory = PeakMemory()
-            started = time.monotonic()
-            answer = await h.send(bomb, headers={"Content-Encoding": "gzip"})
-            return answer, memory.growth_bytes(), time.monotonic() - started, h.refused_requests(Signal.TRACES, 413)
+            # Inflating stops at the limit, not at the end of the bomb: the answer comes before this deadline.
+            answer = await asyncio.wait_for(h.send(bomb, headers={"Content-Encoding": "gzip"}), 15)
+            return answer, memory.growth_bytes(), h.refused_requests(Signal.TRACES, 413)
 
-    answer, growth, took, refusals = asyncio.run(run())
+    answer, growth, refusals = asyncio.run(run())
     assert answer.status == 413
     assert answer.rpc_status().code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     # Inflating it whole would take a GiB; stopping at the limit takes about 20 MiB.
     assert growth < 200 * MIB, f"resident memory grew by {growth / MIB:.0f} MiB"
-    assert took < 15, "inflating stops at the limit, not at the end of the bomb"
     assert refusals == 1
     assert consumer.received == []
 
@@ -777,15 +776,13 @@ def test_shutdown_grace_ends_requests_that_do_not_finish():
         async with Harness(all_signals(consumer)) as h:
             in_flight = asyncio.create_task(h.send(PROTO))
             await asyncio.wait_for(consumer.entered.wait(), 10)
-            started = time.monotonic()
-            await asyncio.wait_for(h.receiver.shutdown(grace=0.2), 10)
-            took = time.monotonic() - started
+            # The grace is 0.2 s: a shutdown waiting on the stuck call would miss this deadline.
+            await asyncio.wait_for(h.receiver.shutdown(grace=0.2), 5)
             with pytest.raises(aiohttp.ClientError):
                 await asyncio.wait_for(in_flight, 10)
-            return took, h.accepted(Signal.TRACES)
+            return h.accepted(Signal.TRACES)
 
-    took, accepted = asyncio.run(run())
-    assert took < 5
+    accepted = asyncio.run(run())
     assert accepted == 0
 
 

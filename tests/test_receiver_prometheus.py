@@ -458,12 +458,11 @@ def test_shutdown_ends_the_wait_between_scrapes_and_a_scrape_in_flight():
                                        scrape_timeout="50s")
             await receiver.start()
             await wait_until(lambda: recorder.requests and stuck.accepts, "the idle scrape and the stuck one")
-            began = time.monotonic()
-            await receiver.shutdown()
-            return time.monotonic() - began, recorder.requests
+            # A scrape stuck for up to 50 s must not hold shutdown: it ends at this deadline or fails.
+            await asyncio.wait_for(receiver.shutdown(), 2.0)
+            return recorder.requests
 
-    took, requests_seen = asyncio.run(run())
-    assert took < 2.0
+    requests_seen = asyncio.run(run())
     # The idle target was scraped once; the stuck one's scrape was cut short, not passed on as a failure.
     assert len(requests_seen) == 1 and gauge_value(requests_seen[0], "up") == 1.0
 
