@@ -122,7 +122,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _wait_healthy(url: str, relay: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_healthy(url: str, relay: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if relay.poll() is not None:
@@ -179,7 +179,7 @@ def measure(args) -> dict:
             if args.config:
                 _wait_listening(ports["receiver"], relay)
             else:
-                _wait_healthy(f"http://127.0.0.1:{ports['health']}/", relay)
+                wait_healthy(f"http://127.0.0.1:{ports['health']}/", relay)
             cpu_before = _cpu_seconds(relay.pid)
             load.stdin.write("go\n")
             load.stdin.flush()

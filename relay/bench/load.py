@@ -42,10 +42,8 @@ async def run(args) -> dict:
     clock = time.perf_counter
     warm_until = clock() + args.warmup
     end = warm_until + args.duration
-    measured_start = None
 
     async def worker() -> None:
-        nonlocal measured_start
         while (now := clock()) < end:
             try:
                 await export(payload, timeout=30)

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from concurrent import futures
 from pathlib import Path
@@ -22,15 +21,8 @@ from pathlib import Path
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from relay.bench import free_port, wait_healthy
 from relay.signals import Signal
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
@@ -59,19 +51,10 @@ class RelayRun:
         self.process = subprocess.Popen([sys.executable, "-m", "relay", "run", "--config", str(self.config_path)],
                                         stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        url = f"http://127.0.0.1:{self.health_port}/"
-
-        def healthy() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"relay exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
-
-        if not wait_until(healthy, timeout, 0.1):
-            raise RuntimeError("the relay did not become healthy in time:\n" + self.log_tail())
+        try:
+            wait_healthy(f"http://127.0.0.1:{self.health_port}/", self.process, timeout)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}:\n{self.log_tail()}") from None
         self._sampler = threading.Thread(target=self._sample_rss, args=(self.process,), daemon=True)
         self._sampler.start()
         return self
