@@ -14,7 +14,7 @@ from relay.client import ClientInfo
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.processors import genops
-from relay.processors.genops import read
+from relay.genai import scan as read
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder
 

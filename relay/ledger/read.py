@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from relay.ledger.facts import SpanFacts
-from relay.processors.genops import keys
-from relay.processors.genops.numbers import number, token_count
+from relay.genai import keys
+from relay.genai.numbers import number, token_count
 
 # A client clock ahead of ours cannot book spend into a period that has not begun.
 MAX_CLOCK_SKEW_NS = 5 * 60 * 10**9

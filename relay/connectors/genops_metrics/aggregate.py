@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections import Counter
 
 from relay.connectors.genops_metrics.series import histograms, sums
-from relay.processors.genops.keys import (
+from relay.genai.keys import (
     CACHE_READ_TOKENS,
     CACHE_WRITE_TOKENS,
     INPUT_TOKENS,
@@ -28,8 +28,8 @@ from relay.processors.genops.keys import (
     PROVIDER,
     REASONING_TOKENS,
 )
-from relay.processors.genops.numbers import token_count
-from relay.processors.genops.read import Reader, static_values
+from relay.genai.numbers import token_count
+from relay.genai.scan import Reader, static_values
 
 TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", "genops.model"
 ACTUAL, PREDICTED, FALLBACK = ("genops.openrouter.actual_provider", "genops.openrouter.predicted_provider",

@@ -8,7 +8,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import attrs
-from relay.processors.genops.numbers import INT64_MAX
+from relay.genai.numbers import INT64_MAX
 
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 # The names and units of the metrics contract: the prometheus exporter's naming rules turn

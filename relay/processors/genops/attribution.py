@@ -11,7 +11,7 @@ import re
 from typing import Callable
 
 from relay import client
-from relay.processors.genops.keys import ATTRIBUTION, ENVIRONMENT_FALLBACK
+from relay.genai.keys import ATTRIBUTION, ENVIRONMENT_FALLBACK
 
 GENOPS_KEYS = {name: f"genops.{name}" for name in ATTRIBUTION}
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from relay.errors import Problem
 from relay.pricing import PricingConfig
-from relay.processors.genops.keys import ATTRIBUTION
+from relay.genai.keys import ATTRIBUTION
 
 FIELDS = ", ".join(ATTRIBUTION)
 

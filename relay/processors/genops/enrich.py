@@ -28,7 +28,7 @@ from relay import received
 from relay.attrs import fill, find, to_python
 from relay.pricing import total_of
 from relay.processors.genops import attribution, wire
-from relay.processors.genops.keys import (
+from relay.genai.keys import (
     CACHE_READ_TOKENS,
     CACHE_WRITE_TOKENS,
     COST_CURRENCY,
@@ -47,8 +47,8 @@ from relay.processors.genops.keys import (
     REASONING_TOKENS,
     REPORTED_COST,
 )
-from relay.processors.genops.numbers import number, token_count
-from relay.processors.genops.read import Reader, splice, static_values, wire_form
+from relay.genai.numbers import number, token_count
+from relay.genai.scan import Reader, splice, static_values, wire_form
 
 PRICE_SOURCE = "genops.cost.price_source"
 # Keys whose values vary span by span; everything else goes into the plan's signature.

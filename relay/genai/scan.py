@@ -27,7 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from relay import received
 
 try:
-    from relay.processors.genops import _scan
+    from relay.genai import _scan
 except ImportError:  # no compiler at install time: same results, more time per span
     _scan = None
 

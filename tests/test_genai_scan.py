@@ -15,7 +15,7 @@ from relay import attrs, fixtures, received
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.processors import attributes, genops
-from relay.processors.genops import read
+from relay.genai import scan as read
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder
 
