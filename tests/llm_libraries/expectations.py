@@ -37,24 +37,29 @@ CALL_KINDS = tuple(standin.USAGE)
 @dataclass(frozen=True)
 class Expectation:
     rule: str
+    rule_key: str | None           # the attribute that makes the rule so (none for LIST)
     input_tokens_key: str          # present on, and only on, the spans of an LLM call
     response_id_key: str | None    # where the span names the provider's generation id, if anywhere
 
 
 EXPECTATIONS = {
-    # gen_ai.usage.input_tokens/output_tokens only: for chat completions this release sets no
-    # gen_ai.usage.cache_read.input_tokens (it does so only for the Responses API).
-    "otel-openai-v2": Expectation(LIST, "gen_ai.usage.input_tokens", "gen_ai.response.id"),
+    # No cache key at all: for chat completions this release sets only gen_ai.usage.input_tokens
+    # and output_tokens (gen_ai.usage.cache_read.input_tokens only for the Responses API).
+    "otel-openai-v2": Expectation(LIST, None, "gen_ai.usage.input_tokens", "gen_ai.response.id"),
     # gen_ai.usage.cache_read.input_tokens, on every call (0 when nothing was cached).
-    "openllmetry": Expectation(CACHE, "gen_ai.usage.input_tokens", "gen_ai.response.id"),
-    # llm.token_count.prompt_details.cache_read (OpenInference's own dialect); the span has no
-    # response id attribute (it is only inside the output.value JSON).
-    "openinference": Expectation(CACHE, "llm.token_count.prompt", None),
-    # gen_ai.usage.cache_read.input_tokens; its gen_ai.usage.cost is 0 because openlit has no
-    # price for the model, which is not a reported cost.
-    "openlit": Expectation(CACHE, "gen_ai.usage.input_tokens", "gen_ai.response.id"),
-    # gen_ai.usage.raw holds OpenRouter's usage JSON, billed "cost" included.
-    "logfire": Expectation(REPORTED, "gen_ai.usage.input_tokens", "gen_ai.response.id"),
+    "openllmetry": Expectation(CACHE, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.input_tokens",
+                               "gen_ai.response.id"),
+    # llm.token_count.prompt_details.cache_read, OpenInference's own dialect. OpenRouter's cost is
+    # only inside output.value, the captured response body: message content, hidden by
+    # OPENINFERENCE_HIDE_OUTPUTS, so not a cost attribute. No response id attribute either.
+    "openinference": Expectation(CACHE, "llm.token_count.prompt_details.cache_read", "llm.token_count.prompt",
+                                 None),
+    # gen_ai.usage.cache_read.input_tokens; its gen_ai.usage.cost is an int 0 because openlit has
+    # no price for the model, and 0 is not a reported cost.
+    "openlit": Expectation(CACHE, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.input_tokens",
+                           "gen_ai.response.id"),
+    # gen_ai.usage.raw holds OpenRouter's usage JSON, its billed "cost" included.
+    "logfire": Expectation(REPORTED, "gen_ai.usage.raw", "gen_ai.usage.input_tokens", "gen_ai.response.id"),
 }
 assert set(EXPECTATIONS) == set(BY_NAME), "every library needs an expectation row"
 assert [library.name for library in LIBRARIES] == list(EXPECTATIONS)
