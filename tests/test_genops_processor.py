@@ -319,7 +319,7 @@ def test_new_price_data_replaces_the_rates_plans_remember():
 
     book = SwitchingBook()
     config, _ = decode(genops.Config, {})
-    process = make(config, book, lambda *a: None, lambda counts: None)
+    process = make(config, book, lambda tally: None)
     span = {"gen_ai.request.model": "acme/m", "gen_ai.usage.input_tokens": 1_000_000}
 
     def cost():

@@ -104,7 +104,11 @@ malformed:
  * The wanted keys as a small open-addressing table of UTF-8 bytes -> slot, built
  * once per call, so looking up an attribute's key makes no Python object.
  */
-#define TABLE_SIZE 256 /* a power of two, well over 2 x 63 keys */
+#define MAX_KEYS 127
+#define TABLE_SIZE 512 /* a power of two, well over 2 x MAX_KEYS keys */
+/* The span's present keys as a 128-bit mask of two words. */
+#define HAS(m, i) ((m)[(i) >> 6] >> ((i) & 63) & 1)
+#define SET(m, i) ((m)[(i) >> 6] |= (uint64_t)1 << ((i) & 63))
 
 typedef struct {
     const char *key;
@@ -176,10 +180,23 @@ typedef struct {
     Py_ssize_t len;
 } slot_ref;
 
+static PyObject *mask_to_long(const uint64_t mask[2]) {
+    if (mask[1] == 0) return PyLong_FromUnsignedLongLong(mask[0]);
+    PyObject *high = PyLong_FromUnsignedLongLong(mask[1]), *low = PyLong_FromUnsignedLongLong(mask[0]);
+    PyObject *shift = PyLong_FromLong(64), *shifted = NULL, *whole = NULL;
+    if (high && low && shift) shifted = PyNumber_Lshift(high, shift);
+    if (shifted) whole = PyNumber_Or(shifted, low);
+    Py_XDECREF(high);
+    Py_XDECREF(low);
+    Py_XDECREF(shift);
+    Py_XDECREF(shifted);
+    return whole;
+}
+
 static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table *table, Py_ssize_t n_static,
                                Py_ssize_t size) {
-    slot_ref refs[64];
-    uint64_t mask = 0, start_ns = 0, end_ns = 0, status = 0;
+    slot_ref refs[MAX_KEYS];
+    uint64_t mask[2] = {0, 0}, start_ns = 0, end_ns = 0, status = 0;
     cursor c = {p, p + len};
     while (c.p < c.end) {
         uint64_t tag, n;
@@ -232,19 +249,19 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
         }
         if (key == NULL) continue;
         int slot = lookup(table, key, (Py_ssize_t)key_len);
-        if (slot < 0 || (mask & ((uint64_t)1 << slot))) continue;
-        mask |= (uint64_t)1 << slot;
+        if (slot < 0 || HAS(mask, slot)) continue;
+        SET(mask, slot);
         refs[slot].value = value;
         refs[slot].len = value ? (Py_ssize_t)value_len : 0;
     }
     Py_ssize_t static_len = 0;
     for (Py_ssize_t i = 0; i < n_static; i++)
-        if (mask & ((uint64_t)1 << i)) static_len += 1 + 5 + refs[i].len;
+        if (HAS(mask, i)) static_len += 1 + 5 + refs[i].len;
     PyObject *signature = PyBytes_FromStringAndSize(NULL, static_len);
     if (signature == NULL) return NULL;
     uint8_t *out = (uint8_t *)PyBytes_AS_STRING(signature), *start = out;
     for (Py_ssize_t i = 0; i < n_static; i++) {
-        if (!(mask & ((uint64_t)1 << i))) continue;
+        if (!HAS(mask, i)) continue;
         *out++ = (uint8_t)i;
         uint64_t l = (uint64_t)refs[i].len;
         do { /* length as a varint, so entries cannot run into each other */
@@ -263,7 +280,7 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
     }
     for (Py_ssize_t i = n_static; i < size; i++) {
         PyObject *decoded;
-        if (!(mask & ((uint64_t)1 << i))) {
+        if (!HAS(mask, i)) {
             decoded = Py_NewRef(Py_None);
         } else {
             decoded = refs[i].value ? decode_any_value(refs[i].value, refs[i].len) : Py_NewRef(Py_None);
@@ -279,7 +296,7 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
         }
         PyTuple_SET_ITEM(dynamic, i - n_static, decoded);
     }
-    PyObject *mask_object = PyLong_FromUnsignedLongLong(mask);
+    PyObject *mask_object = mask_to_long(mask);
     if (mask_object == NULL) {
         Py_DECREF(signature);
         Py_DECREF(dynamic);
@@ -356,9 +373,9 @@ static PyObject *scan_request(PyObject *self, PyObject *args) {
     PyObject *index;
     Py_ssize_t n_static, size;
     if (!PyArg_ParseTuple(args, "y*O!nn", &buffer, &PyDict_Type, &index, &n_static, &size)) return NULL;
-    if (size < 0 || size > 63 || n_static < 0 || n_static > size) {
+    if (size < 0 || size > MAX_KEYS || n_static < 0 || n_static > size) {
         PyBuffer_Release(&buffer);
-        PyErr_SetString(PyExc_ValueError, "need 0 <= n_static <= size <= 63");
+        PyErr_SetString(PyExc_ValueError, "need 0 <= n_static <= size <= 127");
         return NULL;
     }
     key_table table;

@@ -32,7 +32,7 @@ except ImportError:  # no compiler at install time: same results, more time per 
     _scan = None
 
 NATIVE = _scan is not None
-MAX_SLOTS = 63
+MAX_SLOTS = 127
 _SCALARS = frozenset(("string_value", "bool_value", "int_value", "double_value"))
 
 

@@ -18,3 +18,5 @@ class SpanFacts:
     cost: float
     tokens: dict[str, int]
     error: bool
+    # 0 for a second copy of a call already booked: it adds only its booked cost.
+    calls: int = 1

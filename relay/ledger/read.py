@@ -1,7 +1,9 @@
 """From a span the genops processor has enriched to what the ledger and the failover log need.
 
 Only LLM spans count: those the genops processor priced or marked (``genops.cost.total`` or
-``genops.model`` present). Everything else passes by unread.
+``genops.model`` present). Everything else passes by unread. A second copy of a call
+(``genops.call.duplicate``) books only ``genops.cost.booked``, and no request or tokens.
+Values that become ledger keys are length-capped like metric labels.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from relay.ledger.facts import SpanFacts
 from relay.genai import keys
-from relay.genai.numbers import number, token_count
+from relay.genai.bounds import cap
+from relay.genai.numbers import INVALID, MAX_COST_USD, number, usage_count
+from relay.ledger.facts import TOKEN_TYPES, SpanFacts
 
 # A client clock ahead of ours cannot book spend into a period that has not begun.
 MAX_CLOCK_SKEW_NS = 5 * 60 * 10**9
@@ -22,10 +25,12 @@ ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 
 _WANTED = frozenset({
     "genops.team", "genops.project", "genops.customer_id", keys.OUT_MODEL, keys.OUT_PROVIDER, keys.COST_TOTAL,
-    keys.OUT_INPUT, keys.OUT_OUTPUT, "genops.openrouter.actual_provider", "genops.openrouter.predicted_provider",
-    "genops.openrouter.fallback_used", *keys.CACHE_READ_TOKENS, *keys.CACHE_WRITE_TOKENS, *keys.REASONING_TOKENS,
+    keys.ACTUAL_PROVIDER, keys.PREDICTED_PROVIDER, keys.FALLBACK_USED, keys.DUPLICATE, keys.BOOKED,
+    *keys.OUT_TOKENS.values(), *keys.CACHE_READ_TOKENS, *keys.CACHE_WRITE_TOKENS, *keys.REASONING_TOKENS,
     *keys.MODEL,
 })
+_TOKEN_KEYS = {"input": (keys.OUT_INPUT,), "output": (keys.OUT_OUTPUT,), "cache_read": keys.CACHE_READ_TOKENS,
+               "cache_write": keys.CACHE_WRITE_TOKENS, "reasoning": keys.REASONING_TOKENS}
 
 
 def _model(found: dict) -> str:
@@ -57,10 +62,15 @@ def wanted(span) -> dict:
 def _first_count(found: dict, names) -> int:
     for name in names:
         if name in found:
-            count = token_count(found[name])
+            count = usage_count(found[name])
             if count is not None:
-                return count
+                return 0 if count is INVALID else count
     return 0
+
+
+def _cost(value) -> float:
+    value = number(value)
+    return value if value is not None and 0 <= value <= MAX_COST_USD else 0.0
 
 
 def facts_of(span, found: dict, now_ns: int | None = None) -> SpanFacts | None:
@@ -69,29 +79,29 @@ def facts_of(span, found: dict, now_ns: int | None = None) -> SpanFacts | None:
     now_ns = time.time_ns() if now_ns is None else now_ns
     when = span.end_time_unix_nano or span.start_time_unix_nano or now_ns
     when = min(when, now_ns + MAX_CLOCK_SKEW_NS)
-    provider = found.get("genops.openrouter.actual_provider") or found.get(keys.OUT_PROVIDER) or UNKNOWN
+    provider = found.get(keys.ACTUAL_PROVIDER) or found.get(keys.OUT_PROVIDER) or UNKNOWN
+    duplicate = found.get(keys.DUPLICATE) is True
     return SpanFacts(
         time_ns=when,
-        team=str(found.get("genops.team") or UNKNOWN),
-        project=str(found.get("genops.project") or UNKNOWN),
-        model=_model(found),
-        provider=str(provider),
-        customer=str(found.get("genops.customer_id") or ""),
-        cost=number(found.get(keys.COST_TOTAL)) or 0.0,
-        tokens={"input": _first_count(found, (keys.OUT_INPUT,)),
-                "output": _first_count(found, (keys.OUT_OUTPUT,)),
-                "cache_read": _first_count(found, keys.CACHE_READ_TOKENS),
-                "cache_write": _first_count(found, keys.CACHE_WRITE_TOKENS),
-                "reasoning": _first_count(found, keys.REASONING_TOKENS)},
+        team=cap(str(found.get("genops.team") or UNKNOWN)),
+        project=cap(str(found.get("genops.project") or UNKNOWN)),
+        model=cap(_model(found)),
+        provider=cap(str(provider)),
+        customer=cap(str(found.get("genops.customer_id") or "")),
+        cost=_cost(found.get(keys.BOOKED if duplicate else keys.COST_TOTAL)),
+        tokens={} if duplicate else {role: _first_count(found, _TOKEN_KEYS[role]) for role in TOKEN_TYPES},
         error=span.status.code == ERROR,
+        calls=0 if duplicate else 1,
     )
 
 
 def failover_of(found: dict) -> Failover | None:
     """A call OpenRouter routed away from the provider it predicted, or that used a fallback."""
-    predicted = found.get("genops.openrouter.predicted_provider")
-    actual = found.get("genops.openrouter.actual_provider")
-    fallback = found.get("genops.openrouter.fallback_used") in (True, "true", "True", 1)
+    if found.get(keys.DUPLICATE) is True:
+        return None
+    predicted = found.get(keys.PREDICTED_PROVIDER)
+    actual = found.get(keys.ACTUAL_PROVIDER)
+    fallback = found.get(keys.FALLBACK_USED) in (True, "true", "True", 1)
     model = _model(found)
     if fallback:
         return Failover(str(predicted or UNKNOWN), str(actual or UNKNOWN), model, "fallback_used")

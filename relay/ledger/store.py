@@ -86,8 +86,8 @@ class RowValues:
             self.cache_read += get("cache_read", 0)
             self.cache_write += get("cache_write", 0)
             self.reasoning += get("reasoning", 0)
-        self.requests += 1
-        if facts.error:
+        self.requests += facts.calls
+        if facts.error and facts.calls:
             self.errors += 1
 
     def merge(self, other: RowValues) -> None:

@@ -48,6 +48,9 @@ class GenopsMetrics:
             "otelcol_connector_genops_metrics_overflow_points",
             "Data points that went into a metric's overflow series because of the cardinality limit",
             ["connector", "metric"])
+        self.truncated = telemetry.counter(
+            "otelcol_connector_genops_metrics_truncated_values",
+            "Label values cut to label_max_length (counted when a span kind is first planned)", ["connector"])
         self.flush_failures = telemetry.counter(
             "otelcol_connector_genops_metrics_flush_failures",
             "Flushes of aggregated metrics the metrics pipeline refused (the next flush carries them again)",
@@ -73,6 +76,9 @@ class GenopsMetrics:
             for metric, count in self.aggregator.overflowed.items():
                 self.overflow.labels(str(self.id), metric).inc(count)
             self.aggregator.overflowed.clear()
+        if self.aggregator.truncated:
+            self.truncated.labels(str(self.id)).inc(self.aggregator.truncated)
+            self.aggregator.truncated = 0
 
     async def flush(self, final: bool = False) -> None:
         if self.consumer is None:

@@ -18,30 +18,21 @@ from bisect import bisect_left
 from collections import Counter
 
 from relay.connectors.genops_metrics.series import histograms, sums
-from relay.genai.keys import (
-    CACHE_READ_TOKENS,
-    CACHE_WRITE_TOKENS,
-    INPUT_TOKENS,
-    LLM_MARKERS,
-    MODEL,
-    OUTPUT_TOKENS,
-    PROVIDER,
-    REASONING_TOKENS,
-)
-from relay.genai.numbers import token_count
+from relay.genai import dialects, keys
+from relay.genai.bounds import cap
+from relay.genai.numbers import INVALID, MAX_COST_USD, usage_count
 from relay.genai.scan import Reader, static_values
 
-TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", "genops.model"
-ACTUAL, PREDICTED, FALLBACK = ("genops.openrouter.actual_provider", "genops.openrouter.predicted_provider",
-                               "genops.openrouter.fallback_used")
+TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", keys.OUT_MODEL
+ACTUAL, PREDICTED, FALLBACK = keys.ACTUAL_PROVIDER, keys.PREDICTED_PROVIDER, keys.FALLBACK_USED
 HTTP_STATUS = ("http.response.status_code", "http.status_code")
 ERROR_TYPE = "error.type"
-COST = "genops.cost.total"
+COST = keys.COST_TOTAL
 STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
 METRICS = ("requests", "cost", "request.duration", "tokens", "errors", "provider.switches")
+ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _PLANS_LIMIT = 4096
-_FINITE_MAX = 1.7976931348623157e308  # a NaN or infinite cost would poison the running total
-_FINITE_MIN = -_FINITE_MAX
+_CACHEABLE = 8 * 1024  # bytes of a signature that may be a plan key
 
 
 def _text(value) -> str | None:
@@ -58,38 +49,53 @@ def _text(value) -> str | None:
 class Aggregator:
     def __init__(self, config):
         limit = config.aggregation_cardinality_limit
+        self.label_limit = config.label_max_length
         self.sums = {name: sums(limit, 0.0 if name == "cost" else 0) for name in METRICS
                      if name != "request.duration"}
         self.durations = histograms(limit, config.histogram_buckets)
         self.bounds = self.durations.bounds
         self.extra = [(d.name, d.default) for d in config.dimensions]
         extra_keys = tuple(name for name, _ in self.extra)
-        static = tuple(dict.fromkeys((TEAM, PROJECT, MODEL_OUT) + MODEL + (ACTUAL, PREDICTED, FALLBACK) + PROVIDER
-                                     + HTTP_STATUS + (ERROR_TYPE,) + extra_keys + (COST,)))
-        self.dynamic_keys = tuple(dict.fromkeys(INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ_TOKENS
-                                                + CACHE_WRITE_TOKENS + REASONING_TOKENS + (COST,)))
+        self.dynamic_keys = tuple(dict.fromkeys(dialects.INPUT_TOKENS + dialects.OUTPUT_TOKENS
+                                                + dialects.CACHE_READ_TOKENS + dialects.CACHE_WRITE_TOKENS
+                                                + dialects.REASONING_TOKENS + (COST, keys.BOOKED)))
+        static = tuple(dict.fromkeys((TEAM, PROJECT, MODEL_OUT) + dialects.MODEL + (ACTUAL, PREDICTED, FALLBACK)
+                                     + dialects.PROVIDER + dialects.TOTAL_TOKENS + dialects.MARKERS + HTTP_STATUS
+                                     + (ERROR_TYPE,)
+                                     + extra_keys + (keys.DUPLICATE,)))
         static = tuple(k for k in static if k not in self.dynamic_keys)
         self.reader = Reader(static, self.dynamic_keys)
         slot = self.reader.index
         self.slot = slot
-        self.llm_bits = sum(1 << slot[k] for k in LLM_MARKERS if k in slot)
+        self.llm_bits = sum(1 << slot[k] for k in dialects.LLM_MARKERS if k in slot)
         n_static = self.reader.n_static
         self.cost_slot = slot[COST] - n_static
+        self.booked_slot = slot[keys.BOOKED] - n_static
         self.plans: dict = {}
         self.overflowed: Counter = Counter()
+        self.truncated = 0  # label values cut to label_max_length
 
     def _plan(self, mask: int, signature: bytes, error: bool):
         if not mask & self.llm_bits:
             return None
-        values = static_values(signature)
         slot = self.slot
+        present = {key for key, i in slot.items() if mask >> i & 1}
+        if not dialects.is_call(present):
+            return None
+        values = static_values(signature)
 
         def get(key):
-            return _text(values.get(slot[key])) if key in slot else None
+            text = _text(values.get(slot[key])) if key in slot else None
+            if not text:
+                return text
+            capped = cap(text, self.label_limit)
+            if capped is not text:
+                self.truncated += 1
+            return capped
 
         team, project = get(TEAM) or "", get(PROJECT) or ""
-        model = get(MODEL_OUT) or next((m for m in (get(k) for k in MODEL) if m), "")
-        actual = get(ACTUAL) or next((p for p in (get(k) for k in PROVIDER) if p), "")
+        model = get(MODEL_OUT) or next((m for m in (get(k) for k in dialects.MODEL) if m), "")
+        actual = get(ACTUAL) or next((p for p in (get(k) for k in dialects.PROVIDER) if p), "")
         predicted = get(PREDICTED) or ""
         reported_status = next((s for s in (get(k) for k in HTTP_STATUS) if s), None)
         status = reported_status or ("500" if error else "200")
@@ -106,6 +112,8 @@ class Aggregator:
                 overflow.append(metric)
             return cell
 
+        if values.get(slot[keys.DUPLICATE]) is True:
+            return DuplicatePlan(take("cost", cost_key), overflow, self.booked_slot)
         cells["requests"] = take("requests", cost_key + (("http.status_code", status),))
         cells["cost"] = take("cost", cost_key)
         cells["request.duration"] = take("request.duration", (
@@ -124,13 +132,9 @@ class Aggregator:
                 ("genops.model", model), ("genops.openrouter.predicted_provider", predicted),
                 ("genops.openrouter.actual_provider", actual)) + extra)
         n_static = self.reader.n_static
-
-        def first_present(keys) -> int | None:
-            return next((slot[k] - n_static for k in keys if mask >> slot[k] & 1), None)
-
-        return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot,
-                        [first_present(keys) for keys in (INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                                                          CACHE_WRITE_TOKENS, REASONING_TOKENS)])
+        order = dialects.token_keys(dialects.token_row(present))
+        token_slots = [next((slot[k] - n_static for k in order[role] if k in present), None) for role in ROLES]
+        return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot, token_slots)
 
     def add(self, request) -> None:
         """Fold every LLM span of a traces request into the cumulative series."""
@@ -144,9 +148,11 @@ class Aggregator:
             key = (mask, signature, status == STATUS_ERROR)
             plan = get(key, False)
             if plan is False:
-                if len(plans) >= _PLANS_LIMIT:
-                    plans.clear()  # many distinct label values: keep memory bounded
-                plan = plans[key] = self._plan(mask, signature, key[2])
+                plan = self._plan(mask, signature, key[2])
+                if len(signature) <= _CACHEABLE:
+                    if len(plans) >= _PLANS_LIMIT:
+                        plans.clear()  # many distinct label values: keep memory bounded
+                    plans[key] = plan
             if plan is not None:
                 plan.apply(duration, values)
                 if plan.overflow:
@@ -154,7 +160,25 @@ class Aggregator:
                         self.overflowed[metric] += 1
 
 def _token(value) -> int:
-    return token_count(value) or 0
+    count = usage_count(value)
+    return 0 if count is None or count is INVALID else count
+
+
+def _cost(value) -> float:
+    """A cost fit for a counter: a finite, non-negative, sane float; anything else adds nothing."""
+    return value if (type(value) is float or type(value) is int) and 0 <= value <= MAX_COST_USD else 0.0
+
+
+class DuplicatePlan:
+    """A second copy of a call already counted: it adds only what the genops processor booked for it."""
+
+    __slots__ = ("cost", "overflow", "booked_slot")
+
+    def __init__(self, cost_cell, overflow, booked_slot: int):
+        self.cost, self.overflow, self.booked_slot = cost_cell, tuple(overflow), booked_slot
+
+    def apply(self, duration_ns: int, values) -> None:
+        self.cost[0] += _cost(values[self.booked_slot])
 
 
 class SpanPlan:
@@ -176,9 +200,7 @@ class SpanPlan:
 
     def apply(self, duration_ns: int, values) -> None:
         self.requests[0] += 1
-        cost = values[self.cost_slot]
-        if (type(cost) is float or type(cost) is int) and _FINITE_MIN <= cost <= _FINITE_MAX:
-            self.cost[0] += cost
+        self.cost[0] += _cost(values[self.cost_slot])
         seconds = duration_ns / 1e9
         histogram = self.duration
         histogram[0][bisect_left(self.bounds, seconds)] += 1

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from relay.config.decode import Duration
 from relay.errors import Problem
+from relay.genai import bounds
 
 # LLM calls take from a tenth of a second to minutes; seconds, as the metrics contract says.
 DEFAULT_BUCKETS = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]
@@ -29,6 +30,8 @@ class Config:
     histogram_buckets: list[float] = field(default_factory=lambda: list(DEFAULT_BUCKETS))
     # Series per metric; past it, data points go into one overflow series.
     aggregation_cardinality_limit: int = 2000
+    # Bytes of a label value (team, model, ...); longer values are cut and marked (relay.genai.bounds).
+    label_max_length: int = bounds.DEFAULT_LIMIT
     # A genops_ledger extension whose budgets to report as gauges with every flush.
     budgets_from: str = ""
 
@@ -41,6 +44,8 @@ class Config:
             problems.append(Problem(("histogram_buckets",), "must be positive and strictly increasing"))
         if self.aggregation_cardinality_limit < 1:
             problems.append(Problem(("aggregation_cardinality_limit",), "must be at least 1"))
+        if self.label_max_length < 32:
+            problems.append(Problem(("label_max_length",), "must be at least 32 bytes"))
         names = [d.name for d in self.dimensions]
         for name in dict.fromkeys(n for n in names if names.count(n) > 1):
             problems.append(Problem(("dimensions",), f'"{name}" is listed twice'))

@@ -17,35 +17,67 @@ from relay.telemetry import component_logger
 TYPE = "genops"
 SIGNALS = (Signal.TRACES,)
 MODEL_LABEL_LIMIT = 500
+# Relative differences between a reported and a computed cost: 1% to 10x either way.
+DRIFT_BUCKETS = (-0.9, -0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 10.0)
 
 __all__ = ["TYPE", "SIGNALS", "Config", "RuleConfig", "create"]
 
 
 def create(id_, config: Config, next_consumer, telemetry):
+    name = str(id_)
     spans = telemetry.counter("otelcol_processor_genops_spans", "LLM spans by where their cost came from",
                               ["processor", "source"])
     unpriced = telemetry.counter("otelcol_processor_genops_unpriced_spans",
-                                 "LLM spans that got no cost, by model and reason (unknown_model, no_usage)",
-                                 ["processor", "model", "reason"])
+                                 "LLM spans that got no cost, by model and reason "
+                                 "(unknown_model, no_usage, invalid_usage)", ["processor", "model", "reason"])
+    rejected = telemetry.counter("otelcol_processor_genops_reported_cost_rejected",
+                                 "Reported costs not used (negative, not_finite, not_a_number, too_large, "
+                                 "zero_for_priced_model); the span was priced as if it reported none",
+                                 ["processor", "reason"])
+    drift = telemetry.histogram("otelcol_processor_genops_reported_cost_drift",
+                                "(reported - computed) / computed for spans that report a cost the relay can "
+                                "also price: a stale price table shows as drift away from 0",
+                                ["processor", "model"], buckets=DRIFT_BUCKETS)
+    duplicates = telemetry.counter("otelcol_processor_genops_duplicate_calls",
+                                   "LLM spans of a call already seen (same gen_ai.response.id): forwarded, "
+                                   "booked once", ["processor"])
+    overbooked = telemetry.counter("otelcol_processor_genops_overbooked_usd",
+                                   "USD booked by a first copy above the provider's billed cost that a later "
+                                   "copy of the same call reported (counters cannot go down)", ["processor"])
+    truncated = telemetry.counter("otelcol_processor_genops_truncated_values",
+                                  "Values cut to label_max_length before becoming attribution, model or provider "
+                                  "labels (counted when a span kind is first planned)", ["processor"])
     log = component_logger(id_)
-    name = str(id_)
     seen_models: set[str] = set()
 
-    def on_unpriced(model: str, reason: str, count: int) -> None:
-        if model not in seen_models:
-            if len(seen_models) >= MODEL_LABEL_LIMIT:
-                model = "other"
-            else:
-                seen_models.add(model)
-                log.warning("cannot price LLM span", fields={"model": model, "reason": reason})
-        unpriced.labels(name, model, reason).inc(count)
+    def model_label(model: str, reason: str) -> str:
+        if model in seen_models:
+            return model
+        if len(seen_models) >= MODEL_LABEL_LIMIT:
+            return "other"
+        seen_models.add(model)
+        log.warning("cannot price LLM span", fields={"model": model, "reason": reason})
+        return model
 
-    def on_sources(counts) -> None:
-        for source, count in counts.items():
+    def report(tally) -> None:
+        for source, count in tally.sources.items():
             spans.labels(name, source).inc(count)
+        for (model, reason), count in tally.unpriced.items():
+            unpriced.labels(name, model_label(model, reason), reason).inc(count)
+        for reason, count in tally.rejected.items():
+            rejected.labels(name, reason).inc(count)
+        for model, ratio in tally.drift:
+            drift.labels(name, model if model in seen_models or len(seen_models) < MODEL_LABEL_LIMIT
+                         else "other").observe(ratio)
+        if tally.duplicates:
+            duplicates.labels(name).inc(tally.duplicates)
+        if tally.overbooked:
+            overbooked.labels(name).inc(tally.overbooked)
+        if tally.truncated:
+            truncated.labels(name).inc(tally.truncated)
 
     book = pricing.build(config.pricing)
-    return GenopsProcessor(id_, make(config, book, on_unpriced, on_sources), next_consumer, book)
+    return GenopsProcessor(id_, make(config, book, report), next_consumer, book)
 
 
 class GenopsProcessor(FunctionProcessor):

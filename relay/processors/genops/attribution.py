@@ -1,8 +1,11 @@
 """Who spent it: team, project, customer, environment, feature and cost center.
 
-Each field resolves in order: the span's ``genops.<field>``, the resource's,
-(for environment: ``deployment.environment[.name]`` on span, then resource),
-then the configured rules in order, then the configured defaults.
+Each field resolves in order: the span's ``genops.<field>``, the span's
+``trace.metadata.<field>`` (the request metadata OpenRouter Broadcast exports), the
+``api_keys`` entry of the span's OpenRouter key name, the resource's ``genops.<field>``
+(for environment: ``deployment.environment[.name]`` on span, then resource), then the
+configured rules in order, then the configured defaults. What the call itself says comes
+before what its service says.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import re
 from typing import Callable
 
 from relay import client
-from relay.genai.keys import ATTRIBUTION, ENVIRONMENT_FALLBACK
+from relay.genai.keys import API_KEY_NAME, ATTRIBUTION, ENVIRONMENT_FALLBACK, METADATA_PREFIX
 
 GENOPS_KEYS = {name: f"genops.{name}" for name in ATTRIBUTION}
+METADATA_KEYS = {name: METADATA_PREFIX + name for name in ATTRIBUTION}
 
 # A rule looks at (span attributes, resource attributes, per-request context values)
 # and gives {field: value} for the fields it decides.
@@ -97,14 +101,15 @@ def resource_fields(resource: dict) -> dict[str, str]:
 
 
 def resolve(span: dict, resource: dict, from_resource: dict, rules: list[Rule], context: dict,
-            defaults: dict) -> dict[str, str]:
+            defaults: dict, api_keys: dict | None = None) -> dict[str, str]:
     """The fields to write on a span: every field the span does not already carry."""
     out: dict[str, str] = {}
     missing = []
+    by_key = (api_keys or {}).get(_text(span.get(API_KEY_NAME)) or "", {})
     for name, key in GENOPS_KEYS.items():
         if key in span:
             continue
-        value = from_resource.get(name)
+        value = _text(span.get(METADATA_KEYS[name])) or by_key.get(name) or from_resource.get(name)
         if value is None and name == "environment":
             value = _environment(span, resource)
         if value is not None:

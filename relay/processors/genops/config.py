@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from relay.config.decode import Duration
 from relay.errors import Problem
-from relay.pricing import PricingConfig
+from relay.genai import bounds, numbers
 from relay.genai.keys import ATTRIBUTION
+from relay.pricing import PricingConfig
 
 FIELDS = ", ".join(ATTRIBUTION)
 
@@ -54,15 +56,54 @@ class RuleConfig:
 
 
 @dataclass
+class DuplicatesConfig:
+    """The window in which a second span with the same ``gen_ai.response.id`` is the same call.
+
+    Each remembered call costs about 200 bytes: the default holds 100,000 calls (about 20 MiB)
+    for at most 10 minutes, whichever ends first."""
+
+    window: Duration = Duration(600.0)
+    max_calls: int = 100_000
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.window < 0:
+            problems.append(Problem(("window",), "must not be negative (0 turns duplicate detection off)"))
+        if self.max_calls < 0:
+            problems.append(Problem(("max_calls",), "must not be negative (0 turns duplicate detection off)"))
+        return problems
+
+
+@dataclass
 class Config:
     # Documented defaults: spend nobody claimed is still visible, as "unassigned".
     defaults: dict[str, str] = field(default_factory=lambda: {"team": "unassigned", "project": "unassigned"})
     rules: list[RuleConfig] = field(default_factory=list)
+    # OpenRouter API key name (Broadcast's trace.metadata.openrouter.api_key_name) -> attribution.
+    api_keys: dict[str, dict[str, str]] = field(default_factory=dict)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     # Whether input/output token counts already include cache and reasoning tokens
     # (the current GenAI convention) or exclude them (some providers' native usage).
     token_counting: Literal["inclusive", "exclusive"] = "inclusive"
+    duplicates: DuplicatesConfig = field(default_factory=DuplicatesConfig)
+    # Past these a span's usage or reported cost is not believed (see relay.genai.numbers).
+    max_tokens_per_span: int = numbers.MAX_TOKENS
+    max_cost_per_span: float = numbers.MAX_COST_USD
+    # Bytes of a value that becomes a metric label or cache key (model, team, ...).
+    label_max_length: int = bounds.DEFAULT_LIMIT
 
     def validate(self) -> list[Problem]:
-        return [Problem(("defaults", key), f"unknown field (valid: {FIELDS})")
-                for key in self.defaults if key not in ATTRIBUTION]
+        problems = [Problem(("defaults", key), f"unknown field (valid: {FIELDS})")
+                    for key in self.defaults if key not in ATTRIBUTION]
+        for name, fields in self.api_keys.items():
+            if not fields:
+                problems.append(Problem(("api_keys", name), f"must set at least one of: {FIELDS}"))
+            problems += [Problem(("api_keys", name, key), f"unknown field (valid: {FIELDS})")
+                         for key in fields if key not in ATTRIBUTION]
+        if self.max_tokens_per_span < 1:
+            problems.append(Problem(("max_tokens_per_span",), "must be at least 1"))
+        if not self.max_cost_per_span > 0:
+            problems.append(Problem(("max_cost_per_span",), "must be positive"))
+        if self.label_max_length < 32:
+            problems.append(Problem(("label_max_length",), "must be at least 32 bytes"))
+        return problems
