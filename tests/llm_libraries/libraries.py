@@ -39,6 +39,7 @@ class Library:
         return self.venv / "requirements.sha256"
 
     def digest(self) -> str:
+        # A venv is bound to the interpreter that made it, so a Python upgrade rebuilds it too.
         text = self.requirements.read_bytes() + f"{sys.version_info[:3]}".encode()
         return hashlib.sha256(text).hexdigest()
 
