@@ -6,4 +6,5 @@ the genops processor uses its pure-Python reader (same results, slower).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("relay.genai._scan", ["relay/genai/_scan.c"], optional=True)])
+setup(ext_modules=[Extension("relay.genai._scan", ["relay/genai/_scan.c"], optional=True),
+                   Extension("relay.genai._usage", ["relay/genai/_usage.c"], optional=True)])

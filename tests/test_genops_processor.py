@@ -14,6 +14,7 @@ from relay.client import ClientInfo
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.processors import genops
+from relay.processors.genops import plan
 from relay.genai import scan as read
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder
@@ -35,6 +36,7 @@ def reader(request, monkeypatch):
     """Every test runs with the native scanner (where built) and with the pure-Python reader."""
     if request.param == "python":
         monkeypatch.setattr(read, "_scan", None)
+        monkeypatch.setattr(plan, "_usage", None)  # and spans are priced by the Python path
     return request.param
 
 

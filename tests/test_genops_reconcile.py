@@ -12,6 +12,7 @@ import pytest
 
 from relay import attrs
 from relay.genai.bounds import MARKER, cap
+from relay.processors.genops import calls
 from tests.test_genops_metrics import connector, flushed, points
 from tests.test_genops_processor import GPT4O, build, per_million, reader, request_with, run  # noqa: F401
 
@@ -107,8 +108,8 @@ def test_drift_between_reported_and_computed_cost_is_observed_by_model():
     processor, telemetry = build()
     run(processor, request_with([{**SPAN, "gen_ai.usage.cost": COMPUTED * 1.4}]))
     labels = {"processor": "genops", "model": "openai/gpt-4o"}
-    assert telemetry.registry.get_sample_value("otelcol_processor_genops_reported_cost_drift_count", labels) == 1
     bucket = "otelcol_processor_genops_reported_cost_drift_bucket"
+    assert telemetry.registry.get_sample_value(bucket, {**labels, "le": "+Inf"}) == 1
     # Billed 40% above the table's price: in the bucket up to +0.5, not in the one up to +0.2.
     assert telemetry.registry.get_sample_value(bucket, {**labels, "le": "0.5"}) == 1
     assert telemetry.registry.get_sample_value(bucket, {**labels, "le": "0.2"}) == 0
@@ -163,19 +164,38 @@ def test_different_calls_and_a_disabled_window_are_booked_each():
     assert sum(twice(same, same, {"duplicates": {"max_calls": 0}})[1]["requests"].values()) == 2
 
 
-def test_the_window_forgets_by_age_and_by_count():
-    from relay.processors.genops.calls import CallWindow
+WINDOWS = [calls.CallWindow] + ([calls.Window] if calls.Window is not None else [])
 
-    window = CallWindow(max_calls=2, window_ns=100)
-    assert window.see("a", 1.0, False, 0)[0] is False
-    assert window.see("a", 1.0, False, 50)[0] is True
-    assert window.see("a", 1.0, False, 200)[0] is False  # aged out, seen anew
-    window.see("b", 1.0, False, 201)
-    window.see("c", 1.0, False, 202)
-    assert len(window) == 2 and window.see("a", 1.0, False, 203)[0] is False  # pushed out by count
+
+@pytest.mark.parametrize("window_type", WINDOWS, ids=lambda t: t.__name__)
+def test_the_window_forgets_by_age_and_by_count(window_type):
+    window = window_type(4, 100)  # max_calls, window_ns
+    window.expire(0)
+    assert window.see("a", 1.0, False) is None
+    window.expire(60)  # past half the window: "a" moves to the older generation, still known
+    assert window.see("a", 1.0, False) == (0.0, 0.0)
+    window.expire(130)
+    assert window.see("a", 1.0, False) is None  # two half-windows on: forgotten, seen anew
+    for call in ("b", "c", "d", "e"):  # two generations of two calls each
+        window.see(call, 1.0, False)
+    assert window.see("e", 1.0, False) is not None and window.see("b", 1.0, False) is None
+    assert len(window) <= 4
+    window.expire(10_000)  # long idle: both generations go
+    assert len(window) == 0
     long_id = "x" * 10_000
-    window.see(long_id, 1.0, False, 204)
-    assert window.see(long_id, 1.0, False, 205)[0] is True and all(len(k) <= 128 for k in window._calls)
+    window.see(long_id, 1.0, False)
+    assert window.see(long_id, 1.0, False) is not None
+    # A first copy priced here, then the provider's bill: the difference, or what was overbooked.
+    assert window.see("f", 0.25, False) is None and window.see("f", 0.75, True) == (0.5, 0.0)
+    assert window.see("f", 0.9, True) == (0.0, 0.0)  # booked at the bill already
+    assert window.see("g", 0.5, False) is None and window.see("g", 0.2, True) == (0.0, 0.3)
+    assert not window_type(0, 100).enabled and window_type(0, 100).see("a", 1.0, False) is None
+
+
+def test_the_python_window_keeps_long_ids_as_hashes():
+    window = calls.CallWindow(100, 1000)
+    window.see("x" * 10_000, 1.0, False)
+    assert all(len(k) <= 128 for k in list(window.current) + list(window.previous))
 
 
 def test_label_values_are_capped_and_marked():

@@ -25,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+PAYLOADS = ("llm", "dialects")  # see relay.bench.payload
 PIPELINES = {
     "passthrough": "built-in passthrough (otlp grpc -> otlp grpc, no compression)",
     "genops": "built-in genops (otlp grpc -> genops processor -> otlp grpc, no compression)",
@@ -91,6 +92,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first (default 1)")
     parser.add_argument("--spans-per-request", type=int, default=512)
+    parser.add_argument("--payload", choices=PAYLOADS, default="llm",
+                        help="llm: the traces_llm fixture (default); dialects: every instrumentation dialect's "
+                             "recorded spans mixed")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--scenario", choices=("outage", "crash", "overload"),
@@ -152,7 +156,7 @@ def _wait_listening(port: int, relay: subprocess.Popen, timeout: float = 20.0) -
 def measure(args) -> dict:
     from relay.bench.payload import llm_spans
 
-    payload = llm_spans(args.spans_per_request).SerializeToString()
+    payload = llm_spans(args.spans_per_request, payload=args.payload).SerializeToString()
     ports = {name: free_port() for name in ("receiver", "sink", "health", "prometheus")}
     env = dict(os.environ,
                BENCH_RECEIVER_ENDPOINT=f"127.0.0.1:{ports['receiver']}",
@@ -204,6 +208,7 @@ def measure(args) -> dict:
     measured = {
         "config": args.config or PIPELINES[args.pipeline],
         "spans_per_request": spans,
+        "payload": args.payload,
         "payload_bytes": len(payload),
         "concurrency": args.concurrency,
         "duration_s": round(result["elapsed_s"], 2),
@@ -232,14 +237,15 @@ def genops_cost_per_span(payload: bytes, spans: int, rounds: int = 20) -> float:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from prometheus_client import CollectorRegistry
 
+    from relay.bench.payload import numbered
     from relay.component import ComponentID
     from relay.processors import genops
     from relay.telemetry import SelfMetrics
 
     processor = genops.create(ComponentID("genops"), genops.Config(), None, SelfMetrics(CollectorRegistry()))
     spent = 0.0
-    for _ in range(rounds):
-        request = ExportTraceServiceRequest.FromString(payload)
+    for number in range(rounds):
+        request = ExportTraceServiceRequest.FromString(numbered(payload, number))
         start = time.perf_counter()
         processor.process(request)
         spent += time.perf_counter() - start
@@ -250,7 +256,8 @@ def render(result: dict) -> str:
     lat = result["latency_ms"]
     lines = [
         f"config:            {result['config']}",
-        f"payload:           {result['spans_per_request']} LLM spans/request, {result['payload_bytes']} bytes, "
+        f"payload:           {result['spans_per_request']} spans/request of {result['payload']}, "
+        f"{result['payload_bytes']} bytes, "
         f"{result['concurrency']} in flight",
         f"relay:             {result['relay_spans_per_s']:,} spans/s over {result['duration_s']} s "
         f"({result['relay_cpu_cores']} cores busy)",

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
 
 import grpc
 
+from relay.bench.payload import numbered
 from relay.signals import Signal
 
 
@@ -43,10 +45,12 @@ async def run(args) -> dict:
     warm_until = clock() + args.warmup
     end = warm_until + args.duration
 
+    sent = itertools.count()
+
     async def worker() -> None:
         while (now := clock()) < end:
             try:
-                await export(payload, timeout=30)
+                await export(numbered(payload, next(sent)), timeout=30)
             except grpc.aio.AioRpcError as error:
                 errors[error.code().name] = errors.get(error.code().name, 0) + 1
                 continue

@@ -105,6 +105,7 @@ malformed:
  * once per call, so looking up an attribute's key makes no Python object.
  */
 #define MAX_KEYS 127
+#define FILTER_BIT(key, n) ((uint64_t)1 << (((key)[(n) - 1] + (key)[(n) / 2]) & 63))
 #define TABLE_SIZE 512 /* a power of two, well over 2 x MAX_KEYS keys */
 /* The span's present keys as a 128-bit mask of two words. */
 #define HAS(m, i) ((m)[(i) >> 6] >> ((i) & 63) & 1)
@@ -118,9 +119,11 @@ typedef struct {
 
 typedef struct {
     table_entry entries[TABLE_SIZE];
-    /* Bit n set: some wanted key is n bytes long (n < 64); most attribute keys are skipped on it. */
-    uint64_t lengths;
+    /* For keys of n bytes (n < 64), bit FILTER_BIT(key, n) of lengths[n] is set when some wanted key
+     * has those bytes there: most attribute keys are skipped on it without being hashed. */
+    uint64_t lengths[64];
     int long_keys;
+    int empty_key;
 } key_table;
 
 static uint32_t hash_bytes(const uint8_t *p, Py_ssize_t len) {
@@ -142,7 +145,8 @@ static int build_table(PyObject *index, Py_ssize_t size, key_table *keys) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "index maps str keys to slots below size");
             return -1;
         }
-        if (len < 64) keys->lengths |= (uint64_t)1 << len;
+        if (len == 0) keys->empty_key = 1;
+        else if (len < 64) keys->lengths[len] |= FILTER_BIT((const uint8_t *)utf8, len);
         else keys->long_keys = 1;
         uint32_t i = hash_bytes((const uint8_t *)utf8, len) & (TABLE_SIZE - 1);
         while (table[i].key != NULL) i = (i + 1) & (TABLE_SIZE - 1);
@@ -154,7 +158,11 @@ static int build_table(PyObject *index, Py_ssize_t size, key_table *keys) {
 }
 
 static int lookup(const key_table *keys, const uint8_t *key, Py_ssize_t len) {
-    if (len < 64 ? !(keys->lengths >> len & 1) : !keys->long_keys) return -1;
+    if (len == 0) {
+        if (!keys->empty_key) return -1;
+    } else if (len < 64 ? !(keys->lengths[len] & FILTER_BIT(key, len)) : !keys->long_keys) {
+        return -1;
+    }
     const table_entry *table = keys->entries;
     uint32_t i = hash_bytes(key, len) & (TABLE_SIZE - 1);
     while (table[i].key != NULL) {
@@ -182,15 +190,9 @@ typedef struct {
 
 static PyObject *mask_to_long(const uint64_t mask[2]) {
     if (mask[1] == 0) return PyLong_FromUnsignedLongLong(mask[0]);
-    PyObject *high = PyLong_FromUnsignedLongLong(mask[1]), *low = PyLong_FromUnsignedLongLong(mask[0]);
-    PyObject *shift = PyLong_FromLong(64), *shifted = NULL, *whole = NULL;
-    if (high && low && shift) shifted = PyNumber_Lshift(high, shift);
-    if (shifted) whole = PyNumber_Or(shifted, low);
-    Py_XDECREF(high);
-    Py_XDECREF(low);
-    Py_XDECREF(shift);
-    Py_XDECREF(shifted);
-    return whole;
+    unsigned char bytes[16];
+    for (int i = 0; i < 16; i++) bytes[i] = (unsigned char)(mask[i >> 3] >> (8 * (i & 7)));
+    return _PyLong_FromByteArray(bytes, 16, 1, 0); /* little-endian, unsigned */
 }
 
 static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table *table, Py_ssize_t n_static,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from relay import pricing
 from relay.processors.genops.config import Config, RuleConfig
+from relay.processors.genops.drift import Drift
 from relay.processors.genops.enrich import make
 from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal
@@ -17,8 +18,6 @@ from relay.telemetry import component_logger
 TYPE = "genops"
 SIGNALS = (Signal.TRACES,)
 MODEL_LABEL_LIMIT = 500
-# Relative differences between a reported and a computed cost: 1% to 10x either way.
-DRIFT_BUCKETS = (-0.9, -0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 10.0)
 
 __all__ = ["TYPE", "SIGNALS", "Config", "RuleConfig", "create"]
 
@@ -34,10 +33,8 @@ def create(id_, config: Config, next_consumer, telemetry):
                                  "Reported costs not used (negative, not_finite, not_a_number, too_large, "
                                  "zero_for_priced_model); the span was priced as if it reported none",
                                  ["processor", "reason"])
-    drift = telemetry.histogram("otelcol_processor_genops_reported_cost_drift",
-                                "(reported - computed) / computed for spans that report a cost the relay can "
-                                "also price: a stale price table shows as drift away from 0",
-                                ["processor", "model"], buckets=DRIFT_BUCKETS)
+    drift = Drift(name, MODEL_LABEL_LIMIT)
+    telemetry.registry.register(drift)
     duplicates = telemetry.counter("otelcol_processor_genops_duplicate_calls",
                                    "LLM spans of a call already seen (same gen_ai.response.id): forwarded, "
                                    "booked once", ["processor"])
@@ -66,9 +63,6 @@ def create(id_, config: Config, next_consumer, telemetry):
             unpriced.labels(name, model_label(model, reason), reason).inc(count)
         for reason, count in tally.rejected.items():
             rejected.labels(name, reason).inc(count)
-        for model, ratio in tally.drift:
-            drift.labels(name, model if model in seen_models or len(seen_models) < MODEL_LABEL_LIMIT
-                         else "other").observe(ratio)
         if tally.duplicates:
             duplicates.labels(name).inc(tally.duplicates)
         if tally.overbooked:
@@ -77,7 +71,7 @@ def create(id_, config: Config, next_consumer, telemetry):
             truncated.labels(name).inc(tally.truncated)
 
     book = pricing.build(config.pricing)
-    return GenopsProcessor(id_, make(config, book, report), next_consumer, book)
+    return GenopsProcessor(id_, make(config, book, report, drift=drift.add), next_consumer, book)
 
 
 class GenopsProcessor(FunctionProcessor):

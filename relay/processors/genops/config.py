@@ -59,11 +59,14 @@ class RuleConfig:
 class DuplicatesConfig:
     """The window in which a second span with the same ``gen_ai.response.id`` is the same call.
 
-    Each remembered call costs about 200 bytes: the default holds 100,000 calls (about 20 MiB)
-    for at most 10 minutes, whichever ends first."""
+    A call is remembered for 5 to 10 minutes and among the last 10,000 to 20,000 calls,
+    whichever ends first (see ``calls``). The native window's memory is fixed by ``max_calls``
+    (1 MiB for the default); the Python one takes about 150 bytes per call held.
+    The count bound is kept small because the window is touched for every LLM span: at
+    more than about 30 LLM calls a second it, not the time, decides; raise it there."""
 
     window: Duration = Duration(600.0)
-    max_calls: int = 100_000
+    max_calls: int = 20_000
 
     def validate(self) -> list[Problem]:
         problems = []

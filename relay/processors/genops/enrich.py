@@ -25,7 +25,7 @@ from relay.genai import dialects, keys, provider
 from relay.genai.bounds import cap
 from relay.genai.scan import Reader, splice, static_values, wire_form
 from relay.processors.genops import attribution, wire
-from relay.processors.genops.calls import CallWindow
+from relay.processors.genops import calls
 from relay.processors.genops.plan import Plan, Tally
 
 # Keys whose values vary span by span; everything else goes into the plan's signature.
@@ -49,14 +49,15 @@ def _text(value) -> str | None:
     return None
 
 
-def make(config, price_book, report: Callable[[Tally], None], clock: Callable[[], int] = time.time_ns) -> Callable:
+def make(config, price_book, report: Callable[[Tally], None], clock: Callable[[], int] = time.time_ns,
+         drift: Callable[[str, float], None] = lambda model, ratio: None) -> Callable:
     rules, context_sources = attribution.compile_rules(config.rules)
     defaults = dict(config.defaults)
     api_keys = {name: dict(fields) for name, fields in config.api_keys.items()}
     inclusive = config.token_counting == "inclusive"
     limit = config.label_max_length
     bounds = (config.max_tokens_per_span, config.max_cost_per_span)
-    window = CallWindow(config.duplicates.max_calls, int(config.duplicates.window * 1e9))
+    window = calls.window(config.duplicates.max_calls, int(config.duplicates.window * 1e9))
     rule_keys = tuple(dict.fromkeys(rule.attribute for rule in config.rules if rule.attribute))
     attribution_keys = (tuple(attribution.GENOPS_KEYS.values()) + METADATA_KEYS + (keys.API_KEY_NAME,)
                         + keys.ENVIRONMENT_FALLBACK + rule_keys)
@@ -107,7 +108,7 @@ def make(config, price_book, report: Callable[[Tally], None], clock: Callable[[]
         slots["id"] = slot[keys.RESPONSE_ID] - n_static if keys.RESPONSE_ID in span else None
         counting = inclusive and (row is None or row.counting == "inclusive")
         return Plan(b"".join(entries), models, model, served_by, present, slots, counting,
-                    price_book.rates_in_force, bounds, window)
+                    price_book.rates_in_force, bounds, window, drift)
 
     plans_by_resource: dict[tuple, dict] = {}
     seen_version = [price_book.data_version()]
@@ -120,6 +121,8 @@ def make(config, price_book, report: Callable[[Tally], None], clock: Callable[[]
         context = attribution.context_values(context_sources) if context_sources else {}
         tally = Tally()
         now = clock()
+        if window.enabled:
+            window.expire(now)
         spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         data = wire_form(request) if reader.native else None
         scanned = reader.scan(data) if data is not None else reader.read_python(request)

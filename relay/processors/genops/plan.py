@@ -25,8 +25,14 @@ from relay.genai.numbers import INVALID, cost_reason, number, usage_count
 from relay.pricing import total_of
 from relay.processors.genops import wire
 
+try:
+    from relay.genai import _usage
+except ImportError:  # no compiler at install time: the Python path prices every span
+    _usage = None
+
 # A usage JSON larger than this is not parsed: a provider's usage object is a few hundred bytes.
 MAX_USAGE_JSON = 16 * 1024
+ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _JSON_TOKENS = (("cache_read", ("prompt_tokens_details", "cached_tokens")),
                 ("cache_write", ("prompt_tokens_details", "cache_write_tokens")),
                 ("reasoning", ("completion_tokens_details", "reasoning_tokens")),
@@ -40,10 +46,12 @@ class Tally:
     sources: Counter = field(default_factory=Counter)
     unpriced: Counter = field(default_factory=Counter)  # (model label, reason)
     rejected: Counter = field(default_factory=Counter)  # reason a reported cost was not used
-    drift: list = field(default_factory=list)  # (model label, (reported - computed) / computed)
     duplicates: int = 0
     overbooked: float = 0.0
     truncated: int = 0  # label values cut to the length cap
+
+
+_DUPLICATE = wire.attribute(keys.DUPLICATE, True)
 
 
 def usage_json(text) -> dict:
@@ -68,8 +76,14 @@ def _dig(obj: dict, path: tuple):
 class Plan:
     """Made once per distinct (present keys, static values, resource); see ``enrich``."""
 
+    # Slots: apply runs per span and reads a dozen of these each time.
+    __slots__ = ("entries", "models", "label", "provider", "present", "token_slots", "cost_slot", "cost_key",
+                 "json_slot", "id_slot", "inclusive", "in_force", "max_tokens", "max_cost", "free", "window",
+                 "drift", "has_total", "has_reported", "has_source", "has_price_source", "token_keys", "rates",
+                 "_coefficients", "_tails", "spec", "native_window")
+
     def __init__(self, entries: bytes, models: tuple, label: str, provider: str | None, present: frozenset,
-                 slots: dict, inclusive: bool, in_force, bounds: tuple, window):
+                 slots: dict, inclusive: bool, in_force, bounds: tuple, window, drift):
         self.entries = entries
         self.models = models
         self.label = label  # the model as a metric label: length-capped
@@ -77,16 +91,36 @@ class Plan:
         self.present = present
         self.token_slots = tuple(slots[role] for role in ("input", "output", "cache_read", "cache_write",
                                                            "reasoning"))
-        self.has_usage = any(slot is not None for slot in self.token_slots[:2])
         self.cost_slot, self.cost_key = slots["cost"]
         self.json_slot, self.id_slot = slots["json"], slots["id"]
         self.inclusive = inclusive
         self.in_force = in_force
         self.max_tokens, self.max_cost = bounds
         self.free = any(m.lower().endswith(":free") for m in models)
-        self.window = window
+        self.window = window if slots["id"] is not None and window.enabled else None
+        self.drift = drift
+        self.has_total, self.has_reported = keys.COST_TOTAL in present, keys.COST_REPORTED in present
+        self.has_source, self.has_price_source = keys.COST_SOURCE in present, keys.PRICE_SOURCE in present
+        # The genops.tokens.* keys to append, None where the span has its own.
+        self.token_keys = tuple(None if keys.OUT_TOKENS[role] in present else keys.OUT_TOKENS[role]
+                                for role in ("input", "output", "cache_read", "cache_write", "reasoning"))
+        self.spec = self._spec(slots) if _usage is not None else None
+        self.native_window = (self.window, self.id_slot) if self.spec is not None and isinstance(
+            self.window, _usage.Window) else None
         self.rates: tuple | None = None  # (rates, since, until) of the last lookup
+        self._coefficients: tuple | None = None
         self._tails: dict = {}
+
+    def _spec(self, slots: dict) -> tuple | None:
+        """What the C path needs to know of this plan; None where only the Python path applies."""
+        present = self.present
+        if (self.json_slot is not None or self.has_reported or self.has_source or self.has_price_source
+                or keys.COST_COMPUTED in present or (self.has_total and self.cost_key != keys.COST_TOTAL)):
+            return None
+        slot_numbers = tuple(-1 if slot is None else slot for slot in self.token_slots + (self.cost_slot,))
+        token_keys = tuple(None if key is None else wire.key_field(key) for key in self.token_keys)
+        return slot_numbers + (self.max_tokens, float(self.max_cost), self.inclusive, self.has_total) + token_keys + (
+            None if self.has_total else wire.key_field(keys.COST_TOTAL), wire.key_field(keys.COST_COMPUTED))
 
     def _tail(self, source: str, price_source: str | None) -> bytes:
         """Encoded currency/source entries for an outcome; the same for every span of the plan."""
@@ -106,18 +140,30 @@ class Plan:
     def usage(self, values, extra: dict):
         """(input, output, cache_read, cache_write, reasoning) in the inclusive convention;
         None without usage, INVALID when a count the span sent cannot be believed."""
-        counts = []
-        for role, slot in zip(("input", "output", "cache_read", "cache_write", "reasoning"), self.token_slots):
-            count = usage_count(values[slot], self.max_tokens) if slot is not None else None
-            if count is None and extra:
-                count = usage_count(extra.get(role), self.max_tokens)
-            if count is INVALID:
-                return INVALID
-            counts.append(count)
-        usage_in, usage_out, cache_read, cache_write, reasoning = counts
-        if usage_in is None and usage_out is None:
-            return None
-        usage_in, usage_out = usage_in or 0, usage_out or 0
+        s_in, s_out, s_read, s_write, s_reason = self.token_slots
+        usage_in = values[s_in] if s_in is not None else None
+        usage_out = values[s_out] if s_out is not None else None
+        cache_read = values[s_read] if s_read is not None else None
+        cache_write = values[s_write] if s_write is not None else None
+        reasoning = values[s_reason] if s_reason is not None else None
+        cap = self.max_tokens
+        # What nearly every span sends: ints in range (or nothing) where it has a key.
+        if not (type(usage_in) is int and 0 <= usage_in <= cap and type(usage_out) is int and 0 <= usage_out <= cap
+                and (cache_read is None or type(cache_read) is int and 0 <= cache_read <= cap)
+                and cache_write is None and (reasoning is None or type(reasoning) is int and 0 <= reasoning <= cap)
+                and not extra):
+            counts = []
+            for role, value in zip(ROLES, (usage_in, usage_out, cache_read, cache_write, reasoning)):
+                count = usage_count(value, cap)
+                if count is None and extra:
+                    count = usage_count(extra.get(role), cap)
+                if count is INVALID:
+                    return INVALID
+                counts.append(count)
+            usage_in, usage_out, cache_read, cache_write, reasoning = counts
+            if usage_in is None and usage_out is None:
+                return None
+            usage_in, usage_out = usage_in or 0, usage_out or 0
         cache_read, cache_write, reasoning = cache_read or 0, cache_write or 0, reasoning or 0
         # Exclusive counts, or ones that cannot be inclusive (more cached than input in all).
         if not self.inclusive or cache_read + cache_write > usage_in:
@@ -126,41 +172,93 @@ class Plan:
             usage_out += reasoning
         return usage_in, usage_out, cache_read, cache_write, reasoning
 
-    def _computed(self, span, usage) -> tuple[float | None, str | None]:
-        if not (usage and usage is not INVALID and self.models):
-            return None, None
-        at = span.start_time_unix_nano or time.time_ns()
+    def _rates(self, at: int):
+        """The rates in force at ``at``, looked up once per validity period."""
         cached = self.rates
         if cached is None or not cached[1] <= at < cached[2]:
             cached = self.rates = self.in_force(self.models, self.provider, at)
-        rates = cached[0]
-        return (None, None) if rates is None else (float(total_of(rates, *usage)), rates.source)
+            rates = cached[0]
+            # Untiered rates as plain coefficients: usage() has already made the counts consistent.
+            self._coefficients = None if rates is None or rates.tiers else (
+                rates.input, rates.input if rates.cache_read is None else rates.cache_read,
+                rates.input if rates.cache_write is None else rates.cache_write, rates.output,
+                rates.output if rates.reasoning is None else rates.reasoning, rates.request)
+        return cached[0]
 
-    def apply(self, span, values, tally: Tally, now_ns: int) -> tuple[bytes, bool]:
-        """Writes the span's numbers; (the encoded entries appended, whether any key was updated in place)."""
+    def _native(self, span, values, tally: Tally):
+        """The C path for the common case: (entries, source, cost, price source), or None."""
+        rates = self._rates(span.start_time_unix_nano or time.time_ns()) if self.models else None
+        coefficients = self._coefficients
+        if rates is not None and coefficients is None:
+            return None  # tiered rates: the Python path
+        result = _usage.price_span(values, self.spec, coefficients, self.native_window)
+        if result is None:
+            return None
+        entries, code, cost, computed, duplicate = result
+        if duplicate is not None:
+            booked, overbooked = duplicate
+            tally.duplicates += 1
+            tally.overbooked += overbooked
+            entries += _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
+        if code == 0:
+            if computed is not None and computed > 0:
+                self.drift(self.label, (cost - computed) / computed)
+            return entries, "reported", cost, None
+        if code == 1:
+            return entries, "computed", cost, rates.source
+        tally.unpriced[(self.label, "unknown_model")] += 1
+        return entries, "unpriced", None, None
+
+    def _python(self, span, values, tally: Tally, parts: list, updates: list):
+        """Every case, in Python; appends to ``parts`` and ``updates``, returns (None, source, cost, price source)."""
         present = self.present
-        parts = [self.entries]
-        updates = []
         extra = usage_json(values[self.json_slot]) if self.json_slot is not None else {}
         if extra:
             extra = {role: _dig(extra, path) for role, path in _JSON_TOKENS} | {"cost": extra.get("cost")}
         usage = self.usage(values, extra)
         if usage and usage is not INVALID:
-            for role, count in zip(("input", "output", "cache_read", "cache_write", "reasoning"), usage):
-                key = keys.OUT_TOKENS[role]
-                if (count or role in ("input", "output")) and key not in present:
-                    parts.append(wire.int_attribute(key, count))
+            key_in, key_out, key_read, key_write, key_reason = self.token_keys
+            usage_in, usage_out, cache_read, cache_write, reasoning = usage
+            int_attribute = wire.int_attribute
+            if key_in is not None:
+                parts.append(int_attribute(key_in, usage_in))
+            if key_out is not None:
+                parts.append(int_attribute(key_out, usage_out))
+            # The details only where there are some: most calls have none.
+            if cache_read and key_read is not None:
+                parts.append(int_attribute(key_read, cache_read))
+            if cache_write and key_write is not None:
+                parts.append(int_attribute(key_write, cache_write))
+            if reasoning and key_reason is not None:
+                parts.append(int_attribute(key_reason, reasoning))
         raw = values[self.cost_slot] if self.cost_slot is not None else extra.get("cost") if extra else None
-        computed, price_source = self._computed(span, usage)
-        rejected = None if raw is None else cost_reason(raw, self.max_cost)
-        if raw is not None and rejected is None and computed and not self.free and number(raw) == 0:
-            rejected = "zero_for_priced_model"
+        computed = price_source = None
+        if usage and usage is not INVALID and self.models:
+            rates = self._rates(span.start_time_unix_nano or time.time_ns())
+            if rates is not None:
+                price_source, c = rates.source, self._coefficients
+                if c is None:
+                    computed = float(total_of(rates, *usage))
+                else:
+                    computed = float((usage_in - cache_read - cache_write) * c[0] + cache_read * c[1]
+                                     + cache_write * c[2] + (usage_out - reasoning) * c[3] + reasoning * c[4] + c[5])
+        if raw is None:
+            rejected = None
+        elif type(raw) is float and 0.0 < raw <= self.max_cost:  # the common case, decided at once
+            rejected = None
+        else:
+            rejected = cost_reason(raw, self.max_cost)
+            if rejected is None and computed and not self.free and number(raw) == 0:
+                rejected = "zero_for_priced_model"
         if raw is not None and rejected is None:
             source, cost, price_source = "reported", float(number(raw)), None
             if computed is not None:
-                parts.append(wire.double_attribute(keys.COST_COMPUTED, computed))
+                if keys.COST_COMPUTED in present:
+                    updates.append((keys.COST_COMPUTED, computed))
+                else:
+                    parts.append(wire.double_attribute(keys.COST_COMPUTED, computed))
                 if computed > 0:
-                    tally.drift.append((self.label, (cost - computed) / computed))
+                    self.drift(self.label, (cost - computed) / computed)
         elif computed is not None:
             source, cost = "computed", computed
         else:
@@ -169,28 +267,43 @@ class Plan:
             tally.unpriced[(self.label, reason)] += 1
         if rejected is not None:
             tally.rejected[rejected] += 1
-            if keys.COST_REPORTED in present:
+            if self.has_reported:
                 updates.append((keys.COST_REPORTED, raw))
             else:
                 parts.append(wire.attribute(keys.COST_REPORTED, "(not a scalar)" if raw is ... else raw))
-        if keys.COST_TOTAL in present:
+        if self.has_total:
             if not (self.cost_key == keys.COST_TOTAL and type(raw) is float and raw == cost):
                 updates.append((keys.COST_TOTAL, cost))  # None: the span's own bad total goes
         elif cost is not None:
             parts.append(wire.double_attribute(keys.COST_TOTAL, cost))
-        if price_source is not None and keys.PRICE_SOURCE in present:
+        if price_source is not None and self.has_price_source:
             updates.append((keys.PRICE_SOURCE, price_source))
-        if keys.COST_SOURCE in present:
+        if self.has_source:
             updates.append((keys.COST_SOURCE, source))
+        window = self.window
+        if window is not None:
+            call_id = values[self.id_slot]
+            if type(call_id) is str and call_id:
+                duplicate = window.see(call_id, cost, source == "reported")
+                if duplicate is not None:
+                    booked, overbooked = duplicate
+                    tally.duplicates += 1
+                    tally.overbooked += overbooked
+                    parts.append(_DUPLICATE)
+                    parts.append(wire.double_attribute(keys.BOOKED, booked))
+        return None, source, cost, price_source
+
+    def apply(self, span, values, tally: Tally, now_ns: int) -> tuple[bytes, bool]:
+        """Writes the span's numbers; (the encoded entries appended, whether any key was updated in place)."""
+        parts = [self.entries]
+        updates = []
+        outcome = self._native(span, values, tally) if self.spec is not None else None
+        if outcome is None:
+            outcome = self._python(span, values, tally, parts, updates)
+        entries, source, cost, price_source = outcome
+        if entries is not None:
+            parts.append(entries)
         parts.append(self._tails.get((source, price_source)) or self._tail(source, price_source))
-        call_id = values[self.id_slot] if self.id_slot is not None else None
-        if type(call_id) is str and call_id and self.window.enabled:
-            duplicate, booked, overbooked = self.window.see(call_id, cost, source == "reported", now_ns)
-            if duplicate:
-                tally.duplicates += 1
-                tally.overbooked += overbooked
-                parts.append(wire.attribute(keys.DUPLICATE, True))
-                parts.append(wire.double_attribute(keys.BOOKED, booked))
         tally.sources[source] += 1
         for key, value in updates:
             _update(span, key, value)

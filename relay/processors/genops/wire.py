@@ -50,6 +50,11 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + varint(len(payload)) + payload
 
 
+def key_field(key: str) -> bytes:
+    """The encoded ``KeyValue.key`` field of ``key``."""
+    return _field(_KEY, key.encode())
+
+
 def _entry(key: str, any_value: bytes) -> bytes:
     return _field(_SPAN_ATTRIBUTES, _field(_KEY, key.encode()) + _field(_VALUE, any_value))
 
