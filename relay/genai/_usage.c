@@ -2,7 +2,8 @@
  * The common case of pricing one LLM span, in C: the genops processor calls it for every
  * span and falls back to its Python path (same results) whenever this returns None.
  *
- * price_span(values, spec, coefficients, window) -> (entries, source, cost, computed, duplicate) or None
+ * price_span(values, spec, coefficients, window, head, tails)
+ *     -> (appended, source, cost, computed, duplicate) or None
  *
  * values: the span's dynamic attribute values (ints, floats, None, ...), as the scanner made them.
  * spec: (slot_input, slot_output, slot_cache_read, slot_cache_write, slot_reasoning, slot_cost,
@@ -13,6 +14,8 @@
  * coefficients: (input, cache_read, cache_write, output, reasoning, request) USD rates, or None.
  * window: None, or (Window, slot of the response id): the span is looked up in the window of
  *   calls seen; duplicate is None for a first copy (or no id), else (cost to book, overbooked).
+ * head: the plan's encoded entries (attribution, model, provider); tails: the encoded entries
+ *   that follow each outcome (reported, computed, unpriced). appended = head + numbers + tail.
  *
  * Returns None (the Python path decides) for anything unusual: a token count that is not an
  * int in [0, max_tokens], no input and no output count, a reported cost that is not a float
@@ -296,9 +299,14 @@ static int see_span(PyObject *values, PyObject *window, int reported, int has_co
 }
 
 static PyObject *price_span(PyObject *self, PyObject *args) {
-    PyObject *values, *spec, *coefficients, *window;
-    if (!PyArg_ParseTuple(args, "O!O!OO", &PyTuple_Type, &values, &PyTuple_Type, &spec, &coefficients, &window))
+    PyObject *values, *spec, *coefficients, *window, *head, *tails;
+    if (!PyArg_ParseTuple(args, "O!O!OOSO!", &PyTuple_Type, &values, &PyTuple_Type, &spec, &coefficients, &window,
+                          &head, &PyTuple_Type, &tails))
         return NULL;
+    if (PyTuple_GET_SIZE(tails) != 3) {
+        PyErr_SetString(PyExc_ValueError, "tails are (reported, computed, unpriced)");
+        return NULL;
+    }
     if (PyTuple_GET_SIZE(spec) != SPEC_SIZE) {
         PyErr_SetString(PyExc_ValueError, "spec has the wrong size");
         return NULL;
@@ -392,7 +400,22 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
     if (duplicate == NULL) return NULL;
     PyObject *cost_object = source == 2 ? Py_NewRef(Py_None) : PyFloat_FromDouble(cost);
     PyObject *computed_object = priced ? PyFloat_FromDouble(computed) : Py_NewRef(Py_None);
-    PyObject *entries = PyBytes_FromStringAndSize((const char *)o.data, o.len);
+    PyObject *tail = PyTuple_GET_ITEM(tails, source);
+    if (!PyBytes_Check(tail)) {
+        Py_DECREF(duplicate);
+        Py_XDECREF(cost_object);
+        Py_XDECREF(computed_object);
+        PyErr_SetString(PyExc_TypeError, "tails must be bytes");
+        return NULL;
+    }
+    Py_ssize_t head_len = PyBytes_GET_SIZE(head), tail_len = PyBytes_GET_SIZE(tail);
+    PyObject *entries = PyBytes_FromStringAndSize(NULL, head_len + o.len + tail_len);
+    if (entries != NULL) {
+        char *p = PyBytes_AS_STRING(entries);
+        memcpy(p, PyBytes_AS_STRING(head), (size_t)head_len);
+        memcpy(p + head_len, o.data, (size_t)o.len);
+        memcpy(p + head_len + o.len, PyBytes_AS_STRING(tail), (size_t)tail_len);
+    }
     if (cost_object == NULL || computed_object == NULL || entries == NULL) {
         Py_DECREF(duplicate);
         Py_XDECREF(cost_object);
@@ -405,7 +428,8 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"price_span", price_span, METH_VARARGS,
-     "price_span(values, spec, coefficients, window) -> (entries, source, cost, computed, duplicate) or None"},
+     "price_span(values, spec, coefficients, window, head, tails) -> (appended, source, cost, computed, "
+     "duplicate) or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,7 +20,7 @@ from collections import Counter
 from relay.connectors.genops_metrics.series import histograms, sums
 from relay.genai import dialects, keys
 from relay.genai.bounds import cap
-from relay.genai.numbers import INVALID, MAX_COST_USD, usage_count
+from relay.genai.numbers import INVALID, MAX_COST_USD, MAX_TOKENS, usage_count
 from relay.genai.scan import Reader, static_values
 
 TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", keys.OUT_MODEL
@@ -200,18 +200,21 @@ class SpanPlan:
 
     def apply(self, duration_ns: int, values) -> None:
         self.requests[0] += 1
-        self.cost[0] += _cost(values[self.cost_slot])
+        cost = values[self.cost_slot]
+        if type(cost) is float and 0.0 <= cost <= MAX_COST_USD:  # what the genops processor writes
+            self.cost[0] += cost
+        elif cost is not None:
+            self.cost[0] += _cost(cost)
         seconds = duration_ns / 1e9
         histogram = self.duration
         histogram[0][bisect_left(self.bounds, seconds)] += 1
         histogram[1] += seconds
         histogram[2] += 1
-        slot_in, slot_out, slot_cache_read, slot_cache_write, slot_reasoning = self.token_slots
-        total_in = 0 if slot_in is None else _token(values[slot_in])
-        total_out = 0 if slot_out is None else _token(values[slot_out])
-        cache_read = 0 if slot_cache_read is None else _token(values[slot_cache_read])
-        cache_write = 0 if slot_cache_write is None else _token(values[slot_cache_write])
-        reasoning = 0 if slot_reasoning is None else _token(values[slot_reasoning])
+        counts = []
+        for slot in self.token_slots:
+            value = 0 if slot is None else values[slot]
+            counts.append(value if type(value) is int and 0 <= value <= MAX_TOKENS else _token(value))
+        total_in, total_out, cache_read, cache_write, reasoning = counts
         self.input[0] += max(0, total_in - cache_read - cache_write)
         self.cache_read[0] += cache_read
         self.cache_write[0] += cache_write

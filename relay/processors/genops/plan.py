@@ -14,13 +14,12 @@ cost is used and the relay can price the span too, ``genops.cost.computed`` show
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from relay.attrs import fill, find
-from relay.genai import keys
+from relay.genai import keys, usage_json
 from relay.genai.numbers import INVALID, cost_reason, number, usage_count
 from relay.pricing import total_of
 from relay.processors.genops import wire
@@ -30,13 +29,7 @@ try:
 except ImportError:  # no compiler at install time: the Python path prices every span
     _usage = None
 
-# A usage JSON larger than this is not parsed: a provider's usage object is a few hundred bytes.
-MAX_USAGE_JSON = 16 * 1024
 ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
-_JSON_TOKENS = (("cache_read", ("prompt_tokens_details", "cached_tokens")),
-                ("cache_write", ("prompt_tokens_details", "cache_write_tokens")),
-                ("reasoning", ("completion_tokens_details", "reasoning_tokens")),
-                ("input", ("prompt_tokens",)), ("output", ("completion_tokens",)))
 
 
 @dataclass
@@ -54,25 +47,6 @@ class Tally:
 _DUPLICATE = wire.attribute(keys.DUPLICATE, True)
 
 
-def usage_json(text) -> dict:
-    """The provider's usage object from a JSON attribute; {} when absent, too large or not an object."""
-    if type(text) is not str or len(text) > MAX_USAGE_JSON:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _dig(obj: dict, path: tuple):
-    for step in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(step)
-    return obj
-
-
 class Plan:
     """Made once per distinct (present keys, static values, resource); see ``enrich``."""
 
@@ -80,7 +54,7 @@ class Plan:
     __slots__ = ("entries", "models", "label", "provider", "present", "token_slots", "cost_slot", "cost_key",
                  "json_slot", "id_slot", "inclusive", "in_force", "max_tokens", "max_cost", "free", "window",
                  "drift", "has_total", "has_reported", "has_source", "has_price_source", "token_keys", "rates",
-                 "_coefficients", "_tails", "spec", "native_window")
+                 "_coefficients", "_tails", "spec", "native_window", "_native_tails")
 
     def __init__(self, entries: bytes, models: tuple, label: str, provider: str | None, present: frozenset,
                  slots: dict, inclusive: bool, in_force, bounds: tuple, window, drift):
@@ -89,8 +63,7 @@ class Plan:
         self.label = label  # the model as a metric label: length-capped
         self.provider = provider
         self.present = present
-        self.token_slots = tuple(slots[role] for role in ("input", "output", "cache_read", "cache_write",
-                                                           "reasoning"))
+        self.token_slots = tuple(slots[role] for role in ROLES)
         self.cost_slot, self.cost_key = slots["cost"]
         self.json_slot, self.id_slot = slots["json"], slots["id"]
         self.inclusive = inclusive
@@ -103,15 +76,20 @@ class Plan:
         self.has_source, self.has_price_source = keys.COST_SOURCE in present, keys.PRICE_SOURCE in present
         # The genops.tokens.* keys to append, None where the span has its own.
         self.token_keys = tuple(None if keys.OUT_TOKENS[role] in present else keys.OUT_TOKENS[role]
-                                for role in ("input", "output", "cache_read", "cache_write", "reasoning"))
-        self.spec = self._spec(slots) if _usage is not None else None
-        self.native_window = (self.window, self.id_slot) if self.spec is not None and isinstance(
-            self.window, _usage.Window) else None
+                                for role in ROLES)
+        self.spec = self._spec() if _usage is not None else None
+        self.native_window = None
+        if self.spec is not None and self.window is not None:
+            if isinstance(self.window, _usage.Window):
+                self.native_window = (self.window, self.id_slot)
+            else:
+                self.spec = None  # the C path consults only the native window
         self.rates: tuple | None = None  # (rates, since, until) of the last lookup
         self._coefficients: tuple | None = None
         self._tails: dict = {}
+        self._native_tails: tuple | None = None  # (reported, computed, unpriced, the price source they are for)
 
-    def _spec(self, slots: dict) -> tuple | None:
+    def _spec(self) -> tuple | None:
         """What the C path needs to know of this plan; None where only the Python path applies."""
         present = self.present
         if (self.json_slot is not None or self.has_reported or self.has_source or self.has_price_source
@@ -186,35 +164,38 @@ class Plan:
         return cached[0]
 
     def _native(self, span, values, tally: Tally):
-        """The C path for the common case: (entries, source, cost, price source), or None."""
+        """The C path for the common case: (all entries appended, source), or None."""
         rates = self._rates(span.start_time_unix_nano or time.time_ns()) if self.models else None
         coefficients = self._coefficients
         if rates is not None and coefficients is None:
             return None  # tiered rates: the Python path
-        result = _usage.price_span(values, self.spec, coefficients, self.native_window)
+        tails = self._native_tails
+        if tails is None or (rates is not None and tails[3] != rates.source):
+            source = None if rates is None else rates.source
+            tails = self._native_tails = (self._tail("reported", None), self._tail("computed", source),
+                                          self._tail("unpriced", None), source)
+        result = _usage.price_span(values, self.spec, coefficients, self.native_window, self.entries, tails[:3])
         if result is None:
             return None
-        entries, code, cost, computed, duplicate = result
+        appended, code, cost, computed, duplicate = result
         if duplicate is not None:
             booked, overbooked = duplicate
             tally.duplicates += 1
             tally.overbooked += overbooked
-            entries += _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
+            appended += _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
         if code == 0:
             if computed is not None and computed > 0:
                 self.drift(self.label, (cost - computed) / computed)
-            return entries, "reported", cost, None
+            return appended, "reported"
         if code == 1:
-            return entries, "computed", cost, rates.source
+            return appended, "computed"
         tally.unpriced[(self.label, "unknown_model")] += 1
-        return entries, "unpriced", None, None
+        return appended, "unpriced"
 
     def _python(self, span, values, tally: Tally, parts: list, updates: list):
         """Every case, in Python; appends to ``parts`` and ``updates``, returns (None, source, cost, price source)."""
         present = self.present
-        extra = usage_json(values[self.json_slot]) if self.json_slot is not None else {}
-        if extra:
-            extra = {role: _dig(extra, path) for role, path in _JSON_TOKENS} | {"cost": extra.get("cost")}
+        extra = usage_json.read(values[self.json_slot]) if self.json_slot is not None else {}
         usage = self.usage(values, extra)
         if usage and usage is not INVALID:
             key_in, key_out, key_read, key_write, key_reason = self.token_keys
@@ -295,14 +276,15 @@ class Plan:
 
     def apply(self, span, values, tally: Tally, now_ns: int) -> tuple[bytes, bool]:
         """Writes the span's numbers; (the encoded entries appended, whether any key was updated in place)."""
+        native = self._native(span, values, tally) if self.spec is not None else None
+        if native is not None:
+            appended, source = native
+            tally.sources[source] += 1
+            span.MergeFromString(appended)
+            return appended, False
         parts = [self.entries]
         updates = []
-        outcome = self._native(span, values, tally) if self.spec is not None else None
-        if outcome is None:
-            outcome = self._python(span, values, tally, parts, updates)
-        entries, source, cost, price_source = outcome
-        if entries is not None:
-            parts.append(entries)
+        _, source, cost, price_source = self._python(span, values, tally, parts, updates)
         parts.append(self._tails.get((source, price_source)) or self._tail(source, price_source))
         tally.sources[source] += 1
         for key, value in updates:
