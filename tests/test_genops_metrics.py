@@ -14,6 +14,7 @@ from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.connectors import genops_metrics
+from relay.connectors.genops_metrics import aggregate
 from relay.errors import ConfigError
 from relay.pipeline.graph import Graph
 from relay.pipeline.registry import default_registry
@@ -21,6 +22,14 @@ from relay.telemetry import SelfMetrics
 from tests.support import Recorder
 
 START = 1_767_225_600_000_000_000
+
+
+@pytest.fixture(autouse=True, params=["native", "python"] if aggregate.accumulate else ["python"])
+def adder(request, monkeypatch):
+    """Every test runs with the native accumulator (where built) and with the Python path."""
+    if request.param == "python":
+        monkeypatch.setattr(aggregate, "accumulate", None)
+    return request.param
 
 
 def spans_request(spans: list[tuple[dict, float, bool]]) -> ExportTraceServiceRequest:

@@ -317,11 +317,12 @@ class SwitchingBook:
 
 def test_new_price_data_replaces_the_rates_plans_remember():
     from relay.pricing import Rates
+    from relay.processors.genops.drift import Drift
     from relay.processors.genops.enrich import make
 
     book = SwitchingBook()
     config, _ = decode(genops.Config, {})
-    process = make(config, book, lambda tally: None)
+    process = make(config, book, lambda tally: None, Drift("genops", 10))
     span = {"gen_ai.request.model": "acme/m", "gen_ai.usage.input_tokens": 1_000_000}
 
     def cost():

@@ -2,7 +2,7 @@
  * The common case of pricing one LLM span, in C: the genops processor calls it for every
  * span and falls back to its Python path (same results) whenever this returns None.
  *
- * price_span(values, spec, coefficients, window, head, tails)
+ * price_span(values, spec, coefficients, window, head, tails, drift)
  *     -> (appended, source, cost, computed, duplicate) or None
  *
  * values: the span's dynamic attribute values (ints, floats, None, ...), as the scanner made them.
@@ -16,11 +16,13 @@
  *   calls seen; duplicate is None for a first copy (or no id), else (cost to book, overbooked).
  * head: the plan's encoded entries (attribution, model, provider); tails: the encoded entries
  *   that follow each outcome (reported, computed, unpriced). appended = head + numbers + tail.
+ * drift: None, or the model's drift cell (see drift.py), where a reported cost's relative
+ *   difference from the computed one is counted.
  *
  * Returns None (the Python path decides) for anything unusual: a token count that is not an
- * int in [0, max_tokens], no input and no output count, a reported cost that is not a float
+ * int in [0, max_tokens], a reported cost that is not a float
  * in (0, max_cost], or a span that carries genops.cost.total without reporting a usable one.
- * source: 0 reported, 1 computed, 2 unpriced (the model has no price).
+ * source: 0 reported, 1 computed, 2 unpriced (the model has no price), 3 unpriced (no usage).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -298,10 +300,30 @@ static int see_span(PyObject *values, PyObject *window, int reported, int has_co
     return see(w, call_key(utf8, len), has_cost, cost, reported, booked, overbooked);
 }
 
+/* One drift observation into a cell: doubles [bound_0 .. bound_n-1, count_0 .. count_n, sum]. */
+static int add_drift(PyObject *cell, double ratio) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(cell, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return -1;
+    Py_ssize_t size = view.len / (Py_ssize_t)sizeof(double);
+    if (view.itemsize != sizeof(double) || view.format == NULL || strcmp(view.format, "d") != 0 || size < 3
+        || size % 2 != 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "a drift cell is an array of doubles: bounds, counts, sum");
+        return -1;
+    }
+    double *d = (double *)view.buf;
+    Py_ssize_t n = (size - 2) / 2, i = 0;
+    while (i < n && ratio > d[i]) i++; /* the first bound at or above the ratio, as bisect_left */
+    d[n + i] += 1;
+    d[size - 1] += ratio;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
 static PyObject *price_span(PyObject *self, PyObject *args) {
-    PyObject *values, *spec, *coefficients, *window, *head, *tails;
-    if (!PyArg_ParseTuple(args, "O!O!OOSO!", &PyTuple_Type, &values, &PyTuple_Type, &spec, &coefficients, &window,
-                          &head, &PyTuple_Type, &tails))
+    PyObject *values, *spec, *coefficients, *window, *head, *tails, *drift;
+    if (!PyArg_ParseTuple(args, "O!O!OOSO!O", &PyTuple_Type, &values, &PyTuple_Type, &spec, &coefficients, &window,
+                          &head, &PyTuple_Type, &tails, &drift))
         return NULL;
     if (PyTuple_GET_SIZE(tails) != 3) {
         PyErr_SetString(PyExc_ValueError, "tails are (reported, computed, unpriced)");
@@ -333,14 +355,13 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
         if (rc < 0) Py_RETURN_NONE;
         if (i < 2) any |= rc;
     }
-    if (!any) Py_RETURN_NONE;
     long long in = counts[0], out = counts[1], cache_read = counts[2], cache_write = counts[3],
               reasoning = counts[4];
     /* Exclusive counts, or ones that cannot be inclusive (more cached than input in all). */
     if (!inclusive || cache_read + cache_write > in) in += cache_read + cache_write;
     if (!inclusive || reasoning > out) out += reasoning;
 
-    int priced = coefficients != Py_None;
+    int priced = any && coefficients != Py_None;
     double computed = 0.0;
     if (priced) {
         if (!PyTuple_Check(coefficients) || PyTuple_GET_SIZE(coefficients) != 6) {
@@ -375,32 +396,34 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
     int source;
     PyObject *key;
     long long shown[5] = {in, out, cache_read, cache_write, reasoning};
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; any && i < 5; i++) {
         key = key_at(spec, 10 + i);
         if (key != NULL && (i < 2 || shown[i] > 0) && put_int_entry(&o, key, shown[i]) < 0) Py_RETURN_NONE;
     }
     if (reported) {
         source = 0;
         if (priced && (key = key_at(spec, 16)) != NULL && put_double_entry(&o, key, computed) < 0) Py_RETURN_NONE;
+        if (priced && computed > 0 && drift != Py_None && add_drift(drift, (cost - computed) / computed) < 0)
+            return NULL;
     } else if (priced) {
         source = 1;
         cost = computed;
     } else {
-        source = 2;
+        source = any ? 2 : 3;
     }
-    if (source != 2 && (key = key_at(spec, 15)) != NULL && put_double_entry(&o, key, cost) < 0) Py_RETURN_NONE;
+    if (source < 2 && (key = key_at(spec, 15)) != NULL && put_double_entry(&o, key, cost) < 0) Py_RETURN_NONE;
 
     int later = 0;
     double booked = 0.0, overbooked = 0.0;
     if (window != Py_None) {
-        later = see_span(values, window, source == 0, source != 2, cost, &booked, &overbooked);
+        later = see_span(values, window, source == 0, source < 2, cost, &booked, &overbooked);
         if (later < 0) return NULL;
     }
     PyObject *duplicate = booked_result(later, booked, overbooked);
     if (duplicate == NULL) return NULL;
-    PyObject *cost_object = source == 2 ? Py_NewRef(Py_None) : PyFloat_FromDouble(cost);
+    PyObject *cost_object = source >= 2 ? Py_NewRef(Py_None) : PyFloat_FromDouble(cost);
     PyObject *computed_object = priced ? PyFloat_FromDouble(computed) : Py_NewRef(Py_None);
-    PyObject *tail = PyTuple_GET_ITEM(tails, source);
+    PyObject *tail = PyTuple_GET_ITEM(tails, source < 2 ? source : 2);
     if (!PyBytes_Check(tail)) {
         Py_DECREF(duplicate);
         Py_XDECREF(cost_object);
@@ -426,9 +449,84 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NiNNN)", entries, source, cost_object, computed_object, duplicate);
 }
 
+/*
+ * accumulate(values, slots, acc, duration_ns) -> bool
+ *
+ * The genops_metrics connector's per-span arithmetic: adds one span to its plan's
+ * accumulator, which the connector folds into the shared series at each flush.
+ * slots: (cost, input, output, cache_read, cache_write, reasoning, max_tokens), slots -1 where
+ *   absent. acc: doubles [bounds (n)..., spans, cost, uncached input, output without reasoning,
+ *   cache_read, cache_write, reasoning, duration sum, bucket counts (n + 1)...].
+ * False (nothing added) when a value is not what the genops processor writes: a token count
+ * that is not an int in [0, max_tokens] or a cost that is not a float in [0, max_cost]; the
+ * connector's Python path takes that span.
+ */
+static PyObject *accumulate(PyObject *self, PyObject *args) {
+    PyObject *values, *slot_tuple, *acc;
+    unsigned long long duration;
+    if (!PyArg_ParseTuple(args, "O!O!OK", &PyTuple_Type, &values, &PyTuple_Type, &slot_tuple, &acc, &duration))
+        return NULL;
+    if (PyTuple_GET_SIZE(slot_tuple) != 8) {
+        PyErr_SetString(PyExc_ValueError, "slots are (cost, 5 token slots, max_tokens, max_cost)");
+        return NULL;
+    }
+    Py_ssize_t n_values = PyTuple_GET_SIZE(values), slots[6];
+    for (int i = 0; i < 6; i++) {
+        slots[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(slot_tuple, i));
+        if (slots[i] == -1 && PyErr_Occurred()) return NULL;
+        if (slots[i] >= n_values) {
+            PyErr_SetString(PyExc_ValueError, "slot beyond the values");
+            return NULL;
+        }
+    }
+    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(slot_tuple, 6));
+    double max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(slot_tuple, 7));
+    if (PyErr_Occurred()) return NULL;
+    double cost = 0.0;
+    if (slots[0] >= 0) {
+        PyObject *raw = PyTuple_GET_ITEM(values, slots[0]);
+        if (raw != Py_None) {
+            if (!PyFloat_CheckExact(raw)) Py_RETURN_FALSE;
+            cost = PyFloat_AS_DOUBLE(raw);
+            if (!(cost >= 0.0 && cost <= max_cost)) Py_RETURN_FALSE;
+        }
+    }
+    long long counts[5];
+    for (int i = 0; i < 5; i++)
+        if (count_at(values, slots[1 + i], cap, &counts[i]) < 0) Py_RETURN_FALSE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(acc, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return NULL;
+    Py_ssize_t size = view.len / (Py_ssize_t)sizeof(double);
+    if (view.itemsize != sizeof(double) || view.format == NULL || strcmp(view.format, "d") != 0 || size < 10
+        || (size - 9) % 2 != 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "an accumulator is an array of doubles: bounds, totals, buckets");
+        return NULL;
+    }
+    double *d = (double *)view.buf;
+    Py_ssize_t nb = (size - 9) / 2;
+    double *t = d + nb;
+    long long in = counts[0] - counts[2] - counts[3], out = counts[1] - counts[4];
+    t[0] += 1;
+    t[1] += cost;
+    t[2] += (double)(in > 0 ? in : 0);
+    t[3] += (double)(out > 0 ? out : 0);
+    t[4] += (double)counts[2];
+    t[5] += (double)counts[3];
+    t[6] += (double)counts[4];
+    double seconds = (double)duration / 1e9;
+    t[7] += seconds;
+    Py_ssize_t i = 0;
+    while (i < nb && seconds > d[i]) i++; /* as bisect_left */
+    t[8 + i] += 1;
+    PyBuffer_Release(&view);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"accumulate", accumulate, METH_VARARGS, "accumulate(values, slots, acc, duration_ns) -> bool"},
     {"price_span", price_span, METH_VARARGS,
-     "price_span(values, spec, coefficients, window, head, tails) -> (appended, source, cost, computed, "
+     "price_span(values, spec, coefficients, window, head, tails, drift) -> (appended, source, cost, computed, "
      "duplicate) or None"},
     {NULL, NULL, 0, NULL},
 };

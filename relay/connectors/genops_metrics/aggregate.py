@@ -14,6 +14,7 @@ either, an ERROR span counts as 500 and any other as 200.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
 
@@ -22,6 +23,11 @@ from relay.genai import dialects, keys
 from relay.genai.bounds import cap
 from relay.genai.numbers import INVALID, MAX_COST_USD, MAX_TOKENS, usage_count
 from relay.genai.scan import Reader, static_values
+
+try:
+    from relay.genai._usage import accumulate
+except ImportError:  # no compiler at install time: every span is added in Python
+    accumulate = None
 
 TEAM, PROJECT, MODEL_OUT = "genops.team", "genops.project", keys.OUT_MODEL
 ACTUAL, PREDICTED, FALLBACK = keys.ACTUAL_PROVIDER, keys.PREDICTED_PROVIDER, keys.FALLBACK_USED
@@ -134,7 +140,7 @@ class Aggregator:
         n_static = self.reader.n_static
         order = dialects.token_keys(dialects.token_row(present))
         token_slots = [next((slot[k] - n_static for k in order[role] if k in present), None) for role in ROLES]
-        return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot, token_slots)
+        return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot, token_slots, native=accumulate is not None)
 
     def add(self, request) -> None:
         """Fold every LLM span of a traces request into the cumulative series."""
@@ -151,13 +157,25 @@ class Aggregator:
                 plan = self._plan(mask, signature, key[2])
                 if len(signature) <= _CACHEABLE:
                     if len(plans) >= _PLANS_LIMIT:
+                        self.fold()
                         plans.clear()  # many distinct label values: keep memory bounded
                     plans[key] = plan
+                elif plan is not None:
+                    plan.acc = None  # not kept: it adds straight into the series
             if plan is not None:
-                plan.apply(duration, values)
+                acc = plan.acc
+                if acc is None or not accumulate(values, plan.native_slots, acc, duration):
+                    plan.apply(duration, values)
                 if plan.overflow:
                     for metric in plan.overflow:
                         self.overflowed[metric] += 1
+
+    def fold(self) -> None:
+        """Move what the plans accumulated into the series: before a flush reads them."""
+        for plan in self.plans.values():
+            if plan is not None and plan.acc is not None:
+                plan.fold()
+
 
 def _token(value) -> int:
     count = usage_count(value)
@@ -172,22 +190,28 @@ def _cost(value) -> float:
 class DuplicatePlan:
     """A second copy of a call already counted: it adds only what the genops processor booked for it."""
 
-    __slots__ = ("cost", "overflow", "booked_slot")
+    __slots__ = ("cost", "overflow", "booked_slot", "acc")
 
     def __init__(self, cost_cell, overflow, booked_slot: int):
         self.cost, self.overflow, self.booked_slot = cost_cell, tuple(overflow), booked_slot
+        self.acc = None
 
     def apply(self, duration_ns: int, values) -> None:
         self.cost[0] += _cost(values[self.booked_slot])
 
 
 class SpanPlan:
-    """The cells one kind of span adds to, and where its numbers are; ``apply`` adds them."""
+    """The cells one kind of span adds to, and where its numbers are; ``apply`` adds them.
+
+    With the native accumulator, spans add into ``acc`` (one C call a span, see
+    relay/genai/_usage.c) and ``fold`` moves the totals into the shared cells before a flush:
+    the cells are shared by many plans, the accumulator is the plan's own."""
 
     __slots__ = ("requests", "cost", "duration", "input", "cache_read", "cache_write", "output", "reasoning",
-                 "errors", "switches", "overflow", "bounds", "cost_slot", "token_slots")
+                 "errors", "switches", "overflow", "bounds", "cost_slot", "token_slots", "acc", "native_slots")
 
-    def __init__(self, cells: dict, overflow: tuple, bounds: list, cost_slot: int, token_slots: list):
+    def __init__(self, cells: dict, overflow: tuple, bounds: list, cost_slot: int, token_slots: list,
+                 native: bool = False):
         self.requests, self.cost, self.duration = cells["requests"], cells["cost"], cells["request.duration"]
         self.input, self.output = cells["input"], cells["output"]
         self.cache_read, self.cache_write, self.reasoning = (cells["cache_read"], cells["cache_write"],
@@ -197,6 +221,36 @@ class SpanPlan:
         self.bounds = bounds
         self.cost_slot = cost_slot
         self.token_slots = tuple(token_slots)  # input, output, cache_read, cache_write, reasoning: slot or None
+        self.native_slots = (cost_slot,) + tuple(-1 if s is None else s for s in token_slots) + (
+            MAX_TOKENS, MAX_COST_USD)
+        # bounds, then spans, cost, input, output, cache_read, cache_write, reasoning, duration sum, buckets
+        self.acc = array("d", list(bounds) + [0.0] * (9 + len(bounds))) if native else None
+
+    def fold(self) -> None:
+        acc, n_bounds = self.acc, len(self.bounds)
+        spans = int(acc[n_bounds])
+        if not spans:
+            return
+        totals = acc[n_bounds:]
+        self.requests[0] += spans
+        self.cost[0] += totals[1]
+        self.input[0] += int(totals[2])
+        self.output[0] += int(totals[3])
+        self.cache_read[0] += int(totals[4])
+        self.cache_write[0] += int(totals[5])
+        self.reasoning[0] += int(totals[6])
+        histogram = self.duration
+        histogram[1] += totals[7]
+        histogram[2] += spans
+        buckets = histogram[0]
+        for index, count in enumerate(totals[8:]):
+            buckets[index] += int(count)
+        if self.errors is not None:
+            self.errors[0] += spans
+        if self.switches is not None:
+            self.switches[0] += spans
+        for index in range(n_bounds, len(acc)):
+            acc[index] = 0.0
 
     def apply(self, duration_ns: int, values) -> None:
         self.requests[0] += 1
@@ -210,11 +264,16 @@ class SpanPlan:
         histogram[0][bisect_left(self.bounds, seconds)] += 1
         histogram[1] += seconds
         histogram[2] += 1
-        counts = []
-        for slot in self.token_slots:
-            value = 0 if slot is None else values[slot]
-            counts.append(value if type(value) is int and 0 <= value <= MAX_TOKENS else _token(value))
-        total_in, total_out, cache_read, cache_write, reasoning = counts
+        slot_in, slot_out, slot_read, slot_write, slot_reason = self.token_slots
+        total_in = 0 if slot_in is None else values[slot_in]
+        if not (type(total_in) is int and 0 <= total_in <= MAX_TOKENS):
+            total_in = _token(total_in)
+        total_out = 0 if slot_out is None else values[slot_out]
+        if not (type(total_out) is int and 0 <= total_out <= MAX_TOKENS):
+            total_out = _token(total_out)
+        cache_read = 0 if slot_read is None else _token(values[slot_read])
+        cache_write = 0 if slot_write is None else _token(values[slot_write])
+        reasoning = 0 if slot_reason is None else _token(values[slot_reason])
         self.input[0] += max(0, total_in - cache_read - cache_write)
         self.cache_read[0] += cache_read
         self.cache_write[0] += cache_write

@@ -42,6 +42,7 @@ def build(aggregator, resource: dict, scope: str, start_ns: int, now_ns: int,
           zero_fresh: bool = True) -> ExportMetricsServiceRequest | None:
     """The cumulative series; with ``zero_fresh``, series new since the last build report zero
     (the last build before shutdown reports everything as it is: there is no next one)."""
+    aggregator.fold()
     request = new_request(resource, scope)
     sm = request.resource_metrics[0].scope_metrics[0]
     for name, table in aggregator.sums.items():

@@ -71,7 +71,7 @@ def create(id_, config: Config, next_consumer, telemetry):
             truncated.labels(name).inc(tally.truncated)
 
     book = pricing.build(config.pricing)
-    return GenopsProcessor(id_, make(config, book, report, drift=drift.add), next_consumer, book)
+    return GenopsProcessor(id_, make(config, book, report, drift), next_consumer, book)
 
 
 class GenopsProcessor(FunctionProcessor):

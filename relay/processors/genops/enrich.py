@@ -26,6 +26,7 @@ from relay.genai.bounds import cap
 from relay.genai.scan import Reader, splice, static_values, wire_form
 from relay.processors.genops import attribution, wire
 from relay.processors.genops import calls
+from relay.processors.genops.drift import Drift
 from relay.processors.genops.plan import Plan, Tally
 
 # Keys whose values vary span by span; everything else goes into the plan's signature.
@@ -49,8 +50,8 @@ def _text(value) -> str | None:
     return None
 
 
-def make(config, price_book, report: Callable[[Tally], None], clock: Callable[[], int] = time.time_ns,
-         drift: Callable[[str, float], None] = lambda model, ratio: None) -> Callable:
+def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
+         clock: Callable[[], int] = time.time_ns) -> Callable:
     rules, context_sources = attribution.compile_rules(config.rules)
     defaults = dict(config.defaults)
     api_keys = {name: dict(fields) for name, fields in config.api_keys.items()}

@@ -45,6 +45,7 @@ class Tally:
 
 
 _DUPLICATE = wire.attribute(keys.DUPLICATE, True)
+_SOURCES = ("reported", "computed")
 
 
 class Plan:
@@ -54,7 +55,7 @@ class Plan:
     __slots__ = ("entries", "models", "label", "provider", "present", "token_slots", "cost_slot", "cost_key",
                  "json_slot", "id_slot", "inclusive", "in_force", "max_tokens", "max_cost", "free", "window",
                  "drift", "has_total", "has_reported", "has_source", "has_price_source", "token_keys", "rates",
-                 "_coefficients", "_tails", "spec", "native_window", "_native_tails")
+                 "_coefficients", "_tails", "spec", "native_window", "_native_tails", "_tails_for", "drift_cell")
 
     def __init__(self, entries: bytes, models: tuple, label: str, provider: str | None, present: frozenset,
                  slots: dict, inclusive: bool, in_force, bounds: tuple, window, drift):
@@ -87,7 +88,10 @@ class Plan:
         self.rates: tuple | None = None  # (rates, since, until) of the last lookup
         self._coefficients: tuple | None = None
         self._tails: dict = {}
-        self._native_tails: tuple | None = None  # (reported, computed, unpriced, the price source they are for)
+        self._native_tails: tuple | None = None  # encoded outcome entries: reported, computed, unpriced
+        self._tails_for: str | None = None  # the price source of the computed one
+        # Where the C path counts drift: only plans that can report a cost have one.
+        self.drift_cell = drift.cell(label) if self.cost_slot is not None else None
 
     def _spec(self) -> tuple | None:
         """What the C path needs to know of this plan; None where only the Python path applies."""
@@ -165,31 +169,31 @@ class Plan:
 
     def _native(self, span, values, tally: Tally):
         """The C path for the common case: (all entries appended, source), or None."""
-        rates = self._rates(span.start_time_unix_nano or time.time_ns()) if self.models else None
+        rates = None
+        if self.models:
+            at, cached = span.start_time_unix_nano, self.rates
+            rates = cached[0] if cached is not None and cached[1] <= at < cached[2] else self._rates(at or time.time_ns())
         coefficients = self._coefficients
         if rates is not None and coefficients is None:
             return None  # tiered rates: the Python path
         tails = self._native_tails
-        if tails is None or (rates is not None and tails[3] != rates.source):
-            source = None if rates is None else rates.source
-            tails = self._native_tails = (self._tail("reported", None), self._tail("computed", source),
-                                          self._tail("unpriced", None), source)
-        result = _usage.price_span(values, self.spec, coefficients, self.native_window, self.entries, tails[:3])
+        if tails is None or (rates is not None and self._tails_for != rates.source):
+            self._tails_for = None if rates is None else rates.source
+            tails = self._native_tails = (self._tail("reported", None), self._tail("computed", self._tails_for),
+                                          self._tail("unpriced", None))
+        result = _usage.price_span(values, self.spec, coefficients, self.native_window, self.entries, tails,
+                                   self.drift_cell)
         if result is None:
             return None
-        appended, code, cost, computed, duplicate = result
+        appended, code, cost, _, duplicate = result
         if duplicate is not None:
             booked, overbooked = duplicate
             tally.duplicates += 1
             tally.overbooked += overbooked
             appended += _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
-        if code == 0:
-            if computed is not None and computed > 0:
-                self.drift(self.label, (cost - computed) / computed)
-            return appended, "reported"
-        if code == 1:
-            return appended, "computed"
-        tally.unpriced[(self.label, "unknown_model")] += 1
+        if code < 2:
+            return appended, _SOURCES[code]
+        tally.unpriced[(self.label, "unknown_model" if code == 2 else "no_usage")] += 1
         return appended, "unpriced"
 
     def _python(self, span, values, tally: Tally, parts: list, updates: list):
@@ -239,7 +243,7 @@ class Plan:
                 else:
                     parts.append(wire.double_attribute(keys.COST_COMPUTED, computed))
                 if computed > 0:
-                    self.drift(self.label, (cost - computed) / computed)
+                    self.drift.add(self.label, (cost - computed) / computed)
         elif computed is not None:
             source, cost = "computed", computed
         else:
