@@ -6,7 +6,9 @@ import math
 
 import pytest
 
+from relay import attrs
 from relay.genai import dialects, provider
+from relay.processors.genops import plan
 from tests.test_genops_processor import GPT4O, O1, build, per_million, reader, request_with, run  # noqa: F401 - reader: both scanners
 
 CACHED_COST = (per_million(GPT4O["input"], 2_000) + per_million(GPT4O["cache_read"], 8_000)
@@ -183,3 +185,30 @@ def test_api_keys_config_names_known_fields():
         'api_keys::k::squad: unknown field (valid: team, project, customer_id, environment, feature, cost_center)',
         "api_keys::empty: must set at least one of: team, project, customer_id, environment, feature, cost_center",
     ]
+
+
+@pytest.mark.skipif(plan._usage is None, reason="the native pricing path was not built here")
+def test_the_native_and_python_pricing_paths_write_the_same(monkeypatch):
+    from relay.bench.payload import llm_spans
+
+    def enriched(native: bool) -> list[dict]:
+        if not native:
+            monkeypatch.setattr(plan, "_usage", None)
+        processor, _ = build({"duplicates": {"max_calls": 1000}})
+        request = llm_spans(400, payload="dialects")
+        processor.process(request)
+        # The same spans again: the second copy of each call is a duplicate on both paths.
+        again = llm_spans(400, payload="dialects")
+        processor.process(again)
+        return [{kv.key: attrs.to_python(kv.value) for kv in span.attributes}
+                for r in (request, again) for rs in r.resource_spans for ss in rs.scope_spans for span in ss.spans]
+
+    native = enriched(True)
+    python = enriched(False)
+    assert len(native) == len(python) == 800
+    assert native == python
+    calls_again = [span for span in native[400:] if span.get("gen_ai.response.id") and "genops.cost.source" in span]
+    assert len(calls_again) > 200
+    assert [span.get("genops.call.duplicate") for span in native[400:] if span in calls_again] == \
+        [True] * len(calls_again)
+    assert not any(span.get("genops.call.duplicate") for span in native[:400])

@@ -56,10 +56,10 @@ static int varint_size(uint64_t v) {
     return n;
 }
 
-/* Span.attributes entry: 0x4a len { key field, 0x12 len { AnyValue } }. */
-static int put_int_entry(out_t *o, PyObject *key, long long value) {
+/* Span.attributes entry: 0x4a len { key field, 0x12 len { AnyValue } }. Writes all but the AnyValue's
+ * any_len bytes, which the caller adds; -1 if the entry would not fit. */
+static int put_entry_head(out_t *o, PyObject *key, int any_len) {
     Py_ssize_t key_len = PyBytes_GET_SIZE(key);
-    int any_len = 1 + varint_size((uint64_t)value);
     Py_ssize_t inner = key_len + 1 + varint_size((uint64_t)any_len) + any_len;
     if (o->len + 2 + 5 + inner > (Py_ssize_t)sizeof(o->data)) return -1;
     put_byte(o, 0x4a);
@@ -68,22 +68,19 @@ static int put_int_entry(out_t *o, PyObject *key, long long value) {
     o->len += key_len;
     put_byte(o, 0x12);
     put_varint(o, (uint64_t)any_len);
-    put_byte(o, 0x18);
+    return 0;
+}
+
+static int put_int_entry(out_t *o, PyObject *key, long long value) {
+    if (put_entry_head(o, key, 1 + varint_size((uint64_t)value)) < 0) return -1;
+    put_byte(o, 0x18); /* AnyValue.int_value */
     put_varint(o, (uint64_t)value);
     return 0;
 }
 
 static int put_double_entry(out_t *o, PyObject *key, double value) {
-    Py_ssize_t key_len = PyBytes_GET_SIZE(key);
-    Py_ssize_t inner = key_len + 1 + 1 + 9;
-    if (o->len + 2 + 5 + inner > (Py_ssize_t)sizeof(o->data)) return -1;
-    put_byte(o, 0x4a);
-    put_varint(o, (uint64_t)inner);
-    memcpy(o->data + o->len, PyBytes_AS_STRING(key), (size_t)key_len);
-    o->len += key_len;
-    put_byte(o, 0x12);
-    put_byte(o, 9);
-    put_byte(o, 0x21);
+    if (put_entry_head(o, key, 9) < 0) return -1;
+    put_byte(o, 0x21); /* AnyValue.double_value, fixed64 */
     uint64_t bits;
     memcpy(&bits, &value, 8);
     for (int i = 0; i < 8; i++) put_byte(o, (uint8_t)(bits >> (8 * i)));
@@ -102,6 +99,34 @@ static int count_at(PyObject *values, Py_ssize_t slot, long long cap, long long 
     if (overflow || n < 0 || n > cap) return -1;
     *out = n;
     return 1;
+}
+
+/* The first eight items of a spec: the five token slots and the cost slot (indexes into values,
+ * or -1), the token cap and the cost cap. 0, or -1 with an exception set. */
+static int read_slots(PyObject *spec, PyObject *values, Py_ssize_t slots[6], long long *cap, double *max_cost) {
+    Py_ssize_t n_values = PyTuple_GET_SIZE(values);
+    for (int i = 0; i < 6; i++) {
+        slots[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, i));
+        if (slots[i] == -1 && PyErr_Occurred()) return -1;
+        if (slots[i] >= n_values) {
+            PyErr_SetString(PyExc_ValueError, "slot beyond the values");
+            return -1;
+        }
+    }
+    *cap = PyLong_AsLongLong(PyTuple_GET_ITEM(spec, 6));
+    *max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, 7));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* 1: a float cost in [0, max_cost] (above 0 unless allow_zero) in *cost; 0: absent; -1: anything else. */
+static int cost_at(PyObject *values, Py_ssize_t slot, double max_cost, int allow_zero, double *cost) {
+    *cost = 0.0;
+    if (slot < 0) return 0;
+    PyObject *raw = PyTuple_GET_ITEM(values, slot);
+    if (raw == Py_None) return 0;
+    if (!PyFloat_CheckExact(raw)) return -1;
+    *cost = PyFloat_AS_DOUBLE(raw);
+    return (allow_zero ? *cost >= 0.0 : *cost > 0.0) && *cost <= max_cost ? 1 : -1;
 }
 
 static PyObject *key_at(PyObject *spec, Py_ssize_t i) {
@@ -333,17 +358,10 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "spec has the wrong size");
         return NULL;
     }
-    Py_ssize_t n_values = PyTuple_GET_SIZE(values), slots[6];
-    for (int i = 0; i < 6; i++) {
-        slots[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, i));
-        if (slots[i] == -1 && PyErr_Occurred()) return NULL;
-        if (slots[i] >= n_values) {
-            PyErr_SetString(PyExc_ValueError, "slot beyond the values");
-            return NULL;
-        }
-    }
-    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(spec, 6));
-    double max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(spec, 7));
+    Py_ssize_t slots[6];
+    long long cap;
+    double max_cost;
+    if (read_slots(spec, values, slots, &cap, &max_cost) < 0) return NULL;
     int inclusive = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 8));
     int total_present = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 9));
     if (PyErr_Occurred()) return NULL;
@@ -379,17 +397,9 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
                    + c[5];
     }
 
-    int reported = 0;
-    double cost = 0.0;
-    if (slots[5] >= 0) {
-        PyObject *raw = PyTuple_GET_ITEM(values, slots[5]);
-        if (raw != Py_None) {
-            if (!PyFloat_CheckExact(raw)) Py_RETURN_NONE;
-            cost = PyFloat_AS_DOUBLE(raw);
-            if (!(cost > 0.0 && cost <= max_cost)) Py_RETURN_NONE;
-            reported = 1;
-        }
-    }
+    double cost;
+    int reported = cost_at(values, slots[5], max_cost, 0, &cost);
+    if (reported < 0) Py_RETURN_NONE;
     if (total_present && !reported) Py_RETURN_NONE;
 
     out_t o = {{0}, 0};
@@ -454,8 +464,8 @@ static PyObject *price_span(PyObject *self, PyObject *args) {
  *
  * The genops_metrics connector's per-span arithmetic: adds one span to its plan's
  * accumulator, which the connector folds into the shared series at each flush.
- * slots: (cost, input, output, cache_read, cache_write, reasoning, max_tokens), slots -1 where
- *   absent. acc: doubles [bounds (n)..., spans, cost, uncached input, output without reasoning,
+ * slots: (input, output, cache_read, cache_write, reasoning, cost, max_tokens, max_cost), slots -1
+ *   where absent (the layout of price_span's spec). acc: doubles [bounds (n)..., spans, cost, uncached input, output without reasoning,
  *   cache_read, cache_write, reasoning, duration sum, bucket counts (n + 1)...].
  * False (nothing added) when a value is not what the genops processor writes: a token count
  * that is not an int in [0, max_tokens] or a cost that is not a float in [0, max_cost]; the
@@ -467,33 +477,17 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!OK", &PyTuple_Type, &values, &PyTuple_Type, &slot_tuple, &acc, &duration))
         return NULL;
     if (PyTuple_GET_SIZE(slot_tuple) != 8) {
-        PyErr_SetString(PyExc_ValueError, "slots are (cost, 5 token slots, max_tokens, max_cost)");
+        PyErr_SetString(PyExc_ValueError, "slots are (5 token slots, cost slot, max_tokens, max_cost)");
         return NULL;
     }
-    Py_ssize_t n_values = PyTuple_GET_SIZE(values), slots[6];
-    for (int i = 0; i < 6; i++) {
-        slots[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(slot_tuple, i));
-        if (slots[i] == -1 && PyErr_Occurred()) return NULL;
-        if (slots[i] >= n_values) {
-            PyErr_SetString(PyExc_ValueError, "slot beyond the values");
-            return NULL;
-        }
-    }
-    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(slot_tuple, 6));
-    double max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(slot_tuple, 7));
-    if (PyErr_Occurred()) return NULL;
-    double cost = 0.0;
-    if (slots[0] >= 0) {
-        PyObject *raw = PyTuple_GET_ITEM(values, slots[0]);
-        if (raw != Py_None) {
-            if (!PyFloat_CheckExact(raw)) Py_RETURN_FALSE;
-            cost = PyFloat_AS_DOUBLE(raw);
-            if (!(cost >= 0.0 && cost <= max_cost)) Py_RETURN_FALSE;
-        }
-    }
+    Py_ssize_t slots[6];
+    long long cap;
+    double max_cost, cost;
+    if (read_slots(slot_tuple, values, slots, &cap, &max_cost) < 0) return NULL;
+    if (cost_at(values, slots[5], max_cost, 1, &cost) < 0) Py_RETURN_FALSE;
     long long counts[5];
     for (int i = 0; i < 5; i++)
-        if (count_at(values, slots[1 + i], cap, &counts[i]) < 0) Py_RETURN_FALSE;
+        if (count_at(values, slots[i], cap, &counts[i]) < 0) Py_RETURN_FALSE;
     Py_buffer view;
     if (PyObject_GetBuffer(acc, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return NULL;
     Py_ssize_t size = view.len / (Py_ssize_t)sizeof(double);

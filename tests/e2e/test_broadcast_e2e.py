@@ -17,10 +17,9 @@ import urllib.request
 import pytest
 
 from relay import attrs
-from relay.defaults import DEFAULT_CONFIG
 from relay.fixtures import fixtures_dir
 from relay.signals import Signal
-from tests.e2e.test_default_config import scrape
+from tests.e2e.test_default_config import default_config_on_free_ports, scrape
 from tests.support import RelayProcess, Sink, free_port
 
 BROADCAST = fixtures_dir() / "broadcast" / "traces_broadcast.json"
@@ -29,12 +28,9 @@ TWIN = fixtures_dir() / "broadcast" / "traces_broadcast_twin.json"
 SUPPORT_COST, SEARCH_COST = 0.0102, 0.0001206
 
 
-def config(ports: dict, ledger) -> str:
-    text = (DEFAULT_CONFIG.replace("0.0.0.0:4317", f"127.0.0.1:{ports['otlp']}")
-            .replace("0.0.0.0:4318", f"127.0.0.1:{ports['otlp_http']}")
-            .replace("0.0.0.0:8889", f"127.0.0.1:{ports['prometheus']}")
-            .replace("0.0.0.0:13133", f"127.0.0.1:{ports['health']}")
-            .replace("0.0.0.0:8888", f"127.0.0.1:{ports['telemetry']}"))
+def config(ledger) -> tuple[str, dict]:
+    text, ports = default_config_on_free_ports()
+    ports["sink"] = free_port()
     genops = ("  genops:\n"
               "    api_keys:\n      search-prod: {team: search, project: query-rewrite}\n"
               "    rules:\n      - attribute: service.name\n        value: support-bot\n"
@@ -48,7 +44,7 @@ def config(ports: dict, ledger) -> str:
     text = text.replace("  extensions: [health_check]", "  extensions: [health_check, genops_ledger]")
     text = text.replace("      processors: [memory_limiter, genops]\n",
                         "      processors: [memory_limiter, genops, genops_budget]\n")
-    return text.replace("processors:\n", "processors:\n  genops_budget:\n    ledger: genops_ledger\n", 1)
+    return text.replace("processors:\n", "processors:\n  genops_budget:\n    ledger: genops_ledger\n", 1), ports
 
 
 def post_json(port: int, path) -> int:
@@ -83,11 +79,11 @@ def ledger_report(ledger) -> dict:
 
 @pytest.mark.parametrize("twin_first", [False, True], ids=["broadcast-first", "app-first"])
 def test_broadcast_spans_are_priced_attributed_and_counted_once(tmp_path, twin_first):
-    ports = {name: free_port() for name in ("otlp", "otlp_http", "prometheus", "health", "telemetry", "sink")}
     ledger = tmp_path / "ledger"
     ledger.mkdir()
+    text, ports = config(ledger)
     sink = Sink(ports["sink"]).start()
-    relay = RelayProcess(config(ports, ledger), tmp_path, ports["health"]).start()
+    relay = RelayProcess(text, tmp_path, ports["health"]).start()
     try:
         for path in ((TWIN, BROADCAST) if twin_first else (BROADCAST, TWIN)):
             assert post_json(ports["otlp_http"], path) == 200

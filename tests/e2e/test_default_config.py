@@ -30,14 +30,21 @@ def scrape(port: int) -> dict[tuple, float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def test_run_with_no_config_serves_per_team_cost_counters(tmp_path):
-    ports = {name: free_port() for name in ("otlp", "otlp_http", "prometheus", "health", "telemetry")}
-    config = (DEFAULT_CONFIG.replace("0.0.0.0:4317", f"127.0.0.1:{ports['otlp']}")
-              .replace("0.0.0.0:4318", f"127.0.0.1:{ports['otlp_http']}")
-              .replace("0.0.0.0:8889", f"127.0.0.1:{ports['prometheus']}")
-              .replace("0.0.0.0:13133", f"127.0.0.1:{ports['health']}")
-              .replace("0.0.0.0:8888", f"127.0.0.1:{ports['telemetry']}"))
+DEFAULT_PORTS = {"otlp": "4317", "otlp_http": "4318", "prometheus": "8889", "health": "13133", "telemetry": "8888"}
+
+
+def default_config_on_free_ports() -> tuple[str, dict[str, int]]:
+    """The built-in default config with only its listen addresses moved to free loopback ports."""
+    ports = {name: free_port() for name in DEFAULT_PORTS}
+    config = DEFAULT_CONFIG
+    for name, port in DEFAULT_PORTS.items():
+        config = config.replace(f"0.0.0.0:{port}", f"127.0.0.1:{ports[name]}")
     assert "0.0.0.0" not in config
+    return config, ports
+
+
+def test_run_with_no_config_serves_per_team_cost_counters(tmp_path):
+    config, ports = default_config_on_free_ports()
     relay = RelayProcess(config, tmp_path, ports["health"]).start()
     try:
         # One span over OTLP/gRPC (4317), one over OTLP/HTTP (4318).

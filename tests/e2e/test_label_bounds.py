@@ -13,9 +13,9 @@ import urllib.request
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from relay import attrs
-from relay.defaults import DEFAULT_CONFIG
 from tests.e2e.test_cardinality import rss_mb
-from tests.support import RelayProcess, free_port
+from tests.e2e.test_default_config import default_config_on_free_ports
+from tests.support import RelayProcess
 
 REQUESTS = 30
 NAME_BYTES = 1024 * 1024
@@ -51,12 +51,7 @@ def scrape(port: int) -> str:
 
 
 def test_megabyte_model_and_team_names_leave_memory_and_metrics_bounded(tmp_path):
-    ports = {name: free_port() for name in ("otlp", "otlp_http", "prometheus", "health", "telemetry")}
-    config = (DEFAULT_CONFIG.replace("0.0.0.0:4317", f"127.0.0.1:{ports['otlp']}")
-              .replace("0.0.0.0:4318", f"127.0.0.1:{ports['otlp_http']}")
-              .replace("0.0.0.0:8889", f"127.0.0.1:{ports['prometheus']}")
-              .replace("0.0.0.0:13133", f"127.0.0.1:{ports['health']}")
-              .replace("0.0.0.0:8888", f"127.0.0.1:{ports['telemetry']}"))
+    config, ports = default_config_on_free_ports()
     relay = RelayProcess(config, tmp_path, ports["health"]).start()
     try:
         # Warm up every path once (parsing, plans, series, a scrape) before the baseline.

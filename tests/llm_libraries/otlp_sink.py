@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -13,41 +13,26 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from relay import otlpjson
+from tests.llm_libraries.loopback import LoopbackServer
 
 
-class HttpTraceSink:
+class HttpTraceSink(LoopbackServer):
     """Accepts ``POST /v1/traces`` (protobuf or JSON, gzip or not); ``requests`` in arrival order."""
 
+    name = "otlp-sink"
+
     def __init__(self):
+        super().__init__()
         self.requests: list[ExportTraceServiceRequest] = []
         self.content_types: list[str] = []
         self._cond = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
+        return f"http://127.0.0.1:{self.port}/v1/traces"
 
-    def start(self) -> HttpTraceSink:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def __enter__(self) -> HttpTraceSink:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def handler(self):
+        return _handler(self)
 
     def add(self, request: ExportTraceServiceRequest, content_type: str) -> None:
         with self._cond:

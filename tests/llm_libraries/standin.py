@@ -19,7 +19,8 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from tests.llm_libraries.loopback import LoopbackServer
 
 MODEL = "openai/gpt-4o-mini"
 PROVIDER = "OpenAI"
@@ -87,44 +88,23 @@ def _kind(body: dict) -> str:
     return "stream" if body.get("stream") else "plain"
 
 
-class StandIn:
+class StandIn(LoopbackServer):
     """``start()`` binds a free port; ``calls`` lists every answered request, in order."""
 
+    name = "openrouter-standin"
+
     def __init__(self):
+        super().__init__()
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._serial = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def start(self) -> StandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="openrouter-standin",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def __enter__(self) -> StandIn:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def handler(self):
+        return _handler(self)
 
     def record(self, body: dict) -> Call:
         kind = _kind(body)

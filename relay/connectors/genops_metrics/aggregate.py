@@ -221,8 +221,8 @@ class SpanPlan:
         self.bounds = bounds
         self.cost_slot = cost_slot
         self.token_slots = tuple(token_slots)  # input, output, cache_read, cache_write, reasoning: slot or None
-        self.native_slots = (cost_slot,) + tuple(-1 if s is None else s for s in token_slots) + (
-            MAX_TOKENS, MAX_COST_USD)
+        self.native_slots = tuple(-1 if s is None else s for s in token_slots) + (cost_slot, MAX_TOKENS,
+                                                                                  MAX_COST_USD)
         # bounds, then spans, cost, input, output, cache_read, cache_write, reasoning, duration sum, buckets
         self.acc = array("d", list(bounds) + [0.0] * (9 + len(bounds))) if native else None
 
