@@ -155,3 +155,65 @@ def test_the_spliced_wire_form_of_the_fixture():
     assert data is not None  # the fixture's spans take only appended attributes
     assert ExportTraceServiceRequest.FromString(data) == request
     assert b"genops.cost.source" in data
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        out.append(byte | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+def _unknown(field: int, kind: int, depth: int = 0) -> bytes:
+    """One unknown field of every wire type the protobuf parser accepts, groups nested."""
+    tag = _varint(field << 3 | kind)
+    if kind == 0:
+        return tag + _varint(2**40 + field)
+    if kind == 1:
+        return tag + b"\x01" * 8
+    if kind == 2:
+        return tag + _varint(3) + b"abc"
+    if kind == 5:
+        return tag + b"\x02" * 4
+    inner = _unknown(field + 1, 0) + (_unknown(field + 2, 3, depth + 1) if depth < 2 else b"")
+    return tag + inner + _varint(field << 3 | 4)  # kind 3: a group, ended by its own end tag
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+unknown_fields = st.lists(st.tuples(st.integers(min_value=100, max_value=5000), st.sampled_from([0, 1, 2, 3, 5])),
+                          max_size=3)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=6), min_size=1, max_size=4),
+       unknown_fields, unknown_fields, unknown_fields, unknown_fields)
+def test_the_scanner_skips_every_field_the_parser_accepts(spans, in_span, in_kv, in_scope, in_request):
+    """Unknown fields (groups too) at every level: what the parser accepts, the scanner reads alike."""
+    extra = {name: b"".join(_unknown(f, k) for f, k in fields)
+             for name, fields in (("span", in_span), ("kv", in_kv), ("scope", in_scope), ("request", in_request))}
+    span_bytes = []
+    for attributes_ in spans:
+        span = build_request([attributes_]).resource_spans[0].scope_spans[0].spans[0]
+        body = b"".join(_field(9, kv.SerializeToString() + extra["kv"]) for kv in span.attributes)
+        span.ClearField("attributes")
+        span_bytes.append(span.SerializeToString() + body + extra["span"])
+    scope = b"".join(_field(2, data) for data in span_bytes) + extra["scope"]
+    data = _field(1, _field(2, scope)) + extra["request"]
+    request = ExportTraceServiceRequest.FromString(data)  # the parser accepts it
+    native = read.Reader(STATIC, DYNAMIC, native=True).scan(data)
+    python = read.Reader(STATIC, DYNAMIC, native=False).read_python(request)
+    assert native == python
+    assert read.splice(data, [b""] * len(spans)) == data  # and splices through it unchanged
+
+
+@needs_native
+def test_a_group_the_parser_would_refuse_is_refused_by_the_scanner_too():
+    unterminated = _field(1, _field(2, _field(2, _varint(100 << 3 | 3))))
+    with pytest.raises(ValueError):
+        read.Reader(STATIC, DYNAMIC, native=True).scan(unterminated)

@@ -32,10 +32,16 @@ static int read_varint(cursor *c, uint64_t *out) {
     return -1;
 }
 
-/* Skips one field of the given wire type; -1 on malformed input. */
-static int skip_field(cursor *c, int wire_type) {
+/* Skips one field whose tag was just read; -1 on malformed input. Groups (wire types 3 and 4,
+ * deprecated but accepted by the protobuf parser) are skipped to their matching end, nested at
+ * most MAX_GROUP_DEPTH deep, as the parser's own recursion limit bounds them. */
+#define MAX_GROUP_DEPTH 64
+
+static int skip_group(cursor *c, uint64_t field, int depth);
+
+static int skip_field_at(cursor *c, uint64_t tag, int depth) {
     uint64_t n;
-    switch (wire_type) {
+    switch ((int)(tag & 7)) {
     case 0:
         return read_varint(c, &n);
     case 1:
@@ -46,14 +52,29 @@ static int skip_field(cursor *c, int wire_type) {
         if (read_varint(c, &n) < 0 || (uint64_t)(c->end - c->p) < n) return -1;
         c->p += n;
         return 0;
+    case 3:
+        return skip_group(c, tag >> 3, depth + 1);
     case 5:
         if (c->end - c->p < 4) return -1;
         c->p += 4;
         return 0;
-    default:
+    default: /* an end-group tag with no group open, or wire types 6 and 7 */
         return -1;
     }
 }
+
+static int skip_group(cursor *c, uint64_t field, int depth) {
+    if (depth > MAX_GROUP_DEPTH) return -1;
+    while (c->p < c->end) {
+        uint64_t tag;
+        if (read_varint(c, &tag) < 0) return -1;
+        if ((tag & 7) == 4) return tag >> 3 == field ? 0 : -1;
+        if (skip_field_at(c, tag, depth) < 0) return -1;
+    }
+    return -1; /* the group never ended */
+}
+
+static int skip_field(cursor *c, uint64_t tag) { return skip_field_at(c, tag, 0); }
 
 /* A new reference to the AnyValue's scalar, Py_None for other kinds, NULL on error. */
 static PyObject *decode_any_value(const uint8_t *p, Py_ssize_t len) {
@@ -82,7 +103,7 @@ static PyObject *decode_any_value(const uint8_t *p, Py_ssize_t len) {
             c.p += 8;
             value = PyFloat_FromDouble(d);
         } else {
-            if (skip_field(&c, wire_type) < 0) goto malformed;
+            if (skip_field(&c, tag) < 0) goto malformed;
             value = Py_NewRef(Py_None);
         }
         if (value == NULL) {
@@ -222,14 +243,14 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
                 if (st_tag == ((3 << 3) | 0)) {
                     if (read_varint(&st, &v) < 0) goto malformed;
                     status = v;
-                } else if (skip_field(&st, (int)(st_tag & 7)) < 0) {
+                } else if (skip_field(&st, st_tag) < 0) {
                     goto malformed;
                 }
             }
             continue;
         }
         if (tag != ((9 << 3) | 2)) {
-            if (skip_field(&c, (int)(tag & 7)) < 0) goto malformed;
+            if (skip_field(&c, tag) < 0) goto malformed;
             continue;
         }
         if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) goto malformed;
@@ -245,7 +266,7 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
                 if ((kv_tag >> 3) == 1) { key = kv.p; key_len = m; }
                 else { value = kv.p; value_len = m; }
                 kv.p += m;
-            } else if (skip_field(&kv, (int)(kv_tag & 7)) < 0) {
+            } else if (skip_field(&kv, kv_tag) < 0) {
                 goto malformed;
             }
         }
@@ -340,7 +361,7 @@ static int each_field(const uint8_t *p, const uint8_t *end, int field,
             int rc = visit(c.p, (Py_ssize_t)n, state);
             if (rc < 0) return rc;
             c.p += n;
-        } else if (skip_field(&c, (int)(tag & 7)) < 0) {
+        } else if (skip_field(&c, tag) < 0) {
             return -2;
         }
     }
@@ -457,7 +478,7 @@ static int splice_message(const uint8_t *p, Py_ssize_t len, int depth, splice_st
         if (read_varint(&c, &tag) < 0) return -2;
         int child = (depth == 0 && tag == ((1 << 3) | 2)) || (depth >= 1 && tag == ((2 << 3) | 2));
         if (!child) {
-            if (skip_field(&c, (int)(tag & 7)) < 0) return -2;
+            if (skip_field(&c, tag) < 0) return -2;
             if (put(out, field_start, c.p - field_start) < 0) return -1;
             continue;
         }

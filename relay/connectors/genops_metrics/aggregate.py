@@ -144,7 +144,10 @@ class Aggregator:
 
     def add(self, request) -> None:
         """Fold every LLM span of a traces request into the cumulative series."""
-        scanned = self.reader.read(request)
+        try:
+            scanned = self.reader.read(request)
+        except ValueError:  # the parser took what the scanner would not: the parsed message decides
+            scanned = self.reader.read_python(request)
         if len(scanned) != sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans):
             scanned = self.reader.read_python(request)
         plans = self.plans

@@ -126,7 +126,10 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
             window.expire(now)
         spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         data = wire_form(request) if reader.native else None
-        scanned = reader.scan(data) if data is not None else reader.read_python(request)
+        try:
+            scanned = reader.scan(data) if data is not None else reader.read_python(request)
+        except ValueError:  # the parser took what the scanner would not: the parsed message decides
+            data, scanned = None, reader.read_python(request)
         if len(scanned) != spans:
             data, scanned = None, reader.read_python(request)  # the wire form disagreed with the parse
         # What each span gets appended, so the new wire form can be spliced instead of serialized.
