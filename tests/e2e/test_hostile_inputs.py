@@ -53,11 +53,18 @@ FUZZ_GRPC, FUZZ_HTTP, FUZZ_JSON = 2000, 1000, 300
 # --- the relay under attack -------------------------------------------------------------
 
 def config(grpc_port: int, http_port: int, health: int, metrics: int, sink: Sink) -> str:
-    pipelines = "".join(f"    {s.value}:\n      receivers: [otlp]\n      exporters: [otlp]\n" for s in Signal)
+    # Traces pass through genops and genops_metrics as in the default config, so every hostile
+    # span also meets the wire scanner, the pricing path and the aggregation.
+    pipelines = "".join(f"    {s.value}:\n      receivers: [otlp]\n"
+                        + ("      processors: [genops]\n      exporters: [otlp, genops_metrics]\n"
+                           if s is Signal.TRACES else "      exporters: [otlp]\n") for s in Signal)
+    pipelines += "    metrics/cost:\n      receivers: [genops_metrics]\n      exporters: [debug]\n"
     return (f"receivers:\n  otlp:\n    protocols:\n"
             f"      grpc:\n        endpoint: 127.0.0.1:{grpc_port}\n        max_recv_msg_size_mib: 4\n"
             f"      http:\n        endpoint: 127.0.0.1:{http_port}\n        max_request_body_size: {LIMIT}\n"
-            f"exporters:\n  otlp:\n    endpoint: {sink.endpoint}\n    tls:\n      insecure: true\n"
+            f"processors:\n  genops: {{}}\nconnectors:\n  genops_metrics: {{}}\n"
+            f"exporters:\n  debug: {{verbosity: basic}}\n"
+            f"  otlp:\n    endpoint: {sink.endpoint}\n    tls:\n      insecure: true\n"
             f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n"
             f"service:\n  extensions: [health_check]\n  pipelines:\n{pipelines}"
             f"  telemetry:\n    logs:\n      level: info\n    metrics:\n      address: 127.0.0.1:{metrics}\n")
@@ -704,6 +711,24 @@ def test_invalid_utf8_in_string_fields(relay, bad):
     for field, (signal, data) in payloads.items():
         expect_grpc(relay, signal, data, {INVALID}, what=f"invalid UTF-8 ({bad}) in {field}")
         expect_http(relay, signal, data, {400}, what=f"invalid UTF-8 ({bad}) in {field}")
+    assert_still_serving(relay)
+
+
+def group(field: int, inner: bytes = b"") -> bytes:
+    """An unknown group field (wire types 3 and 4): deprecated, but valid protobuf."""
+    return varint(field << 3 | 3) + inner + varint(field << 3 | 4)
+
+
+def test_unknown_group_fields_are_skipped_not_refused(relay):
+    """A valid request with unknown groups in a span, an attribute and the request: accepted
+    and delivered, as the protobuf parser accepts it (the scanner used to answer UNAVAILABLE)."""
+    llm = (key_value(b"gen_ai.request.model", any_string(b"openai/gpt-4o")) + group(77, vi(1, 5)),
+           key_value(b"gen_ai.usage.input_tokens", vi(3, 100)))  # AnyValue.int_value
+    for index, (transport, send) in enumerate((("gRPC", expect_grpc), ("HTTP", expect_http))):
+        span = span_bytes(bytes([0x60 + index]) * 8, attributes=llm) + group(99, group(100, vi(1, 1)))
+        data = traces_bytes(span) + group(1000)
+        allowed = {OK} if send is expect_grpc else {200}
+        send(relay, Signal.TRACES, data, allowed, what=f"unknown groups over {transport}")
     assert_still_serving(relay)
 
 
