@@ -560,7 +560,7 @@ URL_RULE = "must be a full http:// or https:// URL, e.g. http://127.0.0.1:9090/a
      ['namespace: "genops-x" is not a valid Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)']),
     ({"headers": {"Content-Type": "text/plain", "bad header": "x", "X-Ok": "y"}},
      ["headers::Content-Type: is set by the remote write protocol and cannot be changed",
-      "headers::bad header: is not a valid HTTP header name"]),
+      "headers::bad header: not a valid HTTP header name"]),
     ({"max_batch_size_bytes": 0}, ["max_batch_size_bytes: must be at least 1"]),
     ({"tls": {"cert_file": "c.pem"}}, ["tls::key_file: cert_file and key_file must be given together"]),
     ({"timeout": "-1s"}, ['timeout: invalid duration "-1s" (use e.g. "5s", "200ms", "1m")']),

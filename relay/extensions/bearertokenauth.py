@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from relay.errors import ConfigError, Problem
-from relay.exporters.helper.http_client import HEADER_NAME
+from relay.exporters.helper.headers import HTTP_NAME as HEADER_NAME
 from relay.telemetry import Throttled, component_logger
 
 TYPE = "bearertokenauth"

@@ -32,6 +32,8 @@ from multidict import CIMultiDict
 
 from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
+from relay.exporters.helper.headers import clean as clean_headers
+from relay.exporters.helper.headers import warn_stripped
 from relay.exporters.helper.http_client import display_url, header_problems, url_problem, user_agent
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger
@@ -281,7 +283,8 @@ class Webhook:
         self._dropped = {reason: dropped.labels(self.name, reason) for reason in DROP_REASONS}
         self._drop_logs = {reason: Throttled(self.log, LOG_INTERVAL, clock) for reason in DROP_REASONS}
         # What error texts must never carry into a log line.
-        self._secrets = sorted({v for v in config.headers.values() if v} | {config.url}, key=len, reverse=True)
+        self._secrets = sorted({v.rstrip("\r\n") for v in config.headers.values() if v.rstrip("\r\n")} | {config.url},
+                               key=len, reverse=True)
         # The lock makes "full? drop the oldest, append" one step for callers on other threads.
         self._lock = threading.Lock()
         self._queue: deque[dict] = deque()
@@ -302,7 +305,9 @@ class Webhook:
         if self._task is not None or self._closed:
             return
         headers = CIMultiDict({"User-Agent": user_agent()})
-        for key, value in self.config.headers.items():
+        configured, _, stripped = clean_headers(self.config.headers, grpc=False)
+        warn_stripped(self.log, stripped)
+        for key, value in configured.items():
             headers[key] = value  # replaces, case-insensitively: a configured User-Agent wins
         headers["Content-Type"] = "application/json"
         self._session = aiohttp.ClientSession(

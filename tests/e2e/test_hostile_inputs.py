@@ -21,6 +21,8 @@ import json
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -730,6 +732,60 @@ def test_unknown_group_fields_are_skipped_not_refused(relay):
         allowed = {OK} if send is expect_grpc else {200}
         send(relay, Signal.TRACES, data, allowed, what=f"unknown groups over {transport}")
     assert_still_serving(relay)
+
+
+def header_config(grpc_port: int, health: int, sink: Sink, headers: str) -> str:
+    return (f"receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc_port}\n"
+            f"exporters:\n  otlp:\n    endpoint: {sink.endpoint}\n    tls: {{insecure: true}}\n"
+            f"    headers:\n{headers}"
+            f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n"
+            f"service:\n  extensions: [health_check]\n  pipelines:\n    traces:\n      receivers: [otlp]\n"
+            f"      exporters: [otlp]\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{free_port()}\n")
+
+
+def validate(tmp_path, text: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "validate.yaml"
+    path.write_text(text)
+    return subprocess.run([sys.executable, "-m", "relay", "validate", "--config", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_header_value_ending_in_a_newline_is_stripped_with_a_warning(tmp_path):
+    """A token read from a Kubernetes Secret ends in a newline: the relay sends it without, and
+    says so; upper-case gRPC metadata keys are lower-cased, as the collector does."""
+    sink = Sink().start()
+    grpc_port, health = distinct_ports(2)
+    text = header_config(grpc_port, health, sink, '      Authorization: "Bearer s3cret-token\\n"\n'
+                                                   "      X-Tenant: acme\n")
+    relay = None
+    try:
+        checked = validate(tmp_path, text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        relay = RelayProcess(text, tmp_path, health).start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        export = channel.unary_unary(Signal.TRACES.method)
+        export(traces_request(2).SerializeToString(), timeout=CALL_TIMEOUT)
+        channel.close()
+        assert sink.wait_for(Signal.TRACES, 2, timeout=CALL_TIMEOUT), "the export never reached the sink"
+        metadata = sink.metadata[-1]
+        assert metadata["authorization"] == "Bearer s3cret-token" and metadata["x-tenant"] == "acme"
+        warned = [line for line in relay.log_lines() if line.get("header") == "Authorization"]
+        assert warned and warned[0]["level"] == "warning", relay.log_text()
+        assert "s3cret-token" not in relay.log_text()
+    finally:
+        if relay is not None:
+            relay.stop()
+        sink.stop()
+
+
+@pytest.mark.parametrize("value", ["Bearer a\\u0001b", "Bearer a\\nInjected: 1", "caf\\u00e9"])
+def test_a_header_value_a_transport_cannot_carry_is_a_config_error_naming_the_key(tmp_path, value):
+    text = header_config(free_port(), free_port(), Sink(), f'      x-token: "{value}"\n')
+    checked = validate(tmp_path, text)
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 1, output
+    assert "headers::x-token" in output and "Traceback" not in output
+    assert "Bearer a" not in output and "caf" not in output  # the value is never quoted
 
 
 def test_gzip_bombs(relay):

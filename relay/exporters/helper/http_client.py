@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from relay.errors import Problem
+from relay.exporters.helper.headers import clean as headers_clean
 
 # RFC 9110 token characters: what a header name may be made of.
-HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass
@@ -83,15 +82,10 @@ def display_url(url: str) -> str:
 
 
 def header_problems(headers: dict[str, str], credentials_in_url: bool) -> list[Problem]:
-    """Configured headers an HTTP client can send. Values never appear in a message:
-    headers carry credentials."""
-    problems = []
-    for key, value in headers.items():
-        if not HEADER_NAME.fullmatch(key):
-            problems.append(Problem(("headers", key), "not a valid HTTP header name"))
-        elif any(c in value for c in "\r\n\0"):
-            problems.append(Problem(("headers", key), "the value must not contain line breaks or NUL"))
-        elif key.lower() == "authorization" and credentials_in_url:
+    """Configured headers an HTTP client can send (see ``headers.clean``)."""
+    problems = headers_clean(headers, grpc=False)[1]
+    for key in headers:
+        if key.lower() == "authorization" and credentials_in_url:
             problems.append(Problem(("headers", key), "cannot be combined with user:password in a URL "
                                                       "(that becomes the Authorization header)"))
     return problems

@@ -12,6 +12,7 @@ from typing import Literal
 
 from relay.config.load import endpoint_problem
 from relay.errors import Problem
+from relay.exporters.helper.headers import clean as clean_headers
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.jaeger.proto import DEFAULT_PORT
@@ -36,9 +37,7 @@ class Config(HelperSettings):
         if endpoint_problem(self.endpoint) or not host or self.endpoint.startswith(("http://", "https://")):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
                                                     f'(a Jaeger collector listens for gRPC on {DEFAULT_PORT})'))
-        for key in self.headers:
-            if key != key.lower() or not key or any(c.isspace() for c in key):
-                problems.append(Problem(("headers", key), "gRPC metadata keys must be lowercase, without spaces"))
+        problems += clean_headers(self.headers, grpc=True)[1]
         return problems
 
 

@@ -16,6 +16,8 @@ from relay import status
 from relay.exporters.helper.grpc_channel import open_channel
 from relay.exporters.jaeger import proto, translate
 from relay.telemetry import component_logger
+from relay.exporters.helper.headers import clean as clean_headers
+from relay.exporters.helper.headers import warn_stripped
 
 
 class JaegerTransport:
@@ -23,7 +25,9 @@ class JaegerTransport:
         self.id = id_
         self.config = config
         self.log = component_logger(id_)
-        self.metadata = tuple(config.headers.items())
+        metadata, _, stripped = clean_headers(config.headers, grpc=True)
+        warn_stripped(self.log, stripped)
+        self.metadata = tuple(metadata.items())
         self._channel: grpc.aio.Channel | None = None
         self._post = None
 

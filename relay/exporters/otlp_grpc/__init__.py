@@ -11,6 +11,7 @@ from typing import Literal
 
 from relay.config.load import endpoint_problem
 from relay.errors import Problem
+from relay.exporters.helper.headers import clean as clean_headers
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
@@ -54,10 +55,7 @@ class Config(HelperSettings):
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
                                                     '(optionally with an http:// or https:// scheme)'))
-        for key in self.headers:
-            if key != key.lower() or not key or any(c.isspace() for c in key):
-                problems.append(Problem(("headers", key), "gRPC metadata keys must be lowercase, without spaces"))
-        return problems
+        return problems + clean_headers(self.headers, grpc=True)[1]
 
 
 def split_target(endpoint: str) -> tuple[str, bool | None]:

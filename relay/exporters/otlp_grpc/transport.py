@@ -11,6 +11,8 @@ import grpc
 
 from relay import received, status
 from relay.exporters.helper.grpc_channel import open_channel
+from relay.exporters.helper.headers import clean as clean_headers
+from relay.exporters.helper.headers import warn_stripped
 from relay.exporters.helper.partial import note_partial_success
 from relay.exporters.otlp_grpc import split_target
 from relay.signals import Signal, signal_of
@@ -23,7 +25,9 @@ class GrpcTransport:
         self.config = config
         self.metrics = telemetry
         self.log = component_logger(id_)
-        self.metadata = tuple(config.headers.items())
+        metadata, _, stripped = clean_headers(config.headers, grpc=True)
+        warn_stripped(self.log, stripped)
+        self.metadata = tuple(metadata.items())
         self.authenticator = authenticator
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[Signal, object] = {}

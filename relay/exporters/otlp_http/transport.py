@@ -21,6 +21,8 @@ from multidict import CIMultiDict
 
 from relay import otlpjson, received, status
 from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownError
+from relay.exporters.helper.headers import clean as clean_headers
+from relay.exporters.helper.headers import warn_stripped
 from relay.exporters.helper.http_client import display_url, ssl_context, user_agent
 from relay.exporters.helper.partial import note_partial_success
 from relay.signals import Signal, signal_of
@@ -45,7 +47,9 @@ class HttpTransport:
         self.urls = {signal: config.url(signal) for signal in Signal}
         self.compress = config.compression == "gzip"
         headers = CIMultiDict({"User-Agent": user_agent()})
-        for key, value in config.headers.items():
+        configured, _, stripped = clean_headers(config.headers, grpc=False)
+        warn_stripped(self.log, stripped)
+        for key, value in configured.items():
             headers[key] = value  # replaces, case-insensitively: a configured User-Agent wins
         # What the body is cannot be overridden by configured headers.
         headers["Content-Type"] = CONTENT_TYPES[config.encoding]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from relay.errors import Problem
 from relay.exporters.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
-from relay.exporters.helper.http_client import HEADER_NAME, TLSConfig
+from relay.exporters.helper.http_client import TLSConfig, header_problems
 from relay.exporters.prometheus import ResourceToTelemetryConfig
 from relay.exporters.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
 from relay.signals import Signal
@@ -65,10 +65,10 @@ class Config(HelperSettings):
         problems = self.helper_problems()
         if message := url_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
-        for key in self.headers:
-            if not HEADER_NAME.fullmatch(key):
-                problems.append(Problem(("headers", key), "is not a valid HTTP header name"))
-            elif key.lower() in PROTOCOL_HEADERS:
+        header_issues = header_problems(self.headers, credentials_in_url=False)
+        for key in self.headers:  # in the order written
+            problems += [p for p in header_issues if p.path == ("headers", key)]
+            if key.lower() in PROTOCOL_HEADERS:
                 problems.append(Problem(("headers", key), "is set by the remote write protocol and cannot be changed"))
         if self.namespace and not VALID_METRIC_NAME.match(self.namespace):
             problems.append(Problem(("namespace",), f'"{self.namespace}" is not a valid Prometheus '

@@ -20,6 +20,8 @@ from relay.errors import RetryableError
 from relay.exporters.helper.http_client import ssl_context, user_agent
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
 from relay.telemetry import component_logger
+from relay.exporters.helper.headers import clean as clean_headers
+from relay.exporters.helper.headers import warn_stripped
 
 DROPPED_POINTS = "otelcol_exporter_prometheusremotewrite_dropped_points"
 SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"
@@ -45,7 +47,9 @@ class RemoteWriteTransport:
             resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
             target_info=config.target_info.enabled, send_metadata=config.send_metadata)
         # Configured headers first: the protocol's own cannot be replaced (the config refuses it).
-        self.headers = {**config.headers, "Content-Encoding": "snappy",
+        configured, _, stripped = clean_headers(config.headers, grpc=False)
+        warn_stripped(self.log, stripped)
+        self.headers = {**configured, "Content-Encoding": "snappy",
                         "Content-Type": "application/x-protobuf",
                         "X-Prometheus-Remote-Write-Version": "0.1.0"}
         self.headers.setdefault("User-Agent", user_agent())
