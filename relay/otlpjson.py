@@ -152,11 +152,18 @@ def _check_shapes(node: dict, descriptor, path: str) -> None:
     """
     fields = descriptor.fields_by_camelcase_name
     by_name = descriptor.fields_by_name
+    seen: dict[str, str] = {}
     for key, value in node.items():
         field = fields.get(key) or by_name.get(key)
-        if field is None or value is None:
+        if field is None:
             continue
         where = f"{path}.{key}" if path else key
+        # Both spellings of one field in one object: ParseDict would keep the last and drop the rest.
+        if field.name in seen:
+            raise ValueError(f'{where}: the field is given twice (as "{seen[field.name]}" and "{key}")')
+        seen[field.name] = key
+        if value is None:
+            continue
         if field.is_repeated:
             if not isinstance(value, list):
                 raise ValueError(f"{where}: expected a JSON array, got a JSON {_json_type(value)}")
@@ -183,6 +190,22 @@ def _check_value(field, value: Any, where: str) -> None:
             raise ValueError(f"{where}: expected base64 bytes")
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _object_without_repeats(pairs: list) -> dict:
+    """A JSON object, refusing a key given twice: json.loads would keep the last and drop the rest."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(f'the key "{key[:64]}" is given twice in one object')
+            seen.add(key)
+    return out
+
+
 def decode(data: bytes | bytearray | memoryview | str | dict, message_class: type[Message]) -> Message:
     """Parse OTLP/JSON into a new ``message_class`` instance.
 
@@ -197,9 +220,12 @@ def decode(data: bytes | bytearray | memoryview | str | dict, message_class: typ
             tree = json.loads(
                 bytes(data) if isinstance(data, memoryview) else data,
                 parse_constant=_reject_constant,
+                object_pairs_hook=_object_without_repeats,
             )
         except RecursionError:
             raise ValueError("malformed JSON: nested too deeply") from None
+        except _RepeatedKey as err:
+            raise ValueError(f"invalid OTLP/JSON: {err}") from None
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
             raise ValueError(f"malformed JSON: {err}") from None
         owned = True

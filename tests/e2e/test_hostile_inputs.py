@@ -788,6 +788,25 @@ def test_a_header_value_a_transport_cannot_carry_is_a_config_error_naming_the_ke
     assert "Bearer a" not in output and "caf" not in output  # the value is never quoted
 
 
+RESOURCE_SPANS = '{"scopeSpans": [{"spans": [{"traceId": "%s", "spanId": "%s", "name": "twice"}]}]}' % (
+    "0a" * 16, "0b" * 8)
+
+
+@pytest.mark.parametrize("body, key", [
+    (f'{{"resourceSpans": [{RESOURCE_SPANS}], "resourceSpans": [{RESOURCE_SPANS}]}}', "resourceSpans"),
+    (f'{{"resourceSpans": [{RESOURCE_SPANS}], "resource_spans": [{RESOURCE_SPANS}]}}', "resource_spans"),
+    ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "%s", "traceId": "%s"}]}]}]}' % (
+        "0a" * 16, "0c" * 16), "traceId"),
+])
+def test_json_with_a_key_given_twice_is_refused_naming_it(relay, body, key):
+    """The last of two equal keys used to win, and the spans under the first vanished with a 200."""
+    relay.cases += 1
+    status, _, answer = relay.post(PATH[Signal.TRACES], body.encode(), JSON)
+    assert status == 400, (status, answer[:200])
+    assert key in otlpjson.decode(answer, status_pb2.Status).message
+    assert_still_serving(relay)
+
+
 def test_gzip_bombs(relay):
     gib_of_zeros = gzip_of_zeros(1024 * MIB)
     assert len(gib_of_zeros) < LIMIT    # small on the wire: only inflating finds it too large
