@@ -546,7 +546,106 @@ static PyObject *splice_request(PyObject *self, PyObject *args) {
     return result;
 }
 
+/*
+ * span_ids_problem(request_bytes) -> None, or (resource, scope, span, what) of the first span whose
+ * ids the OTLP spec refuses: trace_id must be 16 bytes, span_id 8, parent_span_id empty or 8,
+ * and a link's trace_id 16 and span_id 8. Of a field given twice the last counts, as for the
+ * parser. Walks the bytes only; the request has parsed already.
+ */
+typedef struct {
+    Py_ssize_t resource, scope, span;
+    const char *what;
+} id_walk;
+
+static const char *link_problem(const uint8_t *p, Py_ssize_t len) {
+    cursor c = {p, p + len};
+    Py_ssize_t trace = 0, span = 0;
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) return "malformed link";
+        if ((tag == ((1 << 3) | 2)) || (tag == ((2 << 3) | 2))) {
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return "malformed link";
+            if (tag >> 3 == 1) trace = (Py_ssize_t)n;
+            else span = (Py_ssize_t)n;
+            c.p += n;
+        } else if (skip_field(&c, tag) < 0) {
+            return "malformed link";
+        }
+    }
+    if (trace != 16) return "a link's trace_id must be 16 bytes";
+    if (span != 8) return "a link's span_id must be 8 bytes";
+    return NULL;
+}
+
+static const char *span_problem(const uint8_t *p, Py_ssize_t len) {
+    cursor c = {p, p + len};
+    Py_ssize_t trace = 0, span = 0, parent = 0;
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) return "malformed span";
+        uint64_t field = tag >> 3;
+        if ((tag & 7) == 2 && (field == 1 || field == 2 || field == 4 || field == 13)) {
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return "malformed span";
+            if (field == 1) trace = (Py_ssize_t)n;
+            else if (field == 2) span = (Py_ssize_t)n;
+            else if (field == 4) parent = (Py_ssize_t)n;
+            else {
+                const char *problem = link_problem(c.p, (Py_ssize_t)n);
+                if (problem != NULL) return problem;
+            }
+            c.p += n;
+        } else if (skip_field(&c, tag) < 0) {
+            return "malformed span";
+        }
+    }
+    if (trace != 16) return "trace_id must be 16 bytes";
+    if (span != 8) return "span_id must be 8 bytes";
+    if (parent != 0 && parent != 8) return "parent_span_id must be empty or 8 bytes";
+    return NULL;
+}
+
+static int visit_id_span(const uint8_t *p, Py_ssize_t len, void *state) {
+    id_walk *w = state;
+    w->what = span_problem(p, len);
+    if (w->what != NULL) return -3; /* found: stop the walk */
+    w->span++;
+    return 0;
+}
+
+static int visit_id_scope(const uint8_t *p, Py_ssize_t len, void *state) {
+    id_walk *w = state;
+    w->span = 0;
+    int rc = each_field(p, p + len, 2, visit_id_span, state);
+    if (rc == 0) w->scope++;
+    return rc;
+}
+
+static int visit_id_resource(const uint8_t *p, Py_ssize_t len, void *state) {
+    id_walk *w = state;
+    w->scope = 0;
+    int rc = each_field(p, p + len, 2, visit_id_scope, state);
+    if (rc == 0) w->resource++;
+    return rc;
+}
+
+static PyObject *span_ids_problem(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    if (!PyArg_ParseTuple(args, "y*", &buffer)) return NULL;
+    id_walk w = {0, 0, 0, NULL};
+    const uint8_t *p = (const uint8_t *)buffer.buf;
+    int rc = each_field(p, p + buffer.len, 1, visit_id_resource, &w);
+    PyBuffer_Release(&buffer);
+    if (rc == -3) return Py_BuildValue("(nnns)", w.resource, w.scope, w.span, w.what);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, "malformed ExportTraceServiceRequest");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"span_ids_problem", span_ids_problem, METH_VARARGS,
+     "span_ids_problem(request_bytes) -> None or (resource, scope, span, problem) of the first bad span ids"},
     {"splice_request", splice_request, METH_VARARGS,
      "splice_request(request_bytes, additions) -> request bytes with additions[i] appended to span i"},
     {"scan_request", scan_request, METH_VARARGS,

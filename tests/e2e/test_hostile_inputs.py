@@ -36,7 +36,7 @@ from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import otlpjson
+from relay import ids, otlpjson
 from relay.signals import Signal
 from tests.support import ROOT, RelayProcess, Sink, free_port, logs_request, metrics_request, traces_request
 
@@ -161,11 +161,15 @@ def span_ids(request) -> list[bytes]:
 
 
 def decoded(signal: Signal, data: bytes):
-    """The request ``data`` decodes to, or None: the oracle for what the relay must accept."""
+    """The request ``data`` decodes to, or None: the oracle for what the relay must accept.
+
+    Ids of the wrong length decode but are refused (relay.ids); the oracle judges them by the
+    Python check on the parsed message, the relay by its native one on the bytes."""
     try:
-        return signal.request_type.FromString(data)
+        message = signal.request_type.FromString(data)
     except DecodeError:
         return None
+    return None if ids.problem(signal, message) is not None else message
 
 
 def shown(data: bytes, limit: int = 96) -> str:
@@ -804,6 +808,36 @@ def test_json_with_a_key_given_twice_is_refused_naming_it(relay, body, key):
     status, _, answer = relay.post(PATH[Signal.TRACES], body.encode(), JSON)
     assert status == 400, (status, answer[:200])
     assert key in otlpjson.decode(answer, status_pb2.Status).message
+    assert_still_serving(relay)
+
+
+@pytest.mark.parametrize("what, span", [
+    ("an 8-byte trace_id", span_bytes(b"\x31" * 8, trace_id=b"\x07" * 8)),
+    ("no trace_id", ld(2, b"\x32" * 8) + ld(5, b"no trace")),
+    ("a 4-byte span_id", span_bytes(b"\x33" * 4)),
+    ("a 16-byte parent_span_id", span_bytes(b"\x34" * 8) + ld(4, b"\x01" * 16)),
+    ("a link with a 3-byte span_id", span_bytes(b"\x35" * 8) + ld(13, ld(1, b"\x07" * 16) + ld(2, b"abc"))),
+])
+def test_spans_with_ids_of_the_wrong_length_are_refused(relay, what, span):
+    """Forwarded, such a span made a collector downstream refuse its whole request, other
+    clients' batched spans with it."""
+    good = span_bytes(b"\x36" * 8)
+    data = ld(1, ld(2, ld(2, good) + ld(2, span)))  # the bad span second, in one scope
+    relay.cases += 1
+    code, details = relay.export(Signal.TRACES, data)
+    assert code == INVALID, (what, code, details)
+    assert "resource_spans[0].scope_spans[0].spans[1]" in details, details
+    expect_http(relay, Signal.TRACES, data, {400}, what=what)
+    assert_still_serving(relay)
+
+
+def test_a_request_for_another_signals_service_is_not_forwarded_as_garbage(relay):
+    """ExportMetricsServiceRequest bytes parse as traces too, as spans with ids of any length."""
+    metrics = metrics_request().SerializeToString()
+    relay.cases += 1
+    code, details = relay.export(Signal.TRACES, metrics)
+    assert code == INVALID, (code, details)
+    expect_http(relay, Signal.TRACES, metrics, {400}, what="metrics to /v1/traces")
     assert_still_serving(relay)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from relay import client, received, status
+from relay import client, ids, received, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, grpc_server_credentials
@@ -93,6 +93,10 @@ class GrpcReceiver:
                 request = parse(data)
             except DecodeError as error:
                 failure = InvalidDataError(f"cannot parse {signal.request_type.__name__}: {error}")
+                return await self._refuse(context, failure, signal, 0)
+            wrong = ids.problem(signal, request, data)
+            if wrong is not None:
+                failure = InvalidDataError(f"invalid {signal.request_type.__name__}: {wrong}")
                 return await self._refuse(context, failure, signal, 0)
             count = signal.count(request)
             if count == 0:

@@ -24,7 +24,7 @@ from aiohttp import web
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
-from relay import client, otlpjson, received, status
+from relay import client, ids, otlpjson, received, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError, TooLargeError
 from relay.receivers.otlp import body
@@ -146,13 +146,18 @@ class HttpReceiver:
             data = await body.read(request.content, encoding, limit)
             if media == PROTOBUF:
                 try:
-                    return parse(data), data
+                    message = parse(data)
                 except DecodeError as error:
                     raise InvalidDataError(f"cannot parse {type_name}: {error}") from None
-            try:
-                return otlpjson.decode(data, request_type), None
-            except ValueError as error:
-                raise InvalidDataError(f"cannot parse {type_name} as OTLP/JSON: {error}") from None
+            else:
+                try:
+                    message, data = otlpjson.decode(data, request_type), None
+                except ValueError as error:
+                    raise InvalidDataError(f"cannot parse {type_name} as OTLP/JSON: {error}") from None
+            wrong = ids.problem(signal, message, data)
+            if wrong is not None:
+                raise InvalidDataError(f"invalid {type_name}: {wrong}")
+            return message, data
 
         async def export(request: web.BaseRequest) -> web.Response:
             extra = cors.response_headers(request.headers.get("Origin")) if cors is not None else {}
