@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import math
 import random
 import socket
 import struct
@@ -54,18 +55,18 @@ FUZZ_GRPC, FUZZ_HTTP, FUZZ_JSON = 2000, 1000, 300
 
 # --- the relay under attack -------------------------------------------------------------
 
-def config(grpc_port: int, http_port: int, health: int, metrics: int, sink: Sink) -> str:
+def config(grpc_port: int, http_port: int, health: int, metrics: int, sink: Sink, prometheus: int) -> str:
     # Traces pass through genops and genops_metrics as in the default config, so every hostile
     # span also meets the wire scanner, the pricing path and the aggregation.
     pipelines = "".join(f"    {s.value}:\n      receivers: [otlp]\n"
                         + ("      processors: [genops]\n      exporters: [otlp, genops_metrics]\n"
                            if s is Signal.TRACES else "      exporters: [otlp]\n") for s in Signal)
-    pipelines += "    metrics/cost:\n      receivers: [genops_metrics]\n      exporters: [debug]\n"
+    pipelines += "    metrics/cost:\n      receivers: [genops_metrics]\n      exporters: [prometheus]\n"
     return (f"receivers:\n  otlp:\n    protocols:\n"
             f"      grpc:\n        endpoint: 127.0.0.1:{grpc_port}\n        max_recv_msg_size_mib: 4\n"
             f"      http:\n        endpoint: 127.0.0.1:{http_port}\n        max_request_body_size: {LIMIT}\n"
-            f"processors:\n  genops: {{}}\nconnectors:\n  genops_metrics: {{}}\n"
-            f"exporters:\n  debug: {{verbosity: basic}}\n"
+            f"processors:\n  genops: {{}}\nconnectors:\n  genops_metrics: {{metrics_flush_interval: 200ms}}\n"
+            f"exporters:\n  prometheus:\n    endpoint: 127.0.0.1:{prometheus}\n    namespace: genops_openrouter\n"
             f"  otlp:\n    endpoint: {sink.endpoint}\n    tls:\n      insecure: true\n"
             f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n"
             f"service:\n  extensions: [health_check]\n  pipelines:\n{pipelines}"
@@ -101,11 +102,11 @@ class Relay:
             self.stop()                                  # a dead run: close its log and channels
         self.runs += 1
         self.retired = False
-        self.grpc_port, self.http_port, self.health_port, self.metrics_port = distinct_ports(4)
+        self.grpc_port, self.http_port, self.health_port, self.metrics_port, self.prometheus_port = distinct_ports(5)
         run_dir = self.workdir / f"run{self.runs}"       # a dead run's log stays readable
         run_dir.mkdir()
         self.process = RelayProcess(config(self.grpc_port, self.http_port, self.health_port, self.metrics_port,
-                                           self.sink), run_dir, self.health_port).start()
+                                           self.sink, self.prometheus_port), run_dir, self.health_port).start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
         self.gzip_channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}", compression=grpc.Compression.Gzip)
         self._calls = {(signal, zipped): (self.gzip_channel if zipped else self.channel).unary_unary(signal.method)
@@ -838,6 +839,42 @@ def test_a_request_for_another_signals_service_is_not_forwarded_as_garbage(relay
     code, details = relay.export(Signal.TRACES, metrics)
     assert code == INVALID, (code, details)
     expect_http(relay, Signal.TRACES, metrics, {400}, what="metrics to /v1/traces")
+    assert_still_serving(relay)
+
+
+def cost_total(relay) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{relay.prometheus_port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("genops_openrouter_cost_total{"))
+
+
+def test_poisoned_costs_and_token_counts_never_move_the_cost_counter_back_or_to_infinity(relay):
+    """Each reported cost or token count below once made genops_openrouter_cost_total go down,
+    become +Inf for ever, jump by trillions, or count a string as 0 while saying reported."""
+    model = key_value(b"gen_ai.request.model", any_string(b"openai/gpt-4o"))
+    poisons = [("a negative cost", ld(4, struct.pack("<d", -5.0))), ("1e308", ld(4, struct.pack("<d", 1e308))),
+               ("1e308 again", ld(4, struct.pack("<d", 1e308))), ("+Inf", ld(4, struct.pack("<d", math.inf))),
+               ("NaN", ld(4, struct.pack("<d", math.nan))), ("the string 12.5", any_string(b"12.5"))]
+    totals = [cost_total(relay)]
+    for index, (what, cost) in enumerate(poisons):
+        attributes = (model, key_value(b"gen_ai.usage.input_tokens", vi(3, 1000)),
+                      key_value(b"gen_ai.usage.cost", cost))
+        expect_grpc(relay, Signal.TRACES, traces_bytes(span_bytes(bytes([0x70 + index]) * 8, attributes=attributes)),
+                    {OK}, what=what)
+    infinite_tokens = (model, key_value(b"gen_ai.usage.input_tokens", ld(4, struct.pack("<d", math.inf))))
+    expect_grpc(relay, Signal.TRACES, traces_bytes(span_bytes(b"\x7f" * 8, attributes=infinite_tokens)), {OK},
+                what="infinite input tokens")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the connector flushes every 200 ms
+        totals.append(cost_total(relay))
+        if totals[-1] > totals[0] + 12:
+            break
+        time.sleep(0.2)
+    assert all(math.isfinite(total) for total in totals), totals
+    assert totals == sorted(totals), totals
+    # "12.5" is booked as 12.5; the others at the list price of 1000 input tokens, cents at most.
+    assert 12.5 <= totals[-1] - totals[0] < 12.6, totals
     assert_still_serving(relay)
 
 
