@@ -27,7 +27,8 @@ def cmd_validate(args) -> int:
     try:
         config = _load(args.config)
     except ConfigError as error:
-        print(f"invalid configuration ({len(error.problems)} problem"
+        where = f" in {args.config}" if args.config else ""
+        print(f"invalid configuration{where} ({len(error.problems)} problem"
               f"{'s' if len(error.problems) != 1 else ''}):", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
@@ -45,7 +46,8 @@ def cmd_run(args) -> int:
         config = _load(args.config)
     except ConfigError as error:
         for problem in error.problems:
-            log.error("invalid configuration", extra={"fields": {"problem": str(problem)}})
+            log.error("invalid configuration", extra={"fields": {"file": args.config or "(built-in)",
+                                                                 "problem": str(problem)}})
         return 1
     setup_logging(config.telemetry.logs.level)
     if not args.config:

@@ -27,6 +27,13 @@ class RelayError(Exception):
     """Base of every error the relay raises on purpose."""
 
 
+MAX_MESSAGE = 500
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One configuration problem: where it is (a key path) and what is wrong."""
@@ -35,8 +42,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = "::".join(self.path)
-        return f"{where}: {self.message}" if where else self.message
+        # Messages quote config values; a 50 MB value must not come back whole.
+        where = _cut("::".join(self.path), 200)
+        message = _cut(self.message, MAX_MESSAGE)
+        return f"{where}: {message}" if where else message
 
     def under(self, *prefix: str) -> "Problem":
         return Problem(tuple(prefix) + self.path, self.message)

@@ -97,7 +97,7 @@ INVALID_PROBLEMS = [
     "under exporters",
 ]
 
-INVALID_STDERR = "invalid configuration (5 problems):\n" + "".join(f"  {p}\n" for p in INVALID_PROBLEMS)
+INVALID_STDERR = "invalid configuration in PATH (5 problems):\n" + "".join(f"  {p}\n" for p in INVALID_PROBLEMS)
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -122,10 +122,11 @@ def test_validate_valid_file_prints_the_graph(tmp_path, capsys):
 
 
 def test_validate_invalid_file_exits_1_with_every_problem(tmp_path, capsys):
-    assert main(["validate", "--config", write(tmp_path, "bad.yaml", INVALID)]) == 1
+    path = write(tmp_path, "bad.yaml", INVALID)
+    assert main(["validate", "--config", path]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == INVALID_STDERR
+    assert err == INVALID_STDERR.replace("PATH", path, 1)
 
 
 def test_validate_single_problem_is_singular(tmp_path, capsys):
@@ -133,7 +134,7 @@ def test_validate_single_problem_is_singular(tmp_path, capsys):
     assert main(["validate", "--config", path]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == ('invalid configuration (1 problem):\n'
+    assert err == (f'invalid configuration in {path} (1 problem):\n'
                    '  service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error\n')
 
 
@@ -142,7 +143,8 @@ def test_validate_missing_file(tmp_path, capsys):
     assert main(["validate", "--config", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"invalid configuration (1 problem):\n  cannot read config file {path}: No such file or directory\n"
+    assert err == (f"invalid configuration in {path} (1 problem):\n"
+                   f"  cannot read config file {path}: No such file or directory\n")
 
 
 def console_script() -> str:
@@ -160,4 +162,4 @@ def test_console_script_validate_invalid_file(tmp_path):
                             timeout=60, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == INVALID_STDERR
+    assert result.stderr == INVALID_STDERR.replace("PATH", path, 1)

@@ -377,7 +377,7 @@ def test_genops_relay_validate_quotes_the_bad_statement(tmp_path, monkeypatch, c
     path.write_text(REFERENCE_CONFIG.replace('where name == "genops.cost.total"\n', 'where name === "x"\n', 1))
     assert cli.main(["validate", "--config", str(path)]) == 1
     assert capsys.readouterr().err == (
-        "invalid configuration (1 problem):\n"
+        f"invalid configuration in {path} (1 problem):\n"
         "  processors::transform::metric_statements::0::statements::0: unsupported OTTL statement "
         '"set(description, \"OpenRouter request cost in USD\") where name === \"x\"": unexpected "=" at column 65 '
         "(comparisons are ==, !=, <, <=, >, >=; named arguments are not supported)\n")

@@ -7,6 +7,7 @@ Every problem in the file is collected and raised together as one
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Container, Literal, Mapping
 
@@ -130,13 +131,59 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+# Bounds on what a config file may make the relay do before it is judged: its size, the values
+# it expands to (YAML aliases can multiply a small file into billions) and its depth.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_VALUES = 1_000_000
+MAX_CONFIG_DEPTH = 64
+
+
 def load_file(path: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError([Problem((), f"config file {path}: {problem}")])
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        # Non-blocking, so that a FIFO cannot hold the relay at open() waiting for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb", closefd=True) as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise refuse("not a regular file")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise ConfigError([Problem((), f"cannot read config file {path}: {error.strerror}")]) from None
-    return load(text, registry, env)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise refuse(f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise refuse(f"not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})") from None
+    try:
+        return load(text, registry, env)
+    except ConfigError as error:
+        raise ConfigError([problem if problem.path else Problem((), f"config file {path}: {problem.message}")
+                           for problem in error.problems]) from None
+
+
+def _bounded(tree, limit: int = MAX_CONFIG_VALUES, depth_limit: int = MAX_CONFIG_DEPTH) -> str | None:
+    """Why the tree is too large or deep to handle, else None. Shared subtrees (YAML aliases)
+    are counted once per use, but each one is walked only once."""
+    sizes: dict[int, int] = {}
+    stack = [(tree, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if not isinstance(node, (dict, list)) or (id(node) in sizes and not done):
+            continue
+        if depth > depth_limit:
+            return f"nested more than {depth_limit} levels deep"
+        children = list(node.values()) if isinstance(node, dict) else node
+        if done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if sizes[id(node)] > limit:
+                return f"expands to more than {limit:,} values (YAML aliases?)"
+            continue
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in children)
+    return None
 
 
 def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
@@ -144,8 +191,13 @@ def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConf
         raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError([Problem((), f"invalid YAML: {error}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem((), f"invalid YAML: nested more than {MAX_CONFIG_DEPTH} levels deep")]) from None
     if raw is None:
         raw = {}
+    too_much = _bounded(raw)
+    if too_much is not None:
+        raise ConfigError([Problem((), f"the config {too_much}")])
     if not isinstance(raw, dict):
         raise ConfigError([Problem((), "the config must be a mapping of sections")])
     raw, problems = expand(raw, os.environ if env is None else env)

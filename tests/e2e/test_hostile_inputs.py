@@ -19,6 +19,7 @@ import gzip
 import http.client
 import json
 import math
+import os
 import random
 import socket
 import struct
@@ -876,6 +877,49 @@ def test_poisoned_costs_and_token_counts_never_move_the_cost_counter_back_or_to_
     # "12.5" is booked as 12.5; the others at the list price of 1000 input tokens, cents at most.
     assert 12.5 <= totals[-1] - totals[0] < 12.6, totals
     assert_still_serving(relay)
+
+
+def alias_bomb() -> str:
+    """Nine levels of nine aliases: a few hundred bytes that expand to 387 million strings."""
+    lines, previous = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'], "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    return "\n".join(lines) + "\nreceivers: *i\n"
+
+
+HOSTILE_CONFIGS = {
+    "an alias bomb": (alias_bomb().encode(), "expands to more than 1,000,000 values"),
+    "deep nesting": (b"receivers: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested more than 64 levels deep"),
+    "deep mappings": (b"receivers: " + b"{a: " * 3000 + b"1" + b"}" * 3000 + b"\n", "nested more than 64 levels"),
+    "Latin-1 bytes": ("receivers: {otlp: {}}\n# caf\xe9\n".encode("latin-1"), "not UTF-8 (byte 0xe9 at offset 27)"),
+    "more than 4 MiB": (b"# " + b"x" * (4 * 1024 * 1024) + b"\n", "larger than 4 MiB"),
+    "a 3 MB bad value": (b'exporters:\n  otlp:\n    endpoint: "' + b"x" * 3_000_000 + b'"\n', "more characters)"),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("case", list(HOSTILE_CONFIGS) + ["/dev/zero", "a FIFO"])
+def test_hostile_config_files_fail_in_one_bounded_line(tmp_path, case, command):
+    """Each once cost minutes, gigabytes, a traceback, an endless read or a 50 MB error line."""
+    if case == "/dev/zero":
+        path, expected = "/dev/zero", "not a regular file"
+    elif case == "a FIFO":
+        path, expected = str(tmp_path / "fifo"), "not a regular file"
+        os.mkfifo(path)
+    else:
+        data, expected = HOSTILE_CONFIGS[case]
+        path = str(tmp_path / "hostile.yaml")
+        Path(path).write_bytes(data)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "relay", command, "--config", path], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-2000:]
+    assert "Traceback" not in output and expected in output, output[:2000]
+    assert path in output  # the error names the file
+    assert max(len(line) for line in output.splitlines()) < 2000, "an error line quotes too much"
+    print(f"{case}: {command} refused it in {time.monotonic() - started:.1f} s")
 
 
 def test_gzip_bombs(relay):
