@@ -701,3 +701,20 @@ def test_sent_points_are_counted_by_the_exporter():
     serve(scenario, telemetry=telemetry)
     assert telemetry.registry.get_sample_value("otelcol_exporter_sent_metric_points_total",
                                                {"exporter": "prometheus"}) == 7
+
+
+def test_label_values_are_capped_so_one_client_cannot_grow_a_scrape_by_megabytes():
+    from relay.genai.bounds import MARKER
+
+    transport = make()
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="calls")
+    metric.sum.is_monotonic = True
+    metric.sum.aggregation_temporality = 2
+    for index in range(3):
+        point = metric.sum.data_points.add(as_int=1, time_unix_nano=1)
+        attrs.put(point.attributes, "model", f"{index}" + "m" * 1_000_000)
+    send(transport, request)
+    text = generate_latest(transport.registry).decode()
+    assert len(text) < 10_000
+    assert text.count(MARKER) == 3

@@ -8,6 +8,7 @@ can never hold a duplicate line, whatever the attribute keys sanitize to.
 from __future__ import annotations
 
 from relay.exporters.prometheus.naming import label_name, value_string
+from relay.genai.bounds import cap
 
 SERVICE_NAME = "service.name"
 SERVICE_NAMESPACE = "service.namespace"
@@ -67,7 +68,9 @@ def _merged(raw: dict[str, str]) -> dict[str, str]:
 
 
 def attributes_of(kvs) -> dict[str, str]:
-    return {kv.key: value_string(kv.value) for kv in kvs}
+    # Label values are held per series and written on every scrape: a client's megabyte
+    # attribute must not become a megabyte label (relay.genai.bounds marks the cut).
+    return {kv.key: cap(value_string(kv.value)) for kv in kvs}
 
 
 class LabelMaker:
