@@ -64,8 +64,9 @@ class Sink:
     or only the next ``times`` calls. ``calls`` keeps the monotonic time of every call.
     """
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, max_receive_bytes: int = 64 * 1024 * 1024):
         self.port = port
+        self.max_receive_bytes = max_receive_bytes
         self.requests: dict[Signal, list] = {s: [] for s in Signal}
         self.metadata: list[dict] = []
         self.refused = 0
@@ -77,7 +78,7 @@ class Sink:
 
     def start(self) -> "Sink":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
-                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+                             options=[("grpc.max_receive_message_length", self.max_receive_bytes)])
         for sig in Signal:
             handler = grpc.unary_unary_rpc_method_handler(
                 self._handler(sig), request_deserializer=sig.request_type.FromString,

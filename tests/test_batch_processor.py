@@ -18,7 +18,7 @@ from relay.config.load import load
 from relay.errors import ConfigError, InvalidDataError, PermanentError, RetryableError
 from relay.pipeline.registry import default_registry
 from relay.processors import batch
-from relay.processors.batch.split import merge, split
+from relay.split import merge, split
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder, traces_request

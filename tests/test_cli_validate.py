@@ -90,7 +90,7 @@ service:
 
 INVALID_PROBLEMS = [
     "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
-    "exporters::otlp::endpoitn: unknown key (valid keys: auth, compression, endpoint, headers, retry_on_failure, sending_queue, timeout, tls)",
+    "exporters::otlp::endpoitn: unknown key (valid keys: auth, compression, endpoint, headers, max_request_size, retry_on_failure, sending_queue, timeout, tls)",
     "exporters::otlp::endpoint: required key is missing",
     'exporters::datadog: unsupported exporter type "datadog" (available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)',
     'service::pipelines::traces::exporters::1: references exporter "jaeger", which is not configured '

@@ -148,7 +148,7 @@ service:
 
 AVAILABLE_EXPORTERS = "(available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)"
 AVAILABLE_PROCESSORS = "(available: attributes, batch, genops, genops_budget, memory_limiter, resource, transform)"
-OTLP_EXPORTER_KEYS = "(valid keys: auth, compression, endpoint, headers, retry_on_failure, sending_queue, timeout, tls)"
+OTLP_EXPORTER_KEYS = "(valid keys: auth, compression, endpoint, headers, max_request_size, retry_on_failure, sending_queue, timeout, tls)"
 
 
 def with_exporter(body: str, pipeline_exporters: str = "[debug]") -> str:

@@ -922,6 +922,48 @@ def test_hostile_config_files_fail_in_one_bounded_line(tmp_path, case, command):
     print(f"{case}: {command} refused it in {time.monotonic() - started:.1f} s")
 
 
+def llm_spans_request(spans: int, first_id: int) -> bytes:
+    model = key_value(b"gen_ai.request.model", any_string(b"openai/gpt-4o"))
+    tokens = key_value(b"gen_ai.usage.input_tokens", vi(3, 1000))
+    padding = key_value(b"prompt", any_string(b"p" * 300))
+    body = b"".join(ld(2, span_bytes((first_id + n).to_bytes(8, "big"), attributes=(model, tokens, padding)))
+                    for n in range(spans))
+    return ld(1, ld(2, body))
+
+
+@pytest.mark.parametrize("exporter_limit, sink_limit", [(4 * MIB, 200 * 1024), (100 * 1024, 4 * MIB)])
+def test_requests_grown_by_enrichment_are_split_not_dropped(tmp_path, exporter_limit, sink_limit):
+    """genops adds attributes to every LLM span, so a request can leave larger than it came.
+    Sent whole, a downstream with a 4 MiB limit answered RESOURCE_EXHAUSTED and acknowledged
+    spans were dropped as permanent. Now the exporter splits what exceeds max_request_size, and
+    halves what a downstream refuses as too large."""
+    sink = Sink(max_receive_bytes=sink_limit).start()
+    grpc_port, health = distinct_ports(2)
+    text = (f"receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{grpc_port}\n"
+            f"processors:\n  genops: {{}}\n"
+            f"exporters:\n  otlp:\n    endpoint: {sink.endpoint}\n    tls: {{insecure: true}}\n"
+            f"    max_request_size: {exporter_limit}\n"
+            f"extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n"
+            f"service:\n  extensions: [health_check]\n  pipelines:\n    traces:\n      receivers: [otlp]\n"
+            f"      processors: [genops]\n      exporters: [otlp]\n"
+            f"  telemetry:\n    metrics:\n      address: 127.0.0.1:{free_port()}\n")
+    relay = RelayProcess(text, tmp_path, health).start()
+    try:
+        data = llm_spans_request(800, 1)  # about 330 KB in, larger once enriched
+        assert len(data) > min(exporter_limit, sink_limit)
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        channel.unary_unary(Signal.TRACES.method)(data, timeout=CALL_TIMEOUT)
+        channel.close()
+        assert sink.wait_for(Signal.TRACES, 800, timeout=CALL_TIMEOUT), (sink.count(Signal.TRACES), relay.log_text())
+        assert sorted(int.from_bytes(i, "big") for i in sink.span_ids()) == list(range(1, 801))
+        sizes = [r.ByteSize() for r in sink.requests[Signal.TRACES]]
+        assert len(sizes) > 1 and max(sizes) <= min(exporter_limit, sink_limit), sizes
+        assert not [line for line in relay.log_lines() if "dropped" in line.get("msg", "")], relay.log_text()
+    finally:
+        relay.stop()
+        sink.stop()
+
+
 def test_gzip_bombs(relay):
     gib_of_zeros = gzip_of_zeros(1024 * MIB)
     assert len(gib_of_zeros) < LIMIT    # small on the wire: only inflating finds it too large

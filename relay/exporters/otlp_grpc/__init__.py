@@ -44,6 +44,9 @@ class Config(HelperSettings):
     tls: TLSConfig = field(default_factory=TLSConfig)
     compression: Literal["gzip", "none", ""] = "gzip"
     auth: AuthConfig | None = None
+    # Larger requests are split by resource, scope and item before sending: the gRPC default
+    # a collector receives, 4 MiB. Enrichment can make a request grow past what arrived.
+    max_request_size: int = 4 * 1024 * 1024
 
     def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
         refs = super().extension_references()
@@ -55,6 +58,8 @@ class Config(HelperSettings):
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
                                                     '(optionally with an http:// or https:// scheme)'))
+        if self.max_request_size < 1024:
+            problems.append(Problem(("max_request_size",), "must be at least 1024 bytes"))
         return problems + clean_headers(self.headers, grpc=True)[1]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from relay import received, status
+from relay import received, split, status
 from relay.exporters.helper.grpc_channel import open_channel
 from relay.exporters.helper.headers import clean as clean_headers
 from relay.exporters.helper.headers import warn_stripped
@@ -52,12 +52,27 @@ class GrpcTransport:
         data = received.raw_bytes(request)  # the wire form, while it still describes the request
         if data is None:
             data = request.SerializeToString()
+        if len(data) > self.config.max_request_size and signal.count(request) > 1:
+            for part in split.by_size(request, self.config.max_request_size):
+                await self._send(signal, part, part.SerializeToString())
+            return
+        await self._send(signal, request, data)
+
+    async def _send(self, signal: Signal, request, data: bytes) -> None:
         try:
             # The deadline travels with the call so the downstream can give up too;
             # the timeout sender above bounds the attempt either way.
             answer = await self._calls[signal](data, metadata=self._metadata(),
                                                timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
+            items = signal.count(request)
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and items > 1 and not _retry_info(error):
+                # Too large for the downstream (its limit is below ours): halves, not a drop.
+                self.log.info("downstream refused a request as too large; sending it in halves",
+                              fields={"items": items, "bytes": len(data)})
+                for part in split.split(request, (items + 1) // 2):
+                    await self._send(signal, part, part.SerializeToString())
+                return
             raise status.from_grpc(error.code(), error.details() or "",
                                    status.retry_after_from_metadata(error.trailing_metadata())) from None
         if answer:
@@ -76,3 +91,8 @@ class GrpcTransport:
             self.log.warning("could not parse the downstream's answer", fields={"signal": signal.value})
             return
         note_partial_success(self.id, signal, response, self.metrics, self.log)
+
+
+def _retry_info(error: grpc.aio.AioRpcError) -> bool:
+    """RESOURCE_EXHAUSTED with RetryInfo is the downstream asking for time (the collector's rule)."""
+    return status.retry_after_from_metadata(error.trailing_metadata()) is not None

@@ -8,7 +8,7 @@ import contextvars
 from relay import received
 from relay.consumer import combine
 from relay.errors import PermanentError, RetryableError
-from relay.processors.batch.split import merge, split
+from relay.split import merge, split
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 

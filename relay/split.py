@@ -1,4 +1,7 @@
-"""Merging OTLP export requests and splitting one into chunks of a bounded item count.
+"""Merging OTLP export requests and splitting one into chunks of a bounded item count or size.
+
+Shared by the batch processor (chunks of at most ``send_batch_max_size`` items) and the
+exporters (requests of at most ``max_request_size`` bytes).
 
 Items are spans, metric data points and log records (``Signal.count``). A
 chunk carries a copy of everything that encloses its items: the resource and
@@ -127,3 +130,16 @@ def _copy_except(source: Message, target: Message, skip: str) -> None:
             getattr(target, descriptor.name).extend(value)
         else:
             setattr(target, descriptor.name, value)
+
+
+def by_size(request, max_bytes: int) -> list:
+    """Requests of at most ``max_bytes`` serialized, together holding ``request``'s items in order.
+
+    A single item larger than ``max_bytes`` travels alone: it cannot be cut, and the downstream
+    decides. Each part's size is measured, so attributes of any size are handled."""
+    count, size = signal_of(request).count(request), request.ByteSize()
+    if count <= 1 or size <= max_bytes:
+        return [request]
+    # Parts sized by the average item (at least two of them), then any still too large split again.
+    per_part = max(1, min(count // 2, count * max_bytes // size))
+    return [piece for part in split(request, per_part) for piece in by_size(part, max_bytes)]
