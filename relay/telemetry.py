@@ -14,7 +14,7 @@ import sys
 import time
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 
@@ -187,7 +187,7 @@ class SelfMetrics:
             ["receiver", "transport", "signal", "status"], registry=reg)
         ProcessCollector(namespace="otelcol", registry=reg)
         reg.register(_Uptime(time.monotonic()))
-        self._extra: dict[str, Counter | Gauge | Histogram] = {}
+        self._extra: dict[str, Counter | Gauge] = {}
 
     def counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         """A component's own counter, created once per registry and shared by every
@@ -195,13 +195,6 @@ class SelfMetrics:
         existing = self._extra.get(name)
         if existing is None:
             existing = self._extra[name] = Counter(name, documentation, labels, registry=self.registry)
-        return existing
-
-    def histogram(self, name: str, documentation: str, labels: list[str], buckets) -> Histogram:
-        existing = self._extra.get(name)
-        if existing is None:
-            existing = self._extra[name] = Histogram(name, documentation, labels, registry=self.registry,
-                                                     buckets=buckets)
         return existing
 
     def gauge(self, name: str, documentation: str, labels: list[str]) -> Gauge:

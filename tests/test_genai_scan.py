@@ -157,13 +157,7 @@ def test_the_spliced_wire_form_of_the_fixture():
     assert b"genops.cost.source" in data
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        out.append(byte | (0x80 if number else 0))
-        if not number:
-            return bytes(out)
+_varint = read._varint  # the module's own encoder
 
 
 def _unknown(field: int, kind: int, depth: int = 0) -> bytes:

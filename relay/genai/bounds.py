@@ -22,6 +22,3 @@ def cap(text: str, limit: int = DEFAULT_LIMIT) -> str:
     head = data[:max(0, limit - len(MARKER))].decode("utf-8", "ignore")
     return head + MARKER
 
-
-def capped(text: str, limit: int = DEFAULT_LIMIT) -> bool:
-    return cap(text, limit) is not text

@@ -40,18 +40,6 @@ def number(value) -> float | None:
         return None
 
 
-def token_count(value) -> int | None:
-    """A token count: a whole, non-negative int64 whatever number the span sent; None if no number."""
-    if type(value) is int and 0 <= value <= INT64_MAX:
-        return value
-    value = number(value)
-    if value is None or value != value:  # NaN
-        return None
-    if value <= 0:
-        return 0
-    return INT64_MAX if value >= INT64_MAX else int(value)
-
-
 def usage_count(value, cap: int = MAX_TOKENS):
     """A token count fit to price: None when absent, INVALID when not a finite count within ``cap``."""
     if type(value) is int:
