@@ -36,7 +36,6 @@ ERROR_TYPE = "error.type"
 COST = keys.COST_TOTAL
 STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
 METRICS = ("requests", "cost", "request.duration", "tokens", "errors", "provider.switches")
-ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _PLANS_LIMIT = 4096
 _CACHEABLE = 8 * 1024  # bytes of a signature that may be a plan key
 
@@ -139,7 +138,8 @@ class Aggregator:
                 ("genops.openrouter.actual_provider", actual)) + extra)
         n_static = self.reader.n_static
         order = dialects.token_keys(dialects.token_row(present))
-        token_slots = [next((slot[k] - n_static for k in order[role] if k in present), None) for role in ROLES]
+        token_slots = [next((slot[k] - n_static for k in order[role] if k in present), None)
+                       for role in dialects.ROLES]
         return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot, token_slots, native=accumulate is not None)
 
     def add(self, request) -> None:

@@ -165,7 +165,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
                         if additions is not None:
                             additions.append(b"")
                         continue
-                    appended, updated = plan.apply(span, values, tally, now)
+                    appended, updated = plan.apply(span, values, tally)
                     if additions is not None:
                         additions.append(appended)
                         if updated:

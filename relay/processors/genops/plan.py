@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from relay.attrs import fill, find
 from relay.genai import keys, usage_json
+from relay.genai.dialects import ROLES
 from relay.genai.numbers import INVALID, cost_reason, number, usage_count
 from relay.pricing import total_of
 from relay.processors.genops import wire
@@ -29,7 +30,6 @@ try:
 except ImportError:  # no compiler at install time: the Python path prices every span
     _usage = None
 
-ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
 @dataclass
@@ -172,7 +172,8 @@ class Plan:
         rates = None
         if self.models:
             at, cached = span.start_time_unix_nano, self.rates
-            rates = cached[0] if cached is not None and cached[1] <= at < cached[2] else self._rates(at or time.time_ns())
+            in_period = cached is not None and cached[1] <= at < cached[2]
+            rates = cached[0] if in_period else self._rates(at or time.time_ns())
         coefficients = self._coefficients
         if rates is not None and coefficients is None:
             return None  # tiered rates: the Python path
@@ -187,17 +188,14 @@ class Plan:
             return None
         appended, code, cost, _, duplicate = result
         if duplicate is not None:
-            booked, overbooked = duplicate
-            tally.duplicates += 1
-            tally.overbooked += overbooked
-            appended += _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
+            appended += _duplicate(duplicate, tally)
         if code < 2:
             return appended, _SOURCES[code]
         tally.unpriced[(self.label, "unknown_model" if code == 2 else "no_usage")] += 1
         return appended, "unpriced"
 
     def _python(self, span, values, tally: Tally, parts: list, updates: list):
-        """Every case, in Python; appends to ``parts`` and ``updates``, returns (None, source, cost, price source)."""
+        """Every case, in Python; appends to ``parts`` and ``updates``, returns (source, price source)."""
         present = self.present
         extra = usage_json.read(values[self.json_slot]) if self.json_slot is not None else {}
         usage = self.usage(values, extra)
@@ -271,14 +269,10 @@ class Plan:
             if type(call_id) is str and call_id:
                 duplicate = window.see(call_id, cost, source == "reported")
                 if duplicate is not None:
-                    booked, overbooked = duplicate
-                    tally.duplicates += 1
-                    tally.overbooked += overbooked
-                    parts.append(_DUPLICATE)
-                    parts.append(wire.double_attribute(keys.BOOKED, booked))
-        return None, source, cost, price_source
+                    parts.append(_duplicate(duplicate, tally))
+        return source, price_source
 
-    def apply(self, span, values, tally: Tally, now_ns: int) -> tuple[bytes, bool]:
+    def apply(self, span, values, tally: Tally) -> tuple[bytes, bool]:
         """Writes the span's numbers; (the encoded entries appended, whether any key was updated in place)."""
         native = self._native(span, values, tally) if self.spec is not None else None
         if native is not None:
@@ -288,7 +282,7 @@ class Plan:
             return appended, False
         parts = [self.entries]
         updates = []
-        _, source, cost, price_source = self._python(span, values, tally, parts, updates)
+        source, price_source = self._python(span, values, tally, parts, updates)
         parts.append(self._tails.get((source, price_source)) or self._tail(source, price_source))
         tally.sources[source] += 1
         for key, value in updates:
@@ -296,6 +290,14 @@ class Plan:
         appended = b"".join(parts)
         span.MergeFromString(appended)
         return appended, bool(updates)
+
+
+def _duplicate(duplicate: tuple[float, float], tally: Tally) -> bytes:
+    """The entries marking a later copy of a call, and its count: both paths share them."""
+    booked, overbooked = duplicate
+    tally.duplicates += 1
+    tally.overbooked += overbooked
+    return _DUPLICATE + wire.double_attribute(keys.BOOKED, booked)
 
 
 def _update(span, key: str, value) -> None:
