@@ -335,3 +335,40 @@ def test_new_price_data_replaces_the_rates_plans_remember():
     book.rates = Rates(model="acme/m", source="builtin", input=3e-6, output=0.0)
     book.version = object()
     assert cost() == pytest.approx(3.0) and book.calls == 2
+
+
+def test_minimal_attributes_write_only_team_cost_and_the_duplicate_marks():
+    processor, telemetry = build({"attributes": "minimal", "defaults": {"team": "t", "project": "p"}})
+    call = {"gen_ai.request.model": "openai/gpt-4o", "gen_ai.system": "openai", "gen_ai.response.id": "r-1",
+            "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}
+    first, again, reported = run(processor, request_with([call, dict(call), {
+        "gen_ai.request.model": "openai/gpt-4o", "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 5, "gen_ai.usage.cost": -3.0}]))
+    expected = per_million(GPT4O["input"], 1200) + per_million(GPT4O["output"], 300)
+    assert first == {**call, "genops.team": "t", "genops.cost.total": pytest.approx(expected, rel=1e-12)}
+    # A later copy of the call still says so, or a connector downstream would count it twice.
+    assert again == {**call, "genops.team": "t", "genops.cost.total": pytest.approx(expected, rel=1e-12),
+                     "genops.call.duplicate": True, "genops.cost.booked": 0.0}
+    # A refused reported cost is still refused and counted; the span keeps its own value only.
+    assert set(reported) - {"gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+                            "gen_ai.usage.cost"} == {"genops.team", "genops.cost.total"}
+    assert telemetry.registry.get_sample_value(
+        "otelcol_processor_genops_spans_total", {"processor": "genops", "source": "computed"}) == 3
+
+
+def test_minimal_attributes_are_smaller_on_the_wire_than_full():
+    call = {"gen_ai.request.model": "openai/gpt-4o", "gen_ai.system": "openai",
+            "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}
+    sizes = {}
+    for mode in ("full", "minimal"):
+        processor, _ = build({"attributes": mode})
+        request = request_with([call])
+        before = request.ByteSize()
+        processor.process(request)
+        sizes[mode] = request.ByteSize() - before
+    assert sizes["minimal"] * 3 < sizes["full"], sizes
+
+
+def test_attributes_takes_full_or_minimal_only():
+    _, problems = decode(genops.Config, {"attributes": "tiny"})
+    assert len(problems) == 1 and "attributes" in str(problems[0]) and "minimal" in str(problems[0])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import urllib.request
+
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -122,3 +125,81 @@ def test_llm_spans_leave_the_relay_attributed_and_priced(relay, sink):
     assert (mini["genops.team"], mini["genops.project"]) == ("payments", "unassigned")
     assert mini["genops.cost.total"] == pytest.approx(2000 * MINI_INPUT + 500 * MINI_OUTPUT, rel=1e-9)
     assert mini["genops.cost.price_source"] == "override"
+
+
+MINIMAL_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{port}
+processors:
+  genops:
+    attributes: minimal
+    defaults: {{team: research, project: lab}}
+connectors:
+  genops_metrics: {{metrics_flush_interval: 100ms}}
+exporters:
+  otlp:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+  prometheus:
+    endpoint: 127.0.0.1:{prometheus}
+    namespace: genops_openrouter
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [genops]
+      exporters: [otlp, genops_metrics]
+    metrics/cost:
+      receivers: [genops_metrics]
+      exporters: [prometheus]
+  telemetry:
+    metrics: {{level: none}}
+"""
+
+
+def test_minimal_attributes_still_count_cost_and_tokens_downstream(tmp_path, sink):
+    port, health, prometheus = free_port(), free_port(), free_port()
+    process = RelayProcess(MINIMAL_CONFIG.format(port=port, sink=sink.endpoint, health=health,
+                                                 prometheus=prometheus), tmp_path, health).start()
+    try:
+        send(port, "lab-bot", [("chat", openai_span("openai/gpt-4o", "openai/gpt-4o", 1000, 200))])
+        assert sink.wait_for(Signal.TRACES, 1)
+        (span,) = [{kv.key: attrs.to_python(kv.value) for kv in span.attributes}
+                   for r in sink.requests[Signal.TRACES] for rs in r.resource_spans
+                   for ss in rs.scope_spans for span in ss.spans]
+        cost = 1000 * GPT4O_INPUT + 200 * GPT4O_OUTPUT
+        assert {key for key in span if key.startswith("genops.")} == {"genops.team", "genops.cost.total"}
+        assert span["genops.cost.total"] == pytest.approx(cost, rel=1e-9)
+        # The connector reads the span's own token keys where genops wrote none. A new series
+        # is first exported at zero (so that rate() sees its first increase): wait past that.
+        samples = {}
+        for _ in range(100):  # up to 10 s
+            samples = scrape(prometheus)
+            costs = [value for (name, labels), value in samples.items()
+                     if name == "genops_openrouter_cost_total" and ("genops_team", "research") in labels]
+            if costs and costs[0] > 0:
+                break
+            time.sleep(0.1)
+        assert costs and costs[0] == pytest.approx(cost, rel=1e-9)
+        tokens = sorted(value for (name, _), value in samples.items()
+                        if name == "genops_openrouter_tokens_total" and value > 0)
+        assert tokens == [200.0, 1000.0]
+    finally:
+        assert process.stop() == 0
+
+
+def scrape(port: int) -> dict:
+    """(metric name, frozenset of label pairs) -> value, from the prometheus exporter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

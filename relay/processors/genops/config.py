@@ -94,6 +94,9 @@ class Config:
     max_cost_per_span: float = numbers.MAX_COST_USD
     # Bytes of a value that becomes a metric label or cache key (model, team, ...).
     label_max_length: int = bounds.DEFAULT_LIMIT
+    # "minimal" writes only what cost accounting needs downstream (see MINIMAL), for
+    # backends billed by the byte; "full" writes every genops key.
+    attributes: Literal["full", "minimal"] = "full"
 
     def validate(self) -> list[Problem]:
         problems = [Problem(("defaults", key), f"unknown field (valid: {FIELDS})")

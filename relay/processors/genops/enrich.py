@@ -36,6 +36,9 @@ DYNAMIC = tuple(dict.fromkeys(dialects.INPUT_TOKENS + dialects.OUTPUT_TOKENS + d
 WRITTEN = (keys.OUT_MODEL, keys.OUT_PROVIDER, keys.PROVIDER_SOURCE, keys.ACTUAL_PROVIDER, *keys.OUT_TOKENS.values(),
            keys.COST_TOTAL, keys.COST_CURRENCY, keys.COST_SOURCE, keys.PRICE_SOURCE, keys.COST_REPORTED,
            keys.COST_COMPUTED, keys.DUPLICATE, keys.BOOKED)
+# What ``attributes: minimal`` writes: the team, the cost, and the marks of a repeated call
+# (without them a connector downstream would count the call twice).
+MINIMAL_FIELDS = ("team",)
 METADATA_KEYS = tuple(keys.METADATA_PREFIX + name for name in keys.ATTRIBUTION)
 _PLANS_PER_RESOURCE = 256
 _RESOURCES_CACHED = 1024  # distinct (resource, client context) pairs; then the cache starts over
@@ -70,6 +73,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
     n_static = reader.n_static
     llm_bits = sum(1 << slot[k] for k in dialects.LLM_MARKERS)
     encode = wire.attribute
+    minimal = config.attributes == "minimal"
 
     def plan_for(mask: int, signature: bytes, resource: dict, from_resource: dict, context: dict, tally: Tally):
         if not mask & llm_bits:
@@ -86,19 +90,21 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
             return capped
 
         fields = attribution.resolve(span, resource, from_resource, rules, context, defaults, api_keys)
-        entries = [encode(f"genops.{name}", label(value)) for name, value in sorted(fields.items())]
+        entries = [encode(f"genops.{name}", label(value)) for name, value in sorted(fields.items())
+                   if not minimal or name in MINIMAL_FIELDS]
         models = tuple(dict.fromkeys(m for m in (_text(span.get(k)) for k in dialects.MODEL) if m))
         served_by, upstream, inferred = provider.resolve(span, resource, models)
         present = frozenset(key for key in WRITTEN if key in span)
         model = label(models[0]) if models else ""
-        if models and keys.OUT_MODEL not in present:
-            entries.append(encode(keys.OUT_MODEL, model))
-        if served_by and keys.OUT_PROVIDER not in present:
-            entries.append(encode(keys.OUT_PROVIDER, label(served_by)))
-            if inferred and keys.PROVIDER_SOURCE not in present:
-                entries.append(encode(keys.PROVIDER_SOURCE, "inferred"))
-        if upstream and keys.ACTUAL_PROVIDER not in present:
-            entries.append(encode(keys.ACTUAL_PROVIDER, label(upstream)))
+        if not minimal:
+            if models and keys.OUT_MODEL not in present:
+                entries.append(encode(keys.OUT_MODEL, model))
+            if served_by and keys.OUT_PROVIDER not in present:
+                entries.append(encode(keys.OUT_PROVIDER, label(served_by)))
+                if inferred and keys.PROVIDER_SOURCE not in present:
+                    entries.append(encode(keys.PROVIDER_SOURCE, "inferred"))
+            if upstream and keys.ACTUAL_PROVIDER not in present:
+                entries.append(encode(keys.ACTUAL_PROVIDER, label(upstream)))
         row = dialects.token_row(span)
         order = dialects.token_keys(row)
         slots = {role: next((slot[k] - n_static for k in order[role] if k in span), None) for role in order}
@@ -109,7 +115,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
         slots["id"] = slot[keys.RESPONSE_ID] - n_static if keys.RESPONSE_ID in span else None
         counting = inclusive and (row is None or row.counting == "inclusive")
         return Plan(b"".join(entries), models, model, served_by, present, slots, counting,
-                    price_book.rates_in_force, bounds, window, drift)
+                    price_book.rates_in_force, bounds, window, drift, minimal)
 
     plans_by_resource: dict[tuple, dict] = {}
     seen_version = [price_book.data_version()]

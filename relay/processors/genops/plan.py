@@ -55,10 +55,11 @@ class Plan:
     __slots__ = ("entries", "models", "label", "provider", "present", "token_slots", "cost_slot", "cost_key",
                  "json_slot", "id_slot", "inclusive", "in_force", "max_tokens", "max_cost", "free", "window",
                  "drift", "has_total", "has_reported", "has_source", "has_price_source", "token_keys", "rates",
-                 "_coefficients", "_tails", "spec", "native_window", "_native_tails", "_tails_for", "drift_cell")
+                 "_coefficients", "_tails", "spec", "native_window", "_native_tails", "_tails_for", "drift_cell",
+                 "minimal")
 
     def __init__(self, entries: bytes, models: tuple, label: str, provider: str | None, present: frozenset,
-                 slots: dict, inclusive: bool, in_force, bounds: tuple, window, drift):
+                 slots: dict, inclusive: bool, in_force, bounds: tuple, window, drift, minimal: bool = False):
         self.entries = entries
         self.models = models
         self.label = label  # the model as a metric label: length-capped
@@ -75,8 +76,10 @@ class Plan:
         self.drift = drift
         self.has_total, self.has_reported = keys.COST_TOTAL in present, keys.COST_REPORTED in present
         self.has_source, self.has_price_source = keys.COST_SOURCE in present, keys.PRICE_SOURCE in present
+        # Only the cost and the duplicate marks are written when minimal (see enrich.MINIMAL_FIELDS).
+        self.minimal = minimal
         # The genops.tokens.* keys to append, None where the span has its own.
-        self.token_keys = tuple(None if keys.OUT_TOKENS[role] in present else keys.OUT_TOKENS[role]
+        self.token_keys = tuple(None if minimal or keys.OUT_TOKENS[role] in present else keys.OUT_TOKENS[role]
                                 for role in ROLES)
         self.spec = self._spec() if _usage is not None else None
         self.native_window = None
@@ -102,10 +105,13 @@ class Plan:
         slot_numbers = tuple(-1 if slot is None else slot for slot in self.token_slots + (self.cost_slot,))
         token_keys = tuple(None if key is None else wire.key_field(key) for key in self.token_keys)
         return slot_numbers + (self.max_tokens, float(self.max_cost), self.inclusive, self.has_total) + token_keys + (
-            None if self.has_total else wire.key_field(keys.COST_TOTAL), wire.key_field(keys.COST_COMPUTED))
+            None if self.has_total else wire.key_field(keys.COST_TOTAL),
+            None if self.minimal else wire.key_field(keys.COST_COMPUTED))
 
     def _tail(self, source: str, price_source: str | None) -> bytes:
         """Encoded currency/source entries for an outcome; the same for every span of the plan."""
+        if self.minimal:
+            return b""
         key = (source, price_source)
         tail = self._tails.get(key)
         if tail is None:
@@ -238,7 +244,7 @@ class Plan:
             if computed is not None:
                 if keys.COST_COMPUTED in present:
                     updates.append((keys.COST_COMPUTED, computed))
-                else:
+                elif not self.minimal:
                     parts.append(wire.double_attribute(keys.COST_COMPUTED, computed))
                 if computed > 0:
                     self.drift.add(self.label, (cost - computed) / computed)
@@ -252,7 +258,7 @@ class Plan:
             tally.rejected[rejected] += 1
             if self.has_reported:
                 updates.append((keys.COST_REPORTED, raw))
-            else:
+            elif not self.minimal:
                 parts.append(wire.attribute(keys.COST_REPORTED, "(not a scalar)" if raw is ... else raw))
         if self.has_total:
             if not (self.cost_key == keys.COST_TOTAL and type(raw) is float and raw == cost):
