@@ -706,7 +706,8 @@ def test_sent_points_are_counted_by_the_exporter():
 def test_label_values_are_capped_so_one_client_cannot_grow_a_scrape_by_megabytes():
     from relay.genai.bounds import MARKER
 
-    transport = make()
+    telemetry = SelfMetrics()
+    transport = make(telemetry=telemetry)
     request = ExportMetricsServiceRequest()
     metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="calls")
     metric.sum.is_monotonic = True
@@ -718,3 +719,5 @@ def test_label_values_are_capped_so_one_client_cannot_grow_a_scrape_by_megabytes
     text = generate_latest(transport.registry).decode()
     assert len(text) < 10_000
     assert text.count(MARKER) == 3
+    assert telemetry.registry.get_sample_value("otelcol_exporter_prometheus_truncated_values_total",
+                                               {"exporter": "prometheus"}) == 3

@@ -67,19 +67,25 @@ def _merged(raw: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def attributes_of(kvs) -> dict[str, str]:
-    # Label values are held per series and written on every scrape: a client's megabyte
-    # attribute must not become a megabyte label (relay.genai.bounds marks the cut).
-    return {kv.key: cap(value_string(kv.value)) for kv in kvs}
-
-
 class LabelMaker:
     def __init__(self, const_labels: dict[str, str], resource_to_telemetry: bool):
         self.const_labels = dict(const_labels)
         self.resource_to_telemetry = resource_to_telemetry
+        self.truncated = 0  # values cut to the cap, since the owner last took the count
+
+    def attributes_of(self, kvs) -> dict[str, str]:
+        # Label values are held per series and written on every scrape: a client's megabyte
+        # attribute must not become a megabyte label (relay.genai.bounds marks the cut).
+        out = {}
+        for kv in kvs:
+            value = value_string(kv.value)
+            capped = out[kv.key] = cap(value)
+            if capped is not value:
+                self.truncated += 1
+        return out
 
     def resource(self, resource) -> Resource:
-        return Resource(attributes_of(resource.attributes))
+        return Resource(self.attributes_of(resource.attributes))
 
     def fixed(self, resource: Resource, scope_metrics) -> dict[str, str]:
         """The labels every point of one scope shares. They are the exporter's own, so they
@@ -87,7 +93,7 @@ class LabelMaker:
         scope = scope_metrics.scope
         labels = {"otel_scope_name": scope.name, "otel_scope_version": scope.version,
                   "otel_scope_schema_url": scope_metrics.schema_url}
-        for key, value in attributes_of(scope.attributes).items():
+        for key, value in self.attributes_of(scope.attributes).items():
             name = label_name("otel_scope_" + key)
             if name and name not in labels:
                 labels[name] = value
@@ -99,7 +105,7 @@ class LabelMaker:
         return labels
 
     def key(self, kvs, resource: Resource, fixed: dict[str, str]) -> tuple:
-        raw = attributes_of(kvs)
+        raw = self.attributes_of(kvs)
         if self.resource_to_telemetry:
             # Resource attributes overwrite point attributes, as the collector's
             # resourcetotelemetry wrapper copies them over.

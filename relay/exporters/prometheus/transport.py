@@ -27,6 +27,7 @@ from relay.telemetry import component_logger
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DROPPED_POINTS = "otelcol_exporter_prometheus_dropped_points"
 EXPIRED_SERIES = "otelcol_exporter_prometheus_expired_series"
+TRUNCATED_VALUES = "otelcol_exporter_prometheus_truncated_values"
 MAX_SWEEP_INTERVAL = 30.0
 
 
@@ -57,6 +58,9 @@ class PrometheusTransport:
         self._expired = telemetry.counter(
             EXPIRED_SERIES, "Series the prometheus exporter removed after metric_expiration",
             ["exporter"]).labels(str(id_))
+        self._truncated = telemetry.counter(
+            TRUNCATED_VALUES, "Attribute values the prometheus exporter cut to the label length cap",
+            ["exporter"]).labels(str(id_))
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
         self.listener = HttpListener(app, config.endpoint)
@@ -80,6 +84,10 @@ class PrometheusTransport:
 
     async def send(self, request) -> None:
         drops = self.store.ingest(request)
+        labels = self.store.labels
+        if labels.truncated:
+            self._truncated.inc(labels.truncated)
+            labels.truncated = 0
         for reason, count in drops.counts.items():
             self._dropped.labels(str(self.id), reason).inc(count)
             if reason not in self._warned:
