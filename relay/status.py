@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 import time
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from relay.errors import InvalidDataError, PermanentError, RetryableError, TooLargeError
+from relay.errors import InvalidDataError, PermanentError, RelayError, RetryableError, TooLargeError
 
 StatusCode = grpc.StatusCode
 
@@ -79,9 +80,33 @@ def to_http(error: BaseException) -> tuple[int, float | None]:
     return GRPC_TO_HTTP.get(code, 500), retry_after
 
 
+# An object's default repr, and the dump str() of a gRPC error is, where a message quotes them.
+_OBJECT_REPR = re.compile(r"<\w+ of RPC that terminated with:.*>|<[^<>]*\bat 0x[0-9a-fA-F]+>", re.DOTALL)
+MAX_MESSAGE = 500
+
+
+def describe(error: BaseException) -> str:
+    """``error`` as one line a person can read, for a log line or a client: never a
+    multi-line dump or an object's repr, at most MAX_MESSAGE characters."""
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    if isinstance(error, grpc.RpcError) and callable(code) and callable(details):
+        return _one_line(f"downstream answered {code().name}: {details() or 'no details'}")
+    text = _one_line(str(error))
+    name = type(error).__name__
+    if not text:
+        return f"{name} (the error carried no readable message)"
+    return text if isinstance(error, RelayError) else _one_line(f"{name}: {text}")
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(_OBJECT_REPR.sub("(an object)", text).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
 def from_grpc(code: StatusCode, message: str, retry_after: float | None) -> Exception:
     """Classify a downstream gRPC failure, per the OTLP retry table."""
-    text = f"downstream answered {code.name}: {message}"
+    # The downstream's words are quoted on one line, cut: its message is not ours to trust.
+    text = _one_line(f"downstream answered {code.name}: {message}")
     if code in RETRYABLE_GRPC:
         return RetryableError(text, retry_after)
     if code == StatusCode.RESOURCE_EXHAUSTED and retry_after is not None:
@@ -90,7 +115,7 @@ def from_grpc(code: StatusCode, message: str, retry_after: float | None) -> Exce
 
 
 def from_http(status: int, message: str, retry_after: float | None) -> Exception:
-    text = f"downstream answered HTTP {status}: {message}"
+    text = _one_line(f"downstream answered HTTP {status}: {message}")
     if status in RETRYABLE_HTTP:
         return RetryableError(text, retry_after)
     return PermanentError(text, status=str(status))

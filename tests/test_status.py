@@ -185,3 +185,28 @@ def test_garbled_key_does_not_hide_a_good_one():
     good = dict(status.retry_info_metadata(Code.UNAVAILABLE, "m", 4.0))[status.RETRY_INFO_KEY]
     metadata = ((status.DETAILS_KEY, b"\xff\xff\xff"), (status.RETRY_INFO_KEY, good))
     assert status.retry_after_from_metadata(metadata) == 4.0
+
+
+class _Thing:
+    pass
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ValueError(f"failed on {_Thing()!r}\n  then\tmore"), "ValueError: failed on (an object) then more"),
+    (TimeoutError(), "TimeoutError (the error carried no readable message)"),
+    (ValueError("<_InactiveRpcError of RPC that terminated with:\n\tstatus = StatusCode.UNAVAILABLE\n>"),
+     "ValueError: (an object)"),
+])
+def test_describe_gives_one_readable_line(error, expected):
+    assert status.describe(error) == expected
+
+
+def test_describe_keeps_a_relay_error_as_written_and_cuts_long_ones():
+    assert status.describe(RetryableError("sending queue is full")) == "sending queue is full"
+    long = status.describe(RetryableError("x" * 10_000))
+    assert len(long) == status.MAX_MESSAGE and long.endswith("...")
+
+
+def test_a_downstream_message_is_quoted_on_one_line():
+    error = status.from_grpc(grpc.StatusCode.INVALID_ARGUMENT, "bad\n<a.B object at 0xdeadbeef>\n", None)
+    assert str(error) == "downstream answered INVALID_ARGUMENT: bad (an object)"

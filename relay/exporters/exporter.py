@@ -11,6 +11,7 @@ for the outcome and raises it to the caller.
 
 from __future__ import annotations
 
+from relay import status
 from relay.component import Host
 from relay.errors import PermanentError, ShutdownError
 from relay.exporters.helper import senders
@@ -86,7 +87,7 @@ class Exporter:
                 count = signal.count(request)
                 self._enqueue_failed[signal].labels(str(self.id)).inc(count)
                 self._refusals.warning("refused: could not queue", fields={
-                    "signal": signal.value, "items": count, "error": str(error)})
+                    "signal": signal.value, "items": count, "error": status.describe(error)})
                 raise
             return
         signal = signal_of(request)
@@ -97,7 +98,7 @@ class Exporter:
             self._count_failure(signal, count, error)
             self.log.warning("export failed", fields={"signal": signal.value, "items": count,
                                                        "retryable": not isinstance(error, PermanentError),
-                                                       "error": str(error)})
+                                                       "error": status.describe(error)})
             raise
         self.metrics.exporter_sent[signal].labels(str(self.id)).inc(count)
 
@@ -112,7 +113,7 @@ class Exporter:
         self._count_failure(entry.signal, entry.items, error)
         self.log.error("export failed; data dropped", fields={
             "signal": entry.signal.value, "items": entry.items,
-            "retryable": not isinstance(error, PermanentError), "error": str(error)})
+            "retryable": not isinstance(error, PermanentError), "error": status.describe(error)})
 
     def _skipped_counter(self):
         return self.metrics.counter("otelcol_exporter_queue_skipped_entries",

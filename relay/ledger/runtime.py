@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay import tasks
+from relay.status import describe
 from relay.ledger.budgets import BudgetConfig, crossed
 from relay.ledger.facts import SpanFacts
 from relay.ledger.periods import Period, period
@@ -113,7 +114,7 @@ class Ledger:
                 except Exception as error:  # noqa: BLE001 - kept, counted, logged; retried next flush
                     self._flush_failures.inc()
                     self.log.error("could not write the cost ledger; kept for the next flush",
-                                   fields={"rows": len(batch.rows), "error": str(error)})
+                                   fields={"rows": len(batch.rows), "error": describe(error)})
                     return
                 self._unwritten.pop(0)
                 self._flushed.inc(len(batch.rows))

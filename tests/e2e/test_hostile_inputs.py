@@ -794,6 +794,33 @@ def test_a_header_value_a_transport_cannot_carry_is_a_config_error_naming_the_ke
     assert "Bearer a" not in output and "caf" not in output  # the value is never quoted
 
 
+def test_an_exporter_error_is_one_readable_line_never_a_dump(tmp_path):
+    """A downstream's multi-line answer quoting object reprs reaches the log and the client as
+    one line: the downstream's code and words, without the reprs."""
+    sink = Sink().start()
+    sink.fail_with(grpc.StatusCode.INVALID_ARGUMENT,
+                   "rejected:\n  <app.validate.Checker object at 0x7f3a2c1b9e50>\n\tdebug = {\n  x\n}")
+    grpc_port, health = distinct_ports(2)
+    text = header_config(grpc_port, health, sink, "      x-tenant: acme\n").replace(
+        "    tls: {insecure: true}\n",
+        "    tls: {insecure: true}\n    sending_queue: {enabled: false}\n    retry_on_failure: {enabled: false}\n")
+    relay = RelayProcess(text, tmp_path, health).start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(Signal.TRACES.method)(traces_request(2).SerializeToString(), timeout=CALL_TIMEOUT)
+        channel.close()
+        assert refused.value.code() == INVALID
+        logged = [line["error"] for line in relay.log_lines() if line.get("msg") == "export failed"]
+        assert logged, relay.log_text()
+        for message in (refused.value.details(), logged[0]):
+            assert message.startswith("downstream answered INVALID_ARGUMENT: rejected:"), message
+            assert "\n" not in message and "\t" not in message and "0x7f3a" not in message, message
+    finally:
+        relay.stop()
+        sink.stop()
+
+
 RESOURCE_SPANS = '{"scopeSpans": [{"spans": [{"traceId": "%s", "spanId": "%s", "name": "twice"}]}]}' % (
     "0a" * 16, "0b" * 8)
 

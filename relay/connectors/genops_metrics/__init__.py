@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from relay import tasks
+from relay import status, tasks
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
 from relay.connectors.genops_metrics.emit import add_budget_gauges, build, new_request
@@ -96,7 +96,7 @@ class GenopsMetrics:
             await self.consumer.consume(request)
         except Exception as error:  # noqa: BLE001 - cumulative: the next flush resends these totals
             self.flush_failures.labels(str(self.id)).inc()
-            self.log.warning("metrics flush failed", fields={"error": str(error)})
+            self.log.warning("metrics flush failed", fields={"error": status.describe(error)})
 
 def create(id_, config: Config, telemetry, host=None) -> GenopsMetrics:
     ledger = host.extension(config.budgets_from).ledger if config.budgets_from and host is not None else None

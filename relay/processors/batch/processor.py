@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-from relay import received
+from relay import received, status
 from relay.consumer import combine
 from relay.errors import PermanentError, RetryableError
 from relay.split import merge, split
@@ -164,7 +164,7 @@ class BatchProcessor:
         error = combine(errors)
         self._log.warning("next consumer refused a batch; every contributor gets the error",
                           fields={"signal": signal.value, "items": batch.items,
-                                  "contributors": len(batch.requests), "error": str(error)})
+                                  "contributors": len(batch.requests), "error": status.describe(error)})
         return error
 
 

@@ -120,7 +120,7 @@ class GrpcReceiver:
 
     async def _refuse(self, context, error: BaseException, signal: Signal, count: int) -> bytes:
         code, retry_after = status.to_grpc(error)
-        message = str(error) or type(error).__name__
+        message = status.describe(error)
         if not isinstance(error, RelayError):
             self.log.error("pipeline failed unexpectedly", exc_info=error,
                            fields={"signal": signal.value, "items": count})

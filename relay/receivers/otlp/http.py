@@ -203,7 +203,7 @@ class HttpReceiver:
     def _refuse(self, error: BaseException, signal: Signal, count: int, media: str, extra: dict) -> web.Response:
         code, retry_after = status.to_http(error)
         grpc_code, _ = status.to_grpc(error)
-        message = str(error) or type(error).__name__
+        message = status.describe(error)
         if not isinstance(error, RelayError):
             self.log.error("pipeline failed unexpectedly", exc_info=error,
                            fields={"signal": signal.value, "items": count})
