@@ -18,7 +18,8 @@ processors:
     check_interval: 1s
     limit_percentage: 80
     spike_limit_percentage: 20
-  # GenOps attribution and LLM cost on every LLM span (team/project default to "unassigned").
+  # GenOps attribution and LLM cost on every LLM span, and team/project on every metric
+  # data point (both default to "unassigned").
   genops: {}
 
 connectors:
@@ -46,8 +47,12 @@ service:
       processors: [memory_limiter, genops]
       exporters: [debug, genops_metrics]
     metrics:
-      receivers: [otlp, genops_metrics]
-      processors: [memory_limiter]
+      receivers: [otlp]
+      processors: [memory_limiter, genops]
+      exporters: [debug, prometheus]
+    # The cost counters are labelled by the connector itself: they skip genops.
+    metrics/genops:
+      receivers: [genops_metrics]
       exporters: [debug, prometheus]
     logs:
       receivers: [otlp]

@@ -16,8 +16,12 @@ pipeline traces:
   processors: memory_limiter, genops
   exporters:  debug, genops_metrics
 pipeline metrics:
-  receivers:  otlp, genops_metrics
-  processors: memory_limiter
+  receivers:  otlp
+  processors: memory_limiter, genops
+  exporters:  debug, prometheus
+pipeline metrics/genops:
+  receivers:  genops_metrics
+  processors: (none)
   exporters:  debug, prometheus
 pipeline logs:
   receivers:  otlp

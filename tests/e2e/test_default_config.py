@@ -77,3 +77,38 @@ def test_run_with_no_config_serves_per_team_cost_counters(tmp_path):
         assert value == pytest.approx(want, rel=1e-9)
     finally:
         assert relay.stop() == 0
+
+
+def test_application_metrics_leave_with_team_and_project_labels(tmp_path):
+    """The SDK's metrics through the built-in config: genops attributes every data point, and
+    the prometheus exporter turns the attribution into labels."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    config, ports = default_config_on_free_ports()
+    relay = RelayProcess(config, tmp_path, ports["health"]).start()
+    try:
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"127.0.0.1:{ports['otlp']}", insecure=True),
+            export_interval_millis=60_000)
+        provider = MeterProvider(resource=Resource.create({"service.name": "checkout", "genops.team": "payments"}),
+                                 metric_readers=[reader])
+        orders = provider.get_meter("checkout").create_counter("orders", unit="{order}")
+        orders.add(3, {"region": "eu"})
+        orders.add(4, {"region": "us", "genops.project": "cart"})
+        provider.force_flush()
+        provider.shutdown()
+        deadline = time.monotonic() + 20
+        found = {}
+        while time.monotonic() < deadline and len(found) < 2:
+            found = {dict(labels)["region"]: (dict(labels), value)
+                     for (name, labels), value in scrape(ports["prometheus"]).items()
+                     if name == "genops_openrouter_orders_total"}
+            time.sleep(0.2)
+        assert set(found) == {"eu", "us"}, found
+        eu, us = found["eu"], found["us"]
+        assert (eu[0]["genops_team"], eu[0]["genops_project"], eu[1]) == ("payments", "unassigned", 3)
+        assert (us[0]["genops_team"], us[0]["genops_project"], us[1]) == ("payments", "cart", 4)
+    finally:
+        assert relay.stop() == 0

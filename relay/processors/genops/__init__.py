@@ -1,22 +1,24 @@
-"""The ``genops`` processor: GenOps attribution and LLM cost on trace spans.
+"""The ``genops`` processor: GenOps attribution and LLM cost on trace spans, and attribution
+on the data points of metrics.
 
-See ``enrich`` for what it writes and ``attribution`` for how team, project
-and the rest are resolved. Unpriced spans are counted per model, with the
+See ``enrich`` for what it writes on spans, ``datapoints`` for metrics, and ``attribution``
+for how team, project and the rest are resolved. Unpriced spans are counted per model, with the
 model label bounded so that a flood of made-up names cannot grow memory.
 """
 
 from __future__ import annotations
 
 from relay import pricing
+from relay.processors.genops import datapoints
 from relay.processors.genops.config import Config, RuleConfig
 from relay.processors.genops.drift import Drift
 from relay.processors.genops.enrich import make
 from relay.processors.helper import FunctionProcessor
-from relay.signals import Signal
+from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 
 TYPE = "genops"
-SIGNALS = (Signal.TRACES,)
+SIGNALS = (Signal.TRACES, Signal.METRICS)
 MODEL_LABEL_LIMIT = 500
 
 __all__ = ["TYPE", "SIGNALS", "Config", "RuleConfig", "create"]
@@ -71,7 +73,13 @@ def create(id_, config: Config, next_consumer, telemetry):
             truncated.labels(name).inc(tally.truncated)
 
     book = pricing.build(config.pricing)
-    return GenopsProcessor(id_, make(config, book, report, drift), next_consumer, book)
+    functions = {Signal.TRACES: make(config, book, report, drift),
+                 Signal.METRICS: datapoints.make(config, truncated.labels(name).inc)}
+
+    def process(request):
+        return functions[signal_of(request)](request)
+
+    return GenopsProcessor(id_, process, next_consumer, book)
 
 
 class GenopsProcessor(FunctionProcessor):

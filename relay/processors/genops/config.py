@@ -78,6 +78,20 @@ class DuplicatesConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """What ``genops`` writes on the data points of a metrics pipeline.
+
+    Each field becomes a label wherever the metric is exported, so only these are written
+    (default: team and project); every value is cut to ``label_max_length``."""
+
+    attributes: list[str] = field(default_factory=lambda: ["team", "project"])
+
+    def validate(self) -> list[Problem]:
+        return [Problem(("attributes", str(i)), f"unknown field (valid: {FIELDS})")
+                for i, name in enumerate(self.attributes) if name not in ATTRIBUTION]
+
+
+@dataclass
 class Config:
     # Documented defaults: spend nobody claimed is still visible, as "unassigned".
     defaults: dict[str, str] = field(default_factory=lambda: {"team": "unassigned", "project": "unassigned"})
@@ -97,6 +111,7 @@ class Config:
     # "minimal" writes only what cost accounting needs downstream (see MINIMAL), for
     # backends billed by the byte; "full" writes every genops key.
     attributes: Literal["full", "minimal"] = "full"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def validate(self) -> list[Problem]:
         problems = [Problem(("defaults", key), f"unknown field (valid: {FIELDS})")

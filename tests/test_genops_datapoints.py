@@ -1,0 +1,102 @@
+"""The genops processor on metrics: attribution on every data point of every metric type."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from relay import attrs
+from relay.component import ComponentID
+from relay.config.decode import decode
+from relay.processors import genops
+from relay.telemetry import SelfMetrics
+from tests.support import Recorder
+
+
+def build(settings: dict | None = None):
+    config, problems = decode(genops.Config, settings or {})
+    assert problems == []
+    telemetry = SelfMetrics()
+    return genops.create(ComponentID("genops"), config, Recorder(), telemetry), telemetry
+
+
+def every_kind(resource: dict, point_attributes: dict | None = None) -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    for key, value in resource.items():
+        attrs.put(rm.resource.attributes, key, value)
+    metrics = rm.scope_metrics.add().metrics
+    points = [metrics.add(name="g").gauge.data_points.add(as_double=1.0),
+              metrics.add(name="s").sum.data_points.add(as_int=2),
+              metrics.add(name="h").histogram.data_points.add(count=1, sum=3.0),
+              metrics.add(name="e").exponential_histogram.data_points.add(count=1),
+              metrics.add(name="q").summary.data_points.add(count=1, sum=1.0)]
+    for point in points:
+        for key, value in (point_attributes or {}).items():
+            attrs.put(point.attributes, key, value)
+    return request
+
+
+def point_attributes(request) -> list[dict]:
+    out = []
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in getattr(metric, metric.WhichOneof("data")).data_points:
+                    out.append({kv.key: attrs.to_python(kv.value) for kv in point.attributes})
+    return out
+
+
+def test_every_point_of_every_metric_type_gets_team_and_project_from_the_resource():
+    processor, _ = build()
+    request = every_kind({"service.name": "chat", "genops.team": "search"}, {"route": "/q"})
+    processor.process(request)
+    assert point_attributes(request) == [{"route": "/q", "genops.team": "search",
+                                          "genops.project": "unassigned"}] * 5
+
+
+def test_the_point_comes_before_the_resource_then_rules_then_defaults():
+    processor, _ = build({"rules": [{"attribute": "service.name", "value": "billing",
+                                     "set": {"team": "payments", "project": "invoices"}}]})
+    request = every_kind({"service.name": "billing", "genops.project": "ledger"}, {"genops.team": "own"})
+    processor.process(request)
+    assert point_attributes(request)[0] == {"genops.team": "own", "genops.project": "ledger"}
+    request = every_kind({"service.name": "billing"})
+    processor.process(request)
+    assert point_attributes(request)[0] == {"genops.team": "payments", "genops.project": "invoices"}
+
+
+def test_only_the_configured_fields_are_written():
+    processor, _ = build({"metrics": {"attributes": ["team", "environment"]},
+                          "defaults": {"team": "t", "project": "p"}})
+    request = every_kind({"deployment.environment.name": "prod"})
+    processor.process(request)
+    assert point_attributes(request)[0] == {"genops.team": "t", "genops.environment": "prod"}
+
+
+def test_values_are_capped_and_counted():
+    processor, telemetry = build()
+    request = every_kind({"genops.team": "x" * 10_000})
+    processor.process(request)
+    team = point_attributes(request)[0]["genops.team"]
+    assert len(team.encode()) <= 256 and team.endswith("...[truncated]")
+    assert telemetry.registry.get_sample_value("otelcol_processor_genops_truncated_values_total",
+                                               {"processor": "genops"}) == 1
+
+
+def test_more_distinct_points_than_the_cache_holds_are_all_attributed():
+    processor, _ = build()
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    metric = rm.scope_metrics.add().metrics.add(name="calls")
+    for index in range(10_000):
+        attrs.put(metric.sum.data_points.add(as_int=1).attributes, "genops.project", f"p{index}")
+    processor.process(request)
+    points = point_attributes(request)
+    assert len({p["genops.project"] for p in points}) == 10_000
+    assert all(p["genops.team"] == "unassigned" for p in points)
+
+
+def test_unknown_metrics_fields_are_config_errors():
+    _, problems = decode(genops.Config, {"metrics": {"attributes": ["team", "squad"]}})
+    assert [str(p) for p in problems] == ["metrics::attributes::1: unknown field (valid: team, project, "
+                                          "customer_id, environment, feature, cost_center)"]
