@@ -70,11 +70,20 @@ def test_reader_contract():
     request = build_request([[("genops.team", "search"), ("gen_ai.usage.input_tokens", 12),
                               ("gen_ai.usage.input_tokens", 99), ("genops.cost.total", [1]),
                               ("other", "x")]])
-    ((mask, signature, dynamic, status, duration),) = read.Reader(STATIC, DYNAMIC).read(request)
-    assert (status, duration) == (0, 0)  # the first span ends 2 s before it starts: duration 0
+    ((mask, signature, dynamic, status, duration, trace_state),) = read.Reader(STATIC, DYNAMIC).read(request)
+    assert (status, duration, trace_state) == (0, 0, None)  # the span ends 2 s before it starts: duration 0
     assert mask == (1 << 2) | (1 << 4) | (1 << 6)
     assert read.static_values(signature) == {2: "search"}
     assert dynamic == (12, None, ...)  # the first entry wins; a list is present but no scalar
+
+
+@pytest.mark.parametrize("native", [True, False] if read.NATIVE else [False])
+def test_the_trace_state_is_read_as_text(native):
+    request = build_request([[("genops.team", "search")], []])
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].trace_state = "vendor=x,ot=th:8;rv:abcdef"
+    entries = read.Reader(STATIC, DYNAMIC, native=native).read(request)
+    assert [entry[5] for entry in entries] == ["vendor=x,ot=th:8;rv:abcdef", None]
 
 
 def test_the_received_bytes_are_used_only_while_they_describe_the_request():

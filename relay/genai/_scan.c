@@ -194,7 +194,8 @@ static int lookup(const key_table *keys, const uint8_t *key, Py_ssize_t len) {
 }
 
 /*
- * scan_request(request_bytes, index, n_static, size) -> [(mask, static, dynamic, status, duration), ...]
+ * scan_request(request_bytes, index, n_static, size)
+ *     -> [(mask, static, dynamic, status, duration, trace_state), ...]
  *
  * One entry per span of a serialized ExportTraceServiceRequest, in order.
  * Slots below n_static are "static": their raw AnyValue bytes, each prefixed
@@ -202,7 +203,8 @@ static int lookup(const key_table *keys, const uint8_t *key, Py_ssize_t len) {
  * ``static`` (a hashable signature of the span's non-numeric attributes,
  * built without making a Python object per value). Slots from n_static up are
  * decoded into the ``dynamic`` tuple. ``status`` is the span's status code and
- * ``duration`` its end minus start time in nanoseconds (0 if negative).
+ * ``duration`` its end minus start time in nanoseconds (0 if negative), ``trace_state``
+ * the span's W3C tracestate as text, or None when it has none.
  */
 typedef struct {
     const uint8_t *value;
@@ -220,10 +222,19 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
                                Py_ssize_t size) {
     slot_ref refs[MAX_KEYS];
     uint64_t mask[2] = {0, 0}, start_ns = 0, end_ns = 0, status = 0;
+    const uint8_t *trace_state = NULL;
+    Py_ssize_t trace_state_len = 0;
     cursor c = {p, p + len};
     while (c.p < c.end) {
         uint64_t tag, n;
         if (read_varint(&c, &tag) < 0) goto malformed;
+        if (tag == ((3 << 3) | 2)) { /* trace_state: handed out as text, for the sampling threshold */
+            if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) goto malformed;
+            trace_state = c.p;
+            trace_state_len = (Py_ssize_t)n;
+            c.p += n;
+            continue;
+        }
         if (tag == ((7 << 3) | 1) || tag == ((8 << 3) | 1)) { /* start / end time, fixed64 */
             uint64_t t = 0;
             if (c.end - c.p < 8) goto malformed;
@@ -327,22 +338,26 @@ static PyObject *scan_one_span(const uint8_t *p, Py_ssize_t len, const key_table
     }
     PyObject *status_object = PyLong_FromUnsignedLongLong(status);
     PyObject *duration_object = PyLong_FromUnsignedLongLong(end_ns > start_ns ? end_ns - start_ns : 0);
-    PyObject *entry = PyTuple_New(5);
-    if (status_object == NULL || duration_object == NULL || entry == NULL) {
+    PyObject *state_object = trace_state_len > 0
+        ? PyUnicode_DecodeUTF8((const char *)trace_state, trace_state_len, "replace") : Py_NewRef(Py_None);
+    PyObject *entry = PyTuple_New(6);
+    if (status_object == NULL || duration_object == NULL || state_object == NULL || entry == NULL) {
         Py_XDECREF(status_object);
         Py_XDECREF(duration_object);
+        Py_XDECREF(state_object);
         Py_XDECREF(entry);
         Py_DECREF(mask_object);
         Py_DECREF(signature);
         Py_DECREF(dynamic);
         return NULL;
     }
-    /* The tuple takes over all five references. */
+    /* The tuple takes over all six references. */
     PyTuple_SET_ITEM(entry, 0, mask_object);
     PyTuple_SET_ITEM(entry, 1, signature);
     PyTuple_SET_ITEM(entry, 2, dynamic);
     PyTuple_SET_ITEM(entry, 3, status_object);
     PyTuple_SET_ITEM(entry, 4, duration_object);
+    PyTuple_SET_ITEM(entry, 5, state_object);
     return entry;
 malformed:
     PyErr_SetString(PyExc_ValueError, "malformed Span");

@@ -1,7 +1,7 @@
 """Reading the attributes the genops processor wants, for every span of a request at once.
 
 ``Reader(static_keys, dynamic_keys).read(request)`` -> one ``(mask, signature,
-dynamic, status, duration)`` per span, in request order:
+dynamic, status, duration, trace_state)`` per span, in request order:
 
 - bit ``i`` of ``mask`` is set when key ``i`` (static keys first) is present;
 - ``signature`` holds the raw values of the present static keys as bytes
@@ -10,7 +10,8 @@ dynamic, status, duration)`` per span, in request order:
 - ``dynamic[j]`` is the first value of dynamic key ``j`` as a str, int, float or
   bool, Ellipsis for a value of another kind, None when absent;
 - ``status`` is the span's status code, ``duration`` its end minus start time in
-  nanoseconds (0 when the end is before the start).
+  nanoseconds (0 when the end is before the start), ``trace_state`` its W3C
+  tracestate (None when empty), for the sampling threshold (``relay.genai.sampling``).
 
 ``static_values(signature)`` turns a signature back into {slot: value} for the
 rare span whose plan is not cached yet.
@@ -117,5 +118,6 @@ class Reader:
                             dynamic[slot - n_static] = scalar(kv.value)
                     signature = b"".join(bytes((slot,)) + _varint(len(raw[slot])) + raw[slot] for slot in sorted(raw))
                     duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
-                    out.append((mask, signature, tuple(dynamic), span.status.code, duration))
+                    out.append((mask, signature, tuple(dynamic), span.status.code, duration,
+                                span.trace_state or None))
         return out

@@ -16,6 +16,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from relay.genai import keys
 from relay.genai.bounds import cap
 from relay.genai.numbers import INVALID, MAX_COST_USD, number, usage_count
+from relay.genai.sampling import adjusted_count
 from relay.ledger.facts import TOKEN_TYPES, SpanFacts
 
 # A client clock ahead of ours cannot book spend into a period that has not begun.
@@ -83,6 +84,9 @@ def facts_of(span, found: dict, now_ns: int | None = None) -> SpanFacts | None:
     when = min(when, now_ns + MAX_CLOCK_SKEW_NS)
     provider = found.get(keys.ACTUAL_PROVIDER) or found.get(keys.OUT_PROVIDER) or UNKNOWN
     duplicate = found.get(keys.DUPLICATE) is True
+    # A sampled span books for the calls it stands for (relay.genai.sampling).
+    weight = adjusted_count(span.trace_state) if span.trace_state else 1
+    tokens = {} if duplicate else {role: _first_count(found, _TOKEN_KEYS[role]) * weight for role in TOKEN_TYPES}
     return SpanFacts(
         time_ns=when,
         team=cap(str(found.get("genops.team") or UNKNOWN)),
@@ -90,10 +94,10 @@ def facts_of(span, found: dict, now_ns: int | None = None) -> SpanFacts | None:
         model=cap(_model(found)),
         provider=cap(str(provider)),
         customer=cap(str(found.get("genops.customer_id") or "")),
-        cost=_cost(found.get(keys.BOOKED if duplicate else keys.COST_TOTAL)),
-        tokens={} if duplicate else {role: _first_count(found, _TOKEN_KEYS[role]) for role in TOKEN_TYPES},
+        cost=_cost(found.get(keys.BOOKED if duplicate else keys.COST_TOTAL)) * weight,
+        tokens=tokens,
         error=span.status.code == ERROR,
-        calls=0 if duplicate else 1,
+        calls=0 if duplicate else weight,
     )
 
 

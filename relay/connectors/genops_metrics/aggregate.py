@@ -22,6 +22,7 @@ from relay.connectors.genops_metrics.series import histograms, sums
 from relay.genai import dialects, keys
 from relay.genai.bounds import cap
 from relay.genai.numbers import INVALID, MAX_COST_USD, MAX_TOKENS, usage_count
+from relay.genai.sampling import adjusted_count
 from relay.genai.scan import Reader, static_values
 
 try:
@@ -153,7 +154,7 @@ class Aggregator:
         plans = self.plans
         get = plans.get
         # Everything a span adds comes from the scan: no span object is touched.
-        for mask, signature, values, status, duration in scanned:
+        for mask, signature, values, status, duration, trace_state in scanned:
             key = (mask, signature, status == STATUS_ERROR)
             plan = get(key, False)
             if plan is False:
@@ -166,9 +167,12 @@ class Aggregator:
                 elif plan is not None:
                     plan.acc = None  # not kept: it adds straight into the series
             if plan is not None:
-                acc = plan.acc
-                if acc is None or not accumulate(values, plan.native_slots, acc, duration):
-                    plan.apply(duration, values)
+                if trace_state is None:
+                    acc = plan.acc
+                    if acc is None or not accumulate(values, plan.native_slots, acc, duration):
+                        plan.apply(duration, values)
+                else:  # a sampled span stands for 1/p calls (relay.genai.sampling)
+                    plan.apply(duration, values, adjusted_count(trace_state))
                 if plan.overflow:
                     for metric in plan.overflow:
                         self.overflowed[metric] += 1
@@ -199,8 +203,8 @@ class DuplicatePlan:
         self.cost, self.overflow, self.booked_slot = cost_cell, tuple(overflow), booked_slot
         self.acc = None
 
-    def apply(self, duration_ns: int, values) -> None:
-        self.cost[0] += _cost(values[self.booked_slot])
+    def apply(self, duration_ns: int, values, weight: float = 1.0) -> None:
+        self.cost[0] += _cost(values[self.booked_slot]) * weight
 
 
 class SpanPlan:
@@ -255,13 +259,12 @@ class SpanPlan:
         for index in range(n_bounds, len(acc)):
             acc[index] = 0.0
 
-    def apply(self, duration_ns: int, values) -> None:
-        self.requests[0] += 1
+    def apply(self, duration_ns: int, values, weight: float = 1.0) -> None:
+        """Adds one span; a sampled one (``weight`` = its adjusted count) adds for the calls it
+        stands for, except to the duration histogram, which describes the calls seen."""
         cost = values[self.cost_slot]
-        if type(cost) is float and 0.0 <= cost <= MAX_COST_USD:  # what the genops processor writes
-            self.cost[0] += cost
-        elif cost is not None:
-            self.cost[0] += _cost(cost)
+        if not (type(cost) is float and 0.0 <= cost <= MAX_COST_USD):  # what the genops processor writes
+            cost = 0.0 if cost is None else _cost(cost)
         seconds = duration_ns / 1e9
         histogram = self.duration
         histogram[0][bisect_left(self.bounds, seconds)] += 1
@@ -277,12 +280,19 @@ class SpanPlan:
         cache_read = 0 if slot_read is None else _token(values[slot_read])
         cache_write = 0 if slot_write is None else _token(values[slot_write])
         reasoning = 0 if slot_reason is None else _token(values[slot_reason])
-        self.input[0] += max(0, total_in - cache_read - cache_write)
+        added = (1, cost, max(0, total_in - cache_read - cache_write), cache_read, cache_write,
+                 max(0, total_out - reasoning), reasoning)
+        if weight != 1.0:  # counts of sampled spans are estimates: no longer whole numbers
+            added = tuple(value * weight for value in added)
+        requests, cost, uncached, cache_read, cache_write, output, reasoning = added
+        self.requests[0] += requests
+        self.cost[0] += cost
+        self.input[0] += uncached
         self.cache_read[0] += cache_read
         self.cache_write[0] += cache_write
-        self.output[0] += max(0, total_out - reasoning)
+        self.output[0] += output
         self.reasoning[0] += reasoning
         if self.errors is not None:
-            self.errors[0] += 1
+            self.errors[0] += requests
         if self.switches is not None:
-            self.switches[0] += 1
+            self.switches[0] += requests

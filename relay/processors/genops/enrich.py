@@ -157,7 +157,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
             resource = from_resource = None
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    mask, signature, values, _, _ = scanned[position]
+                    mask, signature, values, _, _, _ = scanned[position]
                     position += 1
                     plan = plans.get((mask, signature))
                     if plan is None:
