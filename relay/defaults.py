@@ -23,8 +23,10 @@ processors:
   genops: {}
 
 connectors:
-  # Per-team cost counters and the rest of the metrics contract, from the priced spans.
-  genops_metrics: {}
+  # Per-team cost counters and the rest of the metrics contract, from the priced spans, or
+  # from the GenAI usage metrics of a service instance that sends them.
+  genops_metrics:
+    cost_from: auto
 
 exporters:
   debug:
@@ -49,7 +51,7 @@ service:
     metrics:
       receivers: [otlp]
       processors: [memory_limiter, genops]
-      exporters: [debug, prometheus]
+      exporters: [debug, prometheus, genops_metrics]
     # The cost counters are labelled by the connector itself: they skip genops.
     metrics/genops:
       receivers: [genops_metrics]

@@ -18,7 +18,7 @@ pipeline traces:
 pipeline metrics:
   receivers:  otlp
   processors: memory_limiter, genops
-  exporters:  debug, prometheus
+  exporters:  debug, prometheus, genops_metrics
 pipeline metrics/genops:
   receivers:  genops_metrics
   processors: (none)

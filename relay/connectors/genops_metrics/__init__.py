@@ -1,7 +1,8 @@
-"""The ``genops_metrics`` connector: LLM spans in, the metrics contract out.
+"""The ``genops_metrics`` connector: LLM spans (and GenAI usage metrics) in, the metrics contract out.
 
-It ends a traces pipeline (as an exporter) and starts a metrics pipeline (as
-a receiver), like the collector's spanmetrics connector. Every
+It ends a traces pipeline, and with ``cost_from: metrics`` or ``auto`` a metrics pipeline
+too (as an exporter), and starts a metrics pipeline (as a receiver), like the collector's
+spanmetrics connector. See ``usage`` for cost from ``gen_ai.client.token.usage``. Every
 ``metrics_flush_interval`` it sends the cumulative series to the metrics
 pipelines that name it, and once more on shutdown; a failed flush loses
 nothing, since the next one carries the same running totals. A new series is
@@ -17,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-from relay import status, tasks
+from relay import pricing, status, tasks
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
 from relay.connectors.genops_metrics.emit import add_budget_gauges, build, new_request
-from relay.signals import Signal
+from relay.connectors.genops_metrics.usage import UsageMetrics, resource_identity
+from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 
 TYPE = "genops_metrics"
-SIGNALS = (Signal.TRACES,)
+SIGNALS = (Signal.TRACES, Signal.METRICS)
+_IDENTITIES = 100_000  # service instances remembered by cost_from: auto
 TO_SIGNALS = (Signal.METRICS,)
 RESOURCE = {"service.name": "genops-relay"}
 
@@ -55,23 +58,66 @@ class GenopsMetrics:
             "otelcol_connector_genops_metrics_flush_failures",
             "Flushes of aggregated metrics the metrics pipeline refused (the next flush carries them again)",
             ["connector"])
+        self.unpriced = telemetry.counter(
+            "otelcol_connector_genops_metrics_unpriced_usage_points",
+            "gen_ai.client.token.usage points whose model has no price: tokens counted, no cost", ["connector"])
         self.consumer = None
         self._task: asyncio.Task | None = None
+        self.book = pricing.build(config.pricing) if config.cost_from != "traces" else None
+        self.usage = UsageMetrics(self.aggregator, self.book, self.start_ns) if self.book is not None else None
+        self.from_metrics: set = set()   # auto: instances whose cost comes from their usage metrics
+        self.from_spans: set = set()     # auto: instances whose spans were counted
 
     def bind(self, consumers: dict) -> None:
         self.consumer = consumers.get(Signal.METRICS)
 
     async def start(self) -> None:
         self.start_ns = self.clock()
+        if self.usage is not None:
+            self.usage.started_ns = self.start_ns
+            self.book.start()
         self._task = tasks.every(float(self.config.metrics_flush_interval), self.flush, f"{self.id} flush")
 
     async def shutdown(self) -> None:
         await tasks.stop(self._task)
         self._task = None
         await self.flush(final=True)
+        if self.book is not None:
+            self.book.close()
 
     async def consume(self, request) -> None:
-        self.aggregator.add(request)
+        mode = self.config.cost_from
+        if signal_of(request) is Signal.METRICS:
+            if self.usage is not None:
+                self._usage(request, mode)
+        elif mode == "traces":
+            self.aggregator.add(request)
+        elif mode == "auto":
+            self._spans_unless_from_metrics(request)
+        self._count()
+
+    def _spans_unless_from_metrics(self, request) -> None:
+        for rs in request.resource_spans:
+            identity = resource_identity(rs.resource)
+            if identity in self.from_metrics:
+                continue
+            one = request
+            if len(request.resource_spans) > 1:
+                one = type(request)()
+                one.resource_spans.append(rs)
+            if self.aggregator.add(one) and len(self.from_spans) < _IDENTITIES:
+                self.from_spans.add(identity)
+
+    def _usage(self, request, mode: str) -> None:
+        # auto: an instance whose spans were counted already adds only what its usage grows by
+        # from here on; its first points are the baseline, so no call is counted twice.
+        senders = self.usage.add(request, skip_first_of=self.from_spans if mode == "auto" else frozenset())
+        if mode == "auto" and senders:
+            self.from_spans -= senders
+            if len(self.from_metrics) < _IDENTITIES:
+                self.from_metrics |= senders
+
+    def _count(self) -> None:
         if self.aggregator.overflowed:
             for metric, count in self.aggregator.overflowed.items():
                 self.overflow.labels(str(self.id), metric).inc(count)
@@ -79,6 +125,9 @@ class GenopsMetrics:
         if self.aggregator.truncated:
             self.truncated.labels(str(self.id)).inc(self.aggregator.truncated)
             self.aggregator.truncated = 0
+        if self.usage is not None and self.usage.unpriced:
+            self.unpriced.labels(str(self.id)).inc(self.usage.unpriced)
+            self.usage.unpriced = 0
 
     async def flush(self, final: bool = False) -> None:
         if self.consumer is None:

@@ -143,8 +143,22 @@ class Aggregator:
                        for role in dialects.ROLES]
         return SpanPlan(cells, tuple(overflow), self.bounds, self.cost_slot, token_slots, native=accumulate is not None)
 
-    def add(self, request) -> None:
-        """Fold every LLM span of a traces request into the cumulative series."""
+    def label(self, text: str) -> str:
+        """A label value, cut to the cap and counted when cut."""
+        capped = cap(text, self.label_limit)
+        if capped is not text:
+            self.truncated += 1
+        return capped
+
+    def add_to(self, metric: str, key: tuple, amount) -> None:
+        """Adds to one series of a sum: what the usage metrics feed in."""
+        cell, overflowed = self.sums[metric].cell(key)
+        cell[0] += amount
+        if overflowed:
+            self.overflowed[metric] += 1
+
+    def add(self, request) -> int:
+        """Fold every LLM span of a traces request into the cumulative series; returns how many there were."""
         try:
             scanned = self.reader.read(request)
         except ValueError:  # the parser took what the scanner would not: the parsed message decides
@@ -154,6 +168,7 @@ class Aggregator:
         plans = self.plans
         get = plans.get
         # Everything a span adds comes from the scan: no span object is touched.
+        calls = 0
         for mask, signature, values, status, duration, trace_state in scanned:
             key = (mask, signature, status == STATUS_ERROR)
             plan = get(key, False)
@@ -167,6 +182,7 @@ class Aggregator:
                 elif plan is not None:
                     plan.acc = None  # not kept: it adds straight into the series
             if plan is not None:
+                calls += 1
                 if trace_state is None:
                     acc = plan.acc
                     if acc is None or not accumulate(values, plan.native_slots, acc, duration):
@@ -176,6 +192,7 @@ class Aggregator:
                 if plan.overflow:
                     for metric in plan.overflow:
                         self.overflowed[metric] += 1
+        return calls
 
     def fold(self) -> None:
         """Move what the plans accumulated into the series: before a flush reads them."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.genai import bounds
+from relay.pricing import PricingConfig
 
 # LLM calls take from a tenth of a second to minutes; seconds, as the metrics contract says.
 DEFAULT_BUCKETS = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0]
@@ -34,6 +36,11 @@ class Config:
     label_max_length: int = bounds.DEFAULT_LIMIT
     # A genops_ledger extension whose budgets to report as gauges with every flush.
     budgets_from: str = ""
+    # Where cost comes from (see usage): priced spans ("traces"), the GenAI usage metrics
+    # ("metrics"), or per service instance, metrics where it sends them, else spans ("auto").
+    cost_from: Literal["traces", "metrics", "auto"] = "traces"
+    # Prices for the usage metrics (spans arrive priced by the genops processor).
+    pricing: PricingConfig = field(default_factory=PricingConfig)
 
     def validate(self) -> list[Problem]:
         problems = []

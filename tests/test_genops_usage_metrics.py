@@ -1,0 +1,167 @@
+"""Cost from gen_ai.client.token.usage in the genops_metrics connector: temporality, and no
+call counted twice when an app sends spans and usage metrics alike (cost_from)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from relay import attrs
+from relay.config.decode import decode
+from relay.connectors import genops_metrics
+from tests.test_genops_metrics import START, connector, flushed, points, spans_request
+
+# Rates written here, per million tokens, so expected costs never come from the code under test.
+PRICING = {"overrides": [{"model": "openai/gpt-4o", "input": 2.5, "output": 10.0}]}
+IN, OUT = 2.5e-6, 10e-6
+CUMULATIVE, DELTA = 2, 1
+SECOND = 1_000_000_000
+RESOURCE = {"service.name": "chat", "service.instance.id": "pod-1", "genops.team": "search"}
+
+
+def usage(points_: list[tuple[str, float, int]], temporality: int = CUMULATIVE, start: int = START + SECOND,
+          at: int = START + 10 * SECOND, resource: dict | None = None) -> ExportMetricsServiceRequest:
+    """One gen_ai.client.token.usage histogram: (token type, sum, count) per point."""
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    for key, value in (resource or RESOURCE).items():
+        attrs.put(rm.resource.attributes, key, value)
+    metric = rm.scope_metrics.add().metrics.add(name="gen_ai.client.token.usage", unit="{token}")
+    metric.histogram.aggregation_temporality = temporality
+    for token_type, total, count in points_:
+        point = metric.histogram.data_points.add(start_time_unix_nano=start, time_unix_nano=at, sum=total,
+                                                 count=count)
+        for key, value in {"gen_ai.token.type": token_type, "gen_ai.request.model": "openai/gpt-4o",
+                           "gen_ai.response.model": "openai/gpt-4o", "gen_ai.system": "openai"}.items():
+            attrs.put(point.attributes, key, value)
+    return request
+
+
+def made(cost_from: str = "metrics"):
+    connector_, sink = connector({"cost_from": cost_from, "pricing": PRICING})
+    if connector_.usage is not None:
+        connector_.usage.started_ns = START
+    return connector_, sink
+
+
+def totals(connector_, sink) -> dict:
+    """Each sum's total over its series (tokens by token type); {} when nothing was flushed."""
+    asyncio.run(connector_.flush())
+    if not sink.requests:
+        return {}
+    out = {}
+    for name, table in points(flushed(connector_, sink)).items():
+        for key, value in table.items():
+            if isinstance(value, tuple):
+                continue  # a histogram
+            label = dict(key).get("token_type", "")
+            name_ = name + (f":{label}" if label else "")
+            out[name_] = out.get(name_, 0) + value
+    return out
+
+
+def send(connector_, *requests):
+    async def go():
+        for request in requests:
+            await connector_.consume(request)
+    asyncio.run(go())
+
+
+# (what the app exports, in order) -> (input tokens, output tokens, calls) the counters must show
+TEMPORALITY = {
+    "cumulative, first point after start: all of it": (
+        [usage([("input", 1000, 2), ("output", 200, 2)])], (1000, 200, 2)),
+    "cumulative, increases priced once": (
+        [usage([("input", 1000, 2), ("output", 200, 2)]),
+         usage([("input", 1000, 2), ("output", 200, 2)], at=START + 20 * SECOND),   # nothing new
+         usage([("input", 1500, 3), ("output", 260, 3)], at=START + 30 * SECOND)], (1500, 260, 3)),
+    "cumulative, series older than the relay: a baseline": (
+        [usage([("input", 9000, 9), ("output", 900, 9)], start=START - SECOND),
+         usage([("input", 9400, 10), ("output", 950, 10)], start=START - SECOND, at=START + 20 * SECOND)],
+        (400, 50, 1)),
+    "cumulative, reset (new start time): starts over, no negative step": (
+        [usage([("input", 1000, 2), ("output", 200, 2)]),
+         usage([("input", 300, 1), ("output", 30, 1)], start=START + 15 * SECOND, at=START + 20 * SECOND)],
+        (1300, 230, 3)),
+    "cumulative, a value below the last: a reset too": (
+        [usage([("input", 1000, 2), ("output", 200, 2)]),
+         usage([("input", 100, 1), ("output", 10, 1)], at=START + 20 * SECOND)], (1100, 210, 3)),
+    "cumulative, a series that stops and comes back": (
+        [usage([("input", 1000, 2), ("output", 200, 2)]),
+         usage([("output", 200, 2)], at=START + 20 * SECOND),                       # input absent
+         usage([("input", 1200, 3), ("output", 240, 3)], at=START + 30 * SECOND)], (1200, 240, 3)),
+    "delta: each point as it is": (
+        [usage([("input", 1000, 2), ("output", 200, 2)], temporality=DELTA),
+         usage([("input", 500, 1), ("output", 50, 1)], temporality=DELTA, at=START + 20 * SECOND)],
+        (1500, 250, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(TEMPORALITY))
+def test_temporality(name):
+    exports, (tokens_in, tokens_out, calls) = TEMPORALITY[name]
+    connector_, sink = made()
+    send(connector_, *exports)
+    got = totals(connector_, sink)
+    assert got.get("tokens:input", 0) == tokens_in and got.get("tokens:output", 0) == tokens_out
+    assert got.get("requests", 0) == calls
+    assert got.get("cost", 0.0) == pytest.approx(tokens_in * IN + tokens_out * OUT, rel=1e-12)
+
+
+def test_the_cost_counter_only_grows_across_a_reset():
+    connector_, sink = made()
+    seen = []
+    for export in TEMPORALITY["cumulative, reset (new start time): starts over, no negative step"][0]:
+        send(connector_, export)
+        seen.append(totals(connector_, sink)["cost"])
+    assert seen == sorted(seen) and seen[0] > 0
+
+
+def priced_spans(count: int):
+    """What the genops processor leaves on a span of the same calls: cost and tokens."""
+    request = spans_request([({"genops.team": "search", "genops.model": "openai/gpt-4o",
+                               "gen_ai.usage.input_tokens": 500, "gen_ai.usage.output_tokens": 100,
+                               "genops.cost.total": 500 * IN + 100 * OUT}, 0.5, False)] * count)
+    for key, value in RESOURCE.items():
+        attrs.put(request.resource_spans[0].resource.attributes, key, value)
+    return request
+
+
+ONE_COPY = 2 * (500 * IN + 100 * OUT)
+
+
+@pytest.mark.parametrize("cost_from, order", [("traces", "spans first"), ("metrics", "spans first"),
+                                              ("auto", "spans first"), ("auto", "metrics first")])
+def test_an_app_sending_spans_and_usage_is_charged_once(cost_from, order):
+    """Two calls, seen as two priced spans and as usage points worth the same."""
+    connector_, sink = made(cost_from)
+    calls = [priced_spans(2), usage([("input", 1000, 2), ("output", 200, 2)])]
+    send(connector_, *(calls if order == "spans first" else calls[::-1]))
+    # Later calls, again both ways: one more call.
+    send(connector_, priced_spans(1), usage([("input", 1500, 3), ("output", 300, 3)], at=START + 20 * SECOND))
+    got = totals(connector_, sink)
+    assert got["cost"] == pytest.approx(ONE_COPY * 1.5, rel=1e-12)
+    assert got["requests"] == 3
+
+
+def test_traces_is_the_default_and_metrics_are_then_ignored():
+    config, problems = decode(genops_metrics.Config, {})
+    assert problems == [] and config.cost_from == "traces"
+    connector_, sink = connector()
+    send(connector_, usage([("input", 1000, 2)]))
+    assert totals(connector_, sink) == {}
+
+
+def test_an_unpriced_model_counts_tokens_and_calls_but_no_cost():
+    connector_, sink = made()
+    request = usage([("input", 1000, 2), ("output", 10, 2)])
+    for point in request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points:
+        for kv in point.attributes:
+            if kv.key.endswith(".model"):
+                kv.value.string_value = "acme/unknown"
+    send(connector_, request)
+    got = totals(connector_, sink)
+    assert (got["tokens:input"], got["requests"], got.get("cost", 0.0)) == (1000, 2, 0.0)
+    assert connector_.unpriced.labels("genops_metrics")._value.get() == 2
