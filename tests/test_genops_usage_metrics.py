@@ -165,3 +165,18 @@ def test_an_unpriced_model_counts_tokens_and_calls_but_no_cost():
     got = totals(connector_, sink)
     assert (got["tokens:input"], got["requests"], got.get("cost", 0.0)) == (1000, 2, 0.0)
     assert connector_.unpriced.labels("genops_metrics")._value.get() == 2
+
+
+def test_ten_thousand_teams_stay_within_the_cardinality_limit():
+    connector_, sink = connector({"cost_from": "metrics", "pricing": PRICING, "aggregation_cardinality_limit": 100})
+    connector_.usage.started_ns = START
+    request = ExportMetricsServiceRequest()
+    for index in range(10_000):
+        one = usage([("input", 10, 1)], resource={**RESOURCE, "genops.team": f"team-{index}"})
+        request.resource_metrics.extend(one.resource_metrics)
+    send(connector_, request)
+    out = points(flushed(connector_, sink))
+    assert len(out["cost"]) == 100 + 1  # the limit, and the one overflow series
+    assert (("otel.metric.overflow", True),) in out["cost"]
+    assert sum(out["requests"].values()) == 10_000  # nothing lost: the overflow series holds the rest
+    assert connector_.overflow.labels("genops_metrics", "cost")._value.get() == 10_000 - 100

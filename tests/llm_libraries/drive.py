@@ -39,6 +39,32 @@ def setup_otel_v2():
     return provider.shutdown
 
 
+def setup_otel_v2_metrics_only():
+    """Metrics, no traces: the GenAI usage histograms with every span sampled out, as an
+    application that samples its traces at 0 sends them. The OTLP/HTTP metrics endpoint comes
+    from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    trace.set_tracer_provider(tracer_provider)
+    # Long enough that only the flush at shutdown exports: one export holds every call.
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=600_000)
+    meter_provider = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(meter_provider)
+    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    def shutdown():
+        meter_provider.shutdown()
+        tracer_provider.shutdown()
+    return shutdown
+
+
 def setup_openllmetry():
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
@@ -93,6 +119,7 @@ SETUP = {
     "openllmetry": setup_openllmetry,
     "openinference": setup_openinference,
     "openlit": setup_openlit,
+    "otel-openai-v2-metrics": setup_otel_v2_metrics_only,
     "logfire": setup_logfire,
 }
 

@@ -14,15 +14,17 @@ DRIVER = HERE / "drive.py"
 DRIVE_TIMEOUT = 120
 
 
-def drive(library: Library, base_url: str, traces_endpoint: str) -> subprocess.CompletedProcess:
-    """The finished driver; AssertionError with its output if it failed or ran out of time."""
+def drive(library: Library, base_url: str, traces_endpoint: str, mode: str = "",
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The finished driver; AssertionError with its output if it failed or ran out of time. ``mode``
+    names another setup of drive.py for the same venv; ``env`` adds to the driver's environment."""
     # The driver runs as ./drive.py in a scratch directory: Logfire records code.filepath relative
     # to the working directory, so the spans (and fixtures) name no path of this machine.
     with tempfile.TemporaryDirectory(prefix=f"drive-{library.name}-") as cwd:
         shutil.copy(DRIVER, Path(cwd) / DRIVER.name)
         try:
-            done = subprocess.run([str(library.python), DRIVER.name, library.name, base_url],
-                                  env=driver_env(library, traces_endpoint), cwd=cwd, stdin=subprocess.DEVNULL,
+            done = subprocess.run([str(library.python), DRIVER.name, mode or library.name, base_url],
+                                  env={**driver_env(library, traces_endpoint), **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=DRIVE_TIMEOUT)
         except subprocess.TimeoutExpired as expired:
             raise AssertionError(f"{library.name} driver still running after {DRIVE_TIMEOUT}s:\n"
