@@ -180,3 +180,25 @@ def test_ten_thousand_teams_stay_within_the_cardinality_limit():
     assert (("otel.metric.overflow", True),) in out["cost"]
     assert sum(out["requests"].values()) == 10_000  # nothing lost: the overflow series holds the rest
     assert connector_.overflow.labels("genops_metrics", "cost")._value.get() == 10_000 - 100
+
+
+def test_operation_duration_feeds_the_request_duration_histogram():
+    connector_, sink = made()
+    request = usage([("input", 1000, 3), ("output", 200, 3)])
+    scope = request.resource_metrics[0].scope_metrics[0]
+    durations = scope.metrics.add(name="gen_ai.client.operation.duration", unit="s")
+    durations.histogram.aggregation_temporality = CUMULATIVE
+    # The instrumentation's own buckets: three calls of 0.03 s, 0.7 s and 3 s.
+    point = durations.histogram.data_points.add(
+        start_time_unix_nano=START + SECOND, time_unix_nano=START + 10 * SECOND, count=3, sum=3.73,
+        explicit_bounds=[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12],
+        bucket_counts=[0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0])
+    for key, value in {"gen_ai.request.model": "openai/gpt-4o", "gen_ai.response.model": "openai/gpt-4o",
+                       "gen_ai.system": "openai"}.items():
+        attrs.put(point.attributes, key, value)
+    send(connector_, request)
+    ((key, (buckets, total, count)),) = points(flushed(connector_, sink))["request.duration"].items()
+    assert dict(key)["genops.team"] == "search" and dict(key)["genops.model"] == "openai/gpt-4o"
+    # Ours: 0.1, 0.25, 0.5, 1, 2.5, 5, ... Each lands in the first bucket holding its upper bound.
+    assert buckets[:7] == [1, 0, 0, 0, 1, 0, 1] and sum(buckets) == 3  # (0.64, 1.28] -> 2.5; (2.56, 5.12] -> 10
+    assert (total, count) == (pytest.approx(3.73), 3)

@@ -157,6 +157,22 @@ class Aggregator:
         if overflowed:
             self.overflowed[metric] += 1
 
+    def add_durations(self, labels: tuple, bounds, total: float, count: int, buckets: list) -> None:
+        """Adds a duration histogram's increase, its buckets moved into ours by their upper bounds."""
+        team, _, model, provider, extra = labels
+        cell, overflowed = self.durations.cell((("genops.team", team), ("genops.model", model),
+                                                ("genops.openrouter.actual_provider", provider)) + extra)
+        ours = cell[0]
+        last = len(ours) - 1
+        for index, observed in enumerate(buckets):
+            if observed:
+                upper = bounds[index] if index < len(bounds) else float("inf")
+                ours[min(last, bisect_left(self.bounds, upper))] += observed
+        cell[1] += total
+        cell[2] += count
+        if overflowed:
+            self.overflowed["request.duration"] += 1
+
     def add(self, request) -> int:
         """Fold every LLM span of a traces request into the cumulative series; returns how many there were."""
         try:

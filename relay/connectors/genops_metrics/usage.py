@@ -1,11 +1,14 @@
-"""Cost from the GenAI usage metrics: ``gen_ai.client.token.usage`` priced per data point.
+"""Cost from the GenAI usage metrics: ``gen_ai.client.token.usage`` priced per data point,
+and ``gen_ai.client.operation.duration`` into the request duration histogram.
 
 The OpenTelemetry GenAI instrumentations record one ``gen_ai.client.token.usage`` histogram
 observation per call and token type (``gen_ai.token.type``: ``input``, ``output``). A point's
 tokens are its histogram sum, its calls the count of its ``input`` points. Each point is
 priced by ``gen_ai.response.model`` (else ``gen_ai.request.model``) and provider at the point's
 time, at the model's base rates (a histogram does not say which calls reached a long-context
-tier), and adds to the same series as spans do.
+tier), and adds to the same series as spans do. A duration point's buckets go into the
+connector's buckets by their upper bounds (a bucket lands in the first one that holds its upper
+bound, so a duration is never reported shorter than it was); its sum and count are exact.
 
 Temporality: a delta point adds what it holds. A cumulative series (resource, metric and point
 attributes) adds its increase since the last point seen. Its first point adds all it holds
@@ -23,6 +26,8 @@ from relay.attrs import to_python
 from relay.genai import dialects, keys
 
 USAGE = "gen_ai.client.token.usage"
+DURATION = "gen_ai.client.operation.duration"
+_READ = (USAGE, DURATION)
 TEAM, PROJECT = "genops.team", "genops.project"
 TOKEN_TYPE = "gen_ai.token.type"
 CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -37,6 +42,7 @@ class _Last:
     start_ns: int
     total: float
     count: int
+    buckets: list
 
 
 def resource_identity(resource) -> frozenset:
@@ -46,7 +52,7 @@ def resource_identity(resource) -> frozenset:
 
 
 class UsageMetrics:
-    """Reads usage histograms into an ``Aggregator``'s series."""
+    """Reads usage and duration histograms into an ``Aggregator``'s series."""
 
     def __init__(self, aggregator, price_book, started_ns: int):
         self.aggregator = aggregator
@@ -61,48 +67,61 @@ class UsageMetrics:
         first points hold (its calls until then were counted from its spans)."""
         senders = set()
         for rm in request.resource_metrics:
-            usage = [m for sm in rm.scope_metrics for m in sm.metrics
-                     if m.name == USAGE and m.WhichOneof("data") == "histogram"]
-            if not usage:
-                continue
+            wanted = [m for sm in rm.scope_metrics for m in sm.metrics
+                      if m.name in _READ and m.WhichOneof("data") == "histogram"]
+            if not any(m.name == USAGE for m in wanted):
+                continue  # durations alone say nothing of cost: the instance's spans still count
             identity = resource_identity(rm.resource)
             senders.add(identity)
+            baseline_only = identity in skip_first_of
             resource = {kv.key: to_python(kv.value) for kv in rm.resource.attributes}
-            for metric in usage:
+            for metric in wanted:
                 cumulative = metric.histogram.aggregation_temporality == CUMULATIVE
                 for point in metric.histogram.data_points:
-                    self._point(identity, resource, point, cumulative, identity in skip_first_of)
+                    attributes = {kv.key: to_python(kv.value) for kv in point.attributes}
+                    role = TOKEN_TYPES.get(attributes.get(TOKEN_TYPE)) if metric.name == USAGE else None
+                    if metric.name == USAGE and role is None:
+                        continue
+                    grown = self._increase((identity, metric.name), point, cumulative, baseline_only)
+                    if grown is None:
+                        continue
+                    labels = self._labels(attributes, resource)
+                    if role is None:
+                        self.aggregator.add_durations(labels, point.explicit_bounds, *grown)
+                    else:
+                        self._add(labels, attributes, role, grown[0], grown[1], point.time_unix_nano)
         return senders
 
-    def _point(self, identity, resource: dict, point, cumulative: bool, baseline_only: bool) -> None:
-        attributes = {kv.key: to_python(kv.value) for kv in point.attributes}
-        role = TOKEN_TYPES.get(attributes.get(TOKEN_TYPE))
-        if role is None:
-            return
-        total, count = point.sum, point.count
+    def _increase(self, series, point, cumulative: bool, baseline_only: bool) -> tuple | None:
+        """(sum, count, bucket counts) the point adds, None for nothing."""
+        total, count, buckets = point.sum, point.count, list(point.bucket_counts)
         if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
-            return
+            return None
         if cumulative:
-            key = (identity, tuple(sorted((kv.key, kv.value.SerializeToString()) for kv in point.attributes)))
+            key = series + (tuple(sorted((kv.key, kv.value.SerializeToString()) for kv in point.attributes)),)
             last = self.last.get(key)
-            if last is not None and last.start_ns == point.start_time_unix_nano and total >= last.total:
-                total, count = total - last.total, max(0, count - last.count)
-                last.total, last.count = point.sum, point.count
+            if (last is not None and last.start_ns == point.start_time_unix_nano and total >= last.total
+                    and count >= last.count and len(buckets) == len(last.buckets)):
+                grown = (total - last.total, count - last.count,
+                         [max(0, now - before) for now, before in zip(buckets, last.buckets)])
+                last.total, last.count, last.buckets = total, count, buckets
                 self.last.move_to_end(key)
+                total, count, buckets = grown
             else:
                 first = last is None
-                self.last[key] = _Last(point.start_time_unix_nano, point.sum, point.count)
+                self.last[key] = _Last(point.start_time_unix_nano, total, count, buckets)
                 if len(self.last) > _SERIES_LIMIT:
                     self.last.popitem(last=False)
                 if first and (baseline_only or not point.start_time_unix_nano >= self.started_ns):
-                    return  # a baseline: what it holds was counted elsewhere, or before we started
+                    return None  # a baseline: what it holds was counted elsewhere, or before we started
         elif baseline_only:
-            return
+            return None
         if total == 0 and count == 0:
-            return
-        self._add(attributes, resource, role, total, count, point.time_unix_nano)
+            return None
+        return total, count, buckets
 
-    def _add(self, attributes: dict, resource: dict, role: str, tokens: float, calls: int, at_ns: int) -> None:
+    def _labels(self, attributes: dict, resource: dict) -> tuple:
+        """(team, project, model, provider, extra dimensions) of a point, as spans are labelled."""
         aggregator = self.aggregator
         label = aggregator.label
 
@@ -115,10 +134,13 @@ class UsageMetrics:
 
         team = first((TEAM,)) or label(str(resource.get(TEAM) or ""))
         project = first((PROJECT,)) or label(str(resource.get(PROJECT) or ""))
-        model = first(dialects.MODEL)
-        provider = first((keys.ACTUAL_PROVIDER,) + dialects.PROVIDER)
         extra = tuple((name, label(str(attributes.get(name) or resource.get(name) or default or "")))
                       for name, default in aggregator.extra)
+        return team, project, first(dialects.MODEL), first((keys.ACTUAL_PROVIDER,) + dialects.PROVIDER), extra
+
+    def _add(self, labels: tuple, attributes: dict, role: str, tokens: float, calls: int, at_ns: int) -> None:
+        aggregator = self.aggregator
+        team, project, model, provider, extra = labels
         cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
                     ("genops.openrouter.actual_provider", provider)) + extra
         aggregator.add_to("tokens", cost_key + (("token_type", role),), tokens)
