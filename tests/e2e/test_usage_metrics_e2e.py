@@ -1,13 +1,17 @@
-"""Cost from metrics alone: the real openai-v2 instrumentation with traces sampled out sends
-only its GenAI usage histograms; the relay runs its built-in config; a real Prometheus scrapes
-the cost counters, and the reference dashboard's cost panel has data."""
+"""Cost from GenAI usage metrics, with the real openai-v2 instrumentation and the built-in config.
+
+Metrics alone (traces sampled out): a real Prometheus scrapes the cost counters, and the
+reference dashboard's cost panel has data. Spans and metrics of the same calls: whatever
+``cost_from`` says, each call is charged once."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from tests import promtools
-from tests.e2e.test_default_config import default_config_on_free_ports
+from tests.e2e.test_default_config import default_config_on_free_ports, scrape
 from tests.e2e.test_llm_libraries import require_venv
 from tests.e2e.test_prometheus_e2e import Prometheus
 from tests.llm_libraries.libraries import BY_NAME
@@ -53,4 +57,43 @@ def test_metrics_only_usage_is_costed_per_team_through_the_built_in_config(tmp_p
         assert {r["metric"]["genops_team"] for r in panel} == {TEAM}
     finally:
         prometheus.stop()
+        assert relay.stop() == 0, relay.log_text()
+
+
+@pytest.mark.parametrize("cost_from", ["auto", "traces", "metrics"])
+def test_an_app_sending_spans_and_usage_metrics_is_charged_once(tmp_path, cost_from):
+    """The real instrumentation sends spans and usage metrics of the same three calls."""
+    library = BY_NAME["otel-openai-v2"]
+    require_venv(library)
+    config, ports = default_config_on_free_ports()
+    config = config.replace("    cost_from: auto\n", f"    cost_from: {cost_from}\n    metrics_flush_interval: 200ms\n")
+    relay = RelayProcess(config, tmp_path, ports["health"]).start()
+    try:
+        endpoint = f"http://127.0.0.1:{ports['otlp_http']}"
+        with StandIn() as stand_in:
+            # Both signals are acknowledged, so counted, before the driver exits.
+            drive(library, stand_in.base_url, f"{endpoint}/v1/traces", mode="otel-openai-v2-both",
+                  env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
+                       "OTEL_METRICS_EXPORTER": "otlp"})
+        # This instrumentation reports no cached tokens on its spans, so spans and usage
+        # metrics price the calls alike: one copy at list price.
+        one_copy = sum(USAGE[kind].prompt_tokens * LIST_INPUT + USAGE[kind].completion_tokens * LIST_OUTPUT
+                       for kind in ("plain", "stream", "cached")) / 1_000_000
+        totals: dict[str, float] = {}
+        for _ in range(50):  # flushes every 200 ms: up to 10 s for the final counts to show
+            time.sleep(0.2)
+            totals = {}
+            for (name, labels), value in scrape(ports["prometheus"]).items():
+                if dict(labels).get("genops_team") == TEAM:
+                    totals[name] = totals.get(name, 0.0) + value
+            if totals.get("genops_openrouter_requests_total", 0) >= 3:
+                break
+        time.sleep(1.0)  # five more flushes: a second copy would have shown by now
+        totals = {}
+        for (name, labels), value in scrape(ports["prometheus"]).items():
+            if dict(labels).get("genops_team") == TEAM:
+                totals[name] = totals.get(name, 0.0) + value
+        assert totals.get("genops_openrouter_requests_total") == 3, totals
+        assert totals["genops_openrouter_cost_total"] == pytest.approx(one_copy, rel=1e-9)
+    finally:
         assert relay.stop() == 0, relay.log_text()

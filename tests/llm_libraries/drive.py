@@ -43,16 +43,27 @@ def setup_otel_v2_metrics_only():
     """Metrics, no traces: the GenAI usage histograms with every span sampled out, as an
     application that samples its traces at 0 sends them. The OTLP/HTTP metrics endpoint comes
     from OTEL_EXPORTER_OTLP_METRICS_ENDPOINT."""
-    from opentelemetry import metrics, trace
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    trace.set_tracer_provider(provider)
+    return _otel_v2_with_metrics(provider)
+
+
+def setup_otel_v2_both():
+    """Spans and usage metrics of the same calls; the spans are exported first, at shutdown."""
+    return _otel_v2_with_metrics(sdk_provider())
+
+
+def _otel_v2_with_metrics(tracer_provider):
+    from opentelemetry import metrics
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
-    trace.set_tracer_provider(tracer_provider)
     # Long enough that only the flush at shutdown exports: one export holds every call.
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=600_000)
     meter_provider = MeterProvider(metric_readers=[reader])
@@ -60,8 +71,8 @@ def setup_otel_v2_metrics_only():
     OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     def shutdown():
-        meter_provider.shutdown()
         tracer_provider.shutdown()
+        meter_provider.shutdown()
     return shutdown
 
 
@@ -120,6 +131,7 @@ SETUP = {
     "openinference": setup_openinference,
     "openlit": setup_openlit,
     "otel-openai-v2-metrics": setup_otel_v2_metrics_only,
+    "otel-openai-v2-both": setup_otel_v2_both,
     "logfire": setup_logfire,
 }
 
