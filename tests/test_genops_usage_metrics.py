@@ -202,3 +202,17 @@ def test_operation_duration_feeds_the_request_duration_histogram():
     # Ours: 0.1, 0.25, 0.5, 1, 2.5, 5, ... Each lands in the first bucket holding its upper bound.
     assert buckets[:7] == [1, 0, 0, 0, 1, 0, 1] and sum(buckets) == 3  # (0.64, 1.28] -> 2.5; (2.56, 5.12] -> 10
     assert (total, count) == (pytest.approx(3.73), 3)
+
+
+def test_cache_and_reasoning_types_are_priced_at_their_rates_once():
+    connector_, sink = connector({"cost_from": "metrics", "pricing": {"overrides": [
+        {"model": "openai/gpt-4o", "input": 2.5, "output": 10.0, "cache_read": 1.25, "reasoning": 12.0}]}})
+    connector_.usage.started_ns = START
+    send(connector_, usage([("input", 1000, 2), ("cache_read", 600, 2), ("output", 300, 2),
+                            ("reasoning", 100, 2)]))
+    got = totals(connector_, sink)
+    # Disjoint, as spans give them: uncached input, cached input, output without reasoning, reasoning.
+    assert (got["tokens:input"], got["tokens:cache_read"], got["tokens:output"], got["tokens:reasoning"]) == (
+        400, 600, 200, 100)
+    assert got["requests"] == 2
+    assert got["cost"] == pytest.approx((400 * 2.5 + 600 * 1.25 + 200 * 10.0 + 100 * 12.0) / 1e6, rel=1e-12)

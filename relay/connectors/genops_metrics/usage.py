@@ -31,9 +31,11 @@ _READ = (USAGE, DURATION)
 TEAM, PROJECT = "genops.team", "genops.project"
 TOKEN_TYPE = "gen_ai.token.type"
 CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
-# gen_ai.token.type values, and the series they add to. Cached and reasoning tokens are part
-# of input and output in the GenAI convention, so only those two are priced.
-TOKEN_TYPES = {"input": "input", "output": "output"}
+# gen_ai.token.type values, and the roles they count as: the convention's input and output,
+# and the cache and reasoning types where an instrumentation reports them, under this
+# project's names. Cache and reasoning counts are part of input and output (inclusive), as on spans.
+TOKEN_TYPES = {"input": "input", "output": "output", "cache_read": "cache_read", "cache_write": "cache_write",
+               "reasoning": "reasoning"}
 _SERIES_LIMIT = 100_000  # cumulative series remembered; the oldest is forgotten first
 
 
@@ -75,6 +77,7 @@ class UsageMetrics:
             senders.add(identity)
             baseline_only = identity in skip_first_of
             resource = {kv.key: to_python(kv.value) for kv in rm.resource.attributes}
+            calls: dict[tuple, dict] = {}  # the usage of one kind of call at one time, by role
             for metric in wanted:
                 cumulative = metric.histogram.aggregation_temporality == CUMULATIVE
                 for point in metric.histogram.data_points:
@@ -88,8 +91,14 @@ class UsageMetrics:
                     labels = self._labels(attributes, resource)
                     if role is None:
                         self.aggregator.add_durations(labels, point.explicit_bounds, *grown)
-                    else:
-                        self._add(labels, attributes, role, grown[0], grown[1], point.time_unix_nano)
+                        continue
+                    models = tuple(m for m in (attributes.get(k) for k in dialects.MODEL) if isinstance(m, str) and m)
+                    status = "500" if attributes.get("error.type") else "200"
+                    group = calls.setdefault((labels, models, status, point.time_unix_nano), {})
+                    tokens, count = group.get(role, (0, 0))
+                    group[role] = (tokens + grown[0], count + grown[1])
+            for (labels, models, status, at_ns), roles in calls.items():
+                self._add(labels, models, status, roles, at_ns)
         return senders
 
     def _increase(self, series, point, cumulative: bool, baseline_only: bool) -> tuple | None:
@@ -138,19 +147,40 @@ class UsageMetrics:
                       for name, default in aggregator.extra)
         return team, project, first(dialects.MODEL), first((keys.ACTUAL_PROVIDER,) + dialects.PROVIDER), extra
 
-    def _add(self, labels: tuple, attributes: dict, role: str, tokens: float, calls: int, at_ns: int) -> None:
+    def _add(self, labels: tuple, models: tuple, status: str, roles: dict, at_ns: int) -> None:
+        """Adds one kind of call's usage: its token types together, so that cached and reasoning
+        tokens come out of input and output once, as a span's do."""
         aggregator = self.aggregator
         team, project, model, provider, extra = labels
         cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
                     ("genops.openrouter.actual_provider", provider)) + extra
-        aggregator.add_to("tokens", cost_key + (("token_type", role),), tokens)
-        if role == "input":
-            status = "500" if attributes.get("error.type") else "200"
+        tokens = {role: roles.get(role, (0, 0))[0] for role in ("input", "output", "cache_read", "cache_write",
+                                                                "reasoning")}
+        calls = roles.get("input", roles.get("output", (0, 0)))[1]
+        cached = tokens["cache_read"] + tokens["cache_write"]
+        if cached > tokens["input"]:  # counts that cannot be inclusive were exclusive
+            tokens["input"] += cached
+        if tokens["reasoning"] > tokens["output"]:
+            tokens["output"] += tokens["reasoning"]
+        disjoint = {"input": tokens["input"] - cached, "output": tokens["output"] - tokens["reasoning"],
+                    "cache_read": tokens["cache_read"], "cache_write": tokens["cache_write"],
+                    "reasoning": tokens["reasoning"]}
+        for role, count in disjoint.items():
+            if count or role in roles:
+                aggregator.add_to("tokens", cost_key + (("token_type", role),), count)
+        if calls:
             aggregator.add_to("requests", cost_key + (("http.status_code", status),), calls)
-        models = tuple(m for m in (attributes.get(k) for k in dialects.MODEL) if isinstance(m, str) and m)
         rates = self.book.rates_in_force(models, provider or None, at_ns)[0] if models else None
         if rates is None:
-            self.unpriced += 1
+            self.unpriced += len(roles)  # counted as points, as the counter says
             return
-        aggregator.add_to("cost", cost_key, tokens * (rates.input if role == "input" else rates.output)
-                          + (calls * rates.request if role == "input" else 0.0))
+        # Base rates: a histogram's sum spans many calls, so no one call's long-context tier applies.
+        cost = (disjoint["input"] * rates.input + disjoint["output"] * rates.output
+                + disjoint["cache_read"] * _or(rates.cache_read, rates.input)
+                + disjoint["cache_write"] * _or(rates.cache_write, rates.input)
+                + disjoint["reasoning"] * _or(rates.reasoning, rates.output) + calls * rates.request)
+        aggregator.add_to("cost", cost_key, float(cost))
+
+
+def _or(rate: float | None, default: float) -> float:
+    return default if rate is None else rate
