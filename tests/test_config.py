@@ -821,9 +821,11 @@ def test_builtin_default_config_loads():
     limiter = ComponentID("memory_limiter")
     assert [(p.id, p.receivers, p.processors, p.exporters) for p in config.pipelines] == [
         ("traces", [otlp], [limiter, ComponentID("genops")], [debug, metrics]),
-        ("metrics", [otlp, metrics], [limiter], [debug, ComponentID("prometheus")]),
+        ("metrics", [otlp], [limiter, ComponentID("genops")], [debug, ComponentID("prometheus"), metrics]),
+        ("metrics/genops", [metrics], [], [debug, ComponentID("prometheus")]),
         ("logs", [otlp], [limiter], [debug]),
     ]
+    assert config.components["connectors"][metrics].cost_from == "auto"
     memory = config.components["processors"][limiter]
     assert (memory.limit_percentage, memory.spike_limit_percentage) == (80, 20)
     prometheus = config.components["exporters"][ComponentID("prometheus")]

@@ -11,6 +11,7 @@ import math
 import pytest
 
 from relay import attrs
+from relay.signals import Signal
 from relay.genai.bounds import MARKER, cap
 from relay.processors.genops import calls
 from tests.test_genops_metrics import connector, flushed, points
@@ -221,6 +222,11 @@ def test_huge_model_and_team_names_become_capped_labels():
 
 def processor_caches_hold_big_keys(processor) -> bool:
     """True if any plan cache inside the processor's closure holds a key over 8 KiB."""
-    cells = [c.cell_contents for c in (processor.process.__closure__ or ()) if isinstance(c.cell_contents, dict)]
+    process = processor.process
+    by_signal = [c.cell_contents for c in (process.__closure__ or ())
+                 if isinstance(c.cell_contents, dict) and Signal.TRACES in c.cell_contents]
+    if by_signal:  # the function that dispatches by signal: the traces function holds the caches
+        process = by_signal[0][Signal.TRACES]
+    cells = [c.cell_contents for c in (process.__closure__ or ()) if isinstance(c.cell_contents, dict)]
     return any(len(resource) > 8192 or any(len(sig) > 8192 for _, sig in plans)
                for cache in cells for (resource, _), plans in cache.items() if isinstance(plans, dict))

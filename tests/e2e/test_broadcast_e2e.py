@@ -42,8 +42,9 @@ def config(ledger) -> tuple[str, dict]:
     text = text.replace("extensions:\n  health_check:", f"extensions:\n  genops_ledger:\n    directory: {ledger}\n"
                                                      "    flush_interval: 1s\n  health_check:")
     text = text.replace("  extensions: [health_check]", "  extensions: [health_check, genops_ledger]")
+    # The traces pipeline, the first to name genops; the budget processor takes spans only.
     text = text.replace("      processors: [memory_limiter, genops]\n",
-                        "      processors: [memory_limiter, genops, genops_budget]\n")
+                        "      processors: [memory_limiter, genops, genops_budget]\n", 1)
     return text.replace("processors:\n", "processors:\n  genops_budget:\n    ledger: genops_ledger\n", 1), ports
 
 
