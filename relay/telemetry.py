@@ -94,14 +94,17 @@ def setup_logging(level: str = "info", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     root.propagate = False
-    # aiohttp reports malformed HTTP itself; its lines go out as JSON too, at most one a second.
-    library = logging.getLogger("aiohttp")
-    quiet = logging.StreamHandler(stream or sys.stderr)
-    quiet.setFormatter(JsonFormatter())
-    quiet.addFilter(_OncePerSecond())
-    library.handlers[:] = [quiet]
-    library.setLevel(max(LEVELS[level], logging.WARNING))
-    library.propagate = False
+    # aiohttp reports malformed HTTP itself, and asyncio a failed accept (out of file
+    # descriptors, once per attempt, with a traceback); their lines go out as JSON too,
+    # at most one a second each.
+    for name in ("aiohttp", "asyncio"):
+        library = logging.getLogger(name)
+        quiet = logging.StreamHandler(stream or sys.stderr)
+        quiet.setFormatter(JsonFormatter())
+        quiet.addFilter(_OncePerSecond())
+        library.handlers[:] = [quiet]
+        library.setLevel(max(LEVELS[level], logging.WARNING))
+        library.propagate = False
 
 
 class ComponentLogger(logging.LoggerAdapter):

@@ -167,18 +167,28 @@ class Recorder:
 class RelayProcess:
     """``python -m relay run`` on a config file, with its JSON log captured."""
 
-    def __init__(self, config: str, tmp_path: Path, health_port: int | None = None, env: dict | None = None):
+    # Sets the open-file limit in the child itself before the relay loads: a preexec_fn
+    # would run after fork in a parent that has gRPC threads.
+    _WITH_NOFILE = ("import resource, sys; n = int(sys.argv.pop(1)); "
+                    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); "
+                    "from relay.cli import main; sys.exit(main())")
+
+    def __init__(self, config: str, tmp_path: Path, health_port: int | None = None, env: dict | None = None,
+                 nofile: int | None = None):
         self.config_path = tmp_path / "relay.yaml"
         self.config_path.write_text(config)
         self.log_path = tmp_path / "relay.log"
         self.health_port = health_port
         self.env = dict(os.environ, **(env or {}))
+        self.nofile = nofile
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "RelayProcess":
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "relay", "run", "--config", str(self.config_path)],
-                                        stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        run = ["run", "--config", str(self.config_path)]
+        command = ([sys.executable, "-m", "relay", *run] if self.nofile is None
+                   else [sys.executable, "-c", self._WITH_NOFILE, str(self.nofile), *run])
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         if self.health_port is not None:
             self.wait_healthy(timeout)
         return self

@@ -825,8 +825,9 @@ def test_zero_body_size_means_the_default_and_cors_section_defaults():
     ({"http": {"cors": {"allowed_origins": "*"}}},
      ["protocols::http::cors::allowed_origins: expected a list, got string"]),
     ({"http": {"compression": "zstd"}},
-     [("protocols::http::compression: unknown key (valid keys: auth, cors, endpoint, include_metadata, "
-       "logs_url_path, max_request_body_size, metrics_url_path, tls, traces_url_path)")]),
+     [("protocols::http::compression: unknown key (valid keys: auth, cors, endpoint, idle_timeout, "
+       "include_metadata, logs_url_path, max_connections, max_request_body_size, metrics_url_path, "
+       "read_header_timeout, read_timeout, tls, traces_url_path, write_timeout)")]),
     ({"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4317"}},
      ["protocols::http::endpoint: is the same as the grpc endpoint"]),
     ({}, ["protocols: at least one protocol must be configured (grpc, http)"]),

@@ -96,6 +96,17 @@ class HttpConfig:
     cors: CorsConfig | None = None
     tls: TLSServerConfig | None = None
     auth: AuthConfig | None = None
+    # The collector's confighttp server timeouts and defaults; 0 is none, except that
+    # read_header_timeout and idle_timeout then take read_timeout's value, as in Go.
+    # What each one bounds is in connections.py.
+    read_timeout: Duration = Duration(0.0)
+    read_header_timeout: Duration = Duration(60.0)
+    write_timeout: Duration = Duration(30.0)
+    idle_timeout: Duration = Duration(60.0)
+    # The relay's own key, not the collector's: connections open at once; 0 is half the
+    # process's open-file limit, read at start, so that a flood of connections to this
+    # port leaves descriptors for every other.
+    max_connections: int = 0
 
     def url_path(self, signal: Signal) -> str:
         # The collector adds a missing leading slash rather than refusing the path.
@@ -111,6 +122,13 @@ class HttpConfig:
             problems.append(Problem(("endpoint",), message))
         if self.max_request_body_size < 0:
             problems.append(Problem(("max_request_body_size",), "must not be negative"))
+        for key, zero in (("read_timeout", "none"), ("read_header_timeout", "read_timeout's value"),
+                          ("write_timeout", "none"), ("idle_timeout", "read_timeout's value")):
+            if getattr(self, key) < 0:
+                problems.append(Problem((key,), f"must not be negative (0 means {zero})"))
+        if self.max_connections < 0:
+            problems.append(Problem(("max_connections",),
+                                    "must not be negative (0 means half the open-file limit)"))
         seen: dict[str, str] = {}
         for signal in SIGNALS:
             key = f"{signal.value}_url_path"

@@ -12,7 +12,10 @@ Bodies are bounded on the wire and once inflated (see ``body``).
 With ``auth``, every request but a CORS preflight must carry the
 authenticator's header: without it the answer is 401 with
 ``WWW-Authenticate``, before the path is routed or the body read.
-With ``tls``, the port serves HTTPS only (see ``security``).
+With ``tls``, the port serves HTTPS only (see ``security``). How many
+connections are open at once and how long each may take is ``connections``'s
+business (the collector's ``read_header_timeout``, ``read_timeout``,
+``write_timeout`` and ``idle_timeout``, and the relay's ``max_connections``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from relay import client, ids, otlpjson, received, status
 from relay.config.load import split_endpoint
 from relay.errors import InvalidDataError, RelayError, TooLargeError
 from relay.receivers.otlp import body
+from relay.receivers.otlp.connections import ConnectionGuard
 from relay.receivers.otlp.cors import Cors
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, HttpServerTls
 from relay.signals import Signal
@@ -53,6 +57,7 @@ class HttpReceiver:
         self._cors = (Cors(cors.allowed_origins, cors.allowed_headers, cors.max_age)
                       if cors is not None and cors.allowed_origins else None)
         self._runner: web.ServerRunner | None = None
+        self._guard: ConnectionGuard | None = None
         self._in_flight: set[asyncio.Task] = set()
         self._routes = {config.url_path(signal): self._export_handler(signal, consumer)
                         for signal, consumer in consumers.items()}
@@ -66,33 +71,38 @@ class HttpReceiver:
         if self.config.tls is not None:
             # Before anything listens: an unusable certificate stops the start, naming the file.
             tls = HttpServerTls(self.config.tls, ("receivers", str(self.id), "protocols", "http", "tls"), self.log)
+        guard = ConnectionGuard(self.id, self.config, self.metrics, self.log)
         # The low-level server: one dict lookup routes a request. Bodies are
         # inflated here, within the size limit, so aiohttp must not do it first.
-        server = web.Server(self._dispatch, auto_decompress=False, access_log=None)
+        server = guard.server(self._dispatch, auto_decompress=False, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True,
-                              ssl_context=tls.context if tls is not None else None).start()
+            self.port = await guard.listen(host, port, tls.context if tls is not None else None)
         except OSError as error:
             await runner.cleanup()
             raise OSError(f"cannot listen on {self.config.endpoint}: {error}") from None
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self._guard = runner, guard
+        limits = guard.limits
         shown = f"[{host}]" if ":" in host else host
         self.log.info("OTLP/HTTP receiver listening", fields={
             "endpoint": f"{shown}:{self.port}", "tls": tls is not None,
+            "max_connections": limits.max_connections,
             **({"auth": self.config.auth.authenticator} if self._auth is not None else {})})
+        if limits.configured_cap and limits.file_limit and limits.configured_cap >= limits.file_limit:
+            self.log.warning("max_connections is not below the open-file limit: the relay runs out of "
+                             "descriptors first, for every port", fields={
+                                 "max_connections": limits.configured_cap, "open_file_limit": limits.file_limit})
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting at once; requests in flight get ``grace`` seconds to finish, then are cancelled."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self._guard.close()
         deadline = asyncio.get_running_loop().call_later(grace, self._cancel_in_flight)
         try:
-            # Closes the listening socket before its first await, then idle
-            # connections, then waits for the requests in flight.
+            # Idle connections first, then the wait for the requests in flight.
             await runner.cleanup()
         finally:
             deadline.cancel()
