@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 
 import pytest
 
@@ -51,6 +53,29 @@ def test_a_regular_file_in_the_way_is_not_a_directory(tmp_path, create):
 
 # As root, no permission bit makes a directory unwritable and a read-only bind mount
 # needs privileges the test run does not have: the "not writable" branch is not covered.
+
+
+def no_room(monkeypatch):
+    """The probe's flush fails as it does on a full disk (tests/e2e fills a real one)."""
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(file_storage.os, "fsync", fsync)
+
+
+def test_a_full_disk_starts_the_extension_and_says_so(tmp_path, monkeypatch, component_log):
+    no_room(monkeypatch)
+    start(tmp_path)   # no exception: exiting on a full disk is a crash loop, and room may come back
+    [record] = [r for r in component_log.records if r.getMessage().startswith("the file storage directory's disk")]
+    assert record.levelname == "WARNING" and record.fields["error"] == os.strerror(errno.ENOSPC)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_directory_check_still_refuses_a_full_disk_for_callers_that_do_not_opt_in(tmp_path, monkeypatch):
+    no_room(monkeypatch)
+    with pytest.raises(OSError) as caught:
+        file_storage.check_directory(tmp_path, False)
+    assert str(caught.value) == f"file_storage: directory {tmp_path} is not writable: No space left on device"
 
 
 def test_each_exporter_gets_its_own_file_with_a_safe_name(tmp_path):

@@ -270,6 +270,7 @@ def test_a_damaged_page_keeps_the_readable_rows(tmp_path):
         assert file.moved_aside is not None and file.moved_aside.exists()
         # Rows on either side of the damaged page are kept; a scan from one end stops at it.
         assert 30 <= file.salvaged < 40 and len(stored) == file.salvaged
+        assert file.lost == 40 - file.salvaged     # counted against the tally, not guessed
         items = [s.items for s in stored]
         assert items == sorted(items) and items[0] == 0 and items[-1] == 39   # oldest first, both ends kept
         for entry in stored:
@@ -479,3 +480,366 @@ def test_an_entry_that_cannot_be_read_stays_on_disk(tmp_path):
     [(entry, reason)] = queue.reports
     assert "kept for the next start" in reason and "disk I/O error" in reason
     assert [r[2] for r in rows(path)] == [3]  # a read that failed is not corruption: nothing deleted
+
+
+# --- salvage, measured -------------------------------------------------------------------
+
+class Said:
+    """A stand-in for a component logger: keeps (level, message, fields)."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def __getattr__(self, level):
+        return lambda message, fields: self.lines.append((level, message, fields))
+
+    def messages(self, level: str) -> list[str]:
+        return [message for said_level, message, _ in self.lines if said_level == level]
+
+
+def payload(n: int, size: int) -> bytes:
+    return bytes([n % 251]) * size
+
+
+def test_a_file_cut_to_half_keeps_the_entries_before_the_cut_and_counts_the_rest(tmp_path):
+    path = tmp_path / "q.sqlite"
+    file = DiskQueueFile(path)
+    file.open()
+    for n in range(60):
+        file.put(Signal.LOGS, n, payload(n, 3000))
+    file.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)   # SQLite itself refuses the whole file now ("malformed")
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        # The oldest entries lie before the cut, and every one of them is kept.
+        assert [s.items for s in stored] == list(range(len(stored)))
+        assert 25 <= len(stored) < 60 and file.lost == 60 - len(stored)
+        assert all(file.get(s.key) == payload(s.items, 3000) for s in stored)
+        assert file.damage.moved_to.stat().st_size == size // 2
+        assert file.damage.fields()["entries_lost"] == 60 - len(stored)
+    finally:
+        file.close()
+
+
+def test_a_file_with_a_page_gone_missing_from_an_interior_level_still_finds_the_leaves_under_it(tmp_path):
+    path = tmp_path / "q.sqlite"
+    file = DiskQueueFile(path)
+    file.open()
+    for n in range(3000):   # three or four rows a page: a b-tree three levels deep
+        file.put(Signal.LOGS, n, payload(n, 1000))
+    file.close()
+    db = sqlite3.connect(path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'queue'").fetchone()[0]
+    db.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert data[(root - 1) * page] == 0x05                     # the root is an interior page
+    child = int.from_bytes(data[(root - 1) * page + 8:(root - 1) * page + 12], "big")  # its right-most child
+    assert data[(child - 1) * page] == 0x05                    # an interior page too, over many leaves
+    data[(child - 1) * page:child * page] = bytes(page)
+    path.write_bytes(bytes(data))
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        # The leaves under the lost interior page are found by scanning for them.
+        assert len(stored) == 3000 and file.lost == 0
+        assert [s.items for s in stored] == list(range(3000))
+    finally:
+        file.close()
+
+
+KILLED_WRITER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from relay.exporters.helper.disk_queue import DiskQueueFile\n"
+    "from relay.signals import Signal\n"
+    "file = DiskQueueFile(Path(sys.argv[1]))\n"
+    "file.open()\n"
+    "for n in range(int(sys.argv[2])):\n"
+    "    file.put(Signal.LOGS, n, bytes([n % 251]) * int(sys.argv[3]))\n"
+    "print('committed', flush=True)\n"
+    "sys.stdin.read()  # hold the file open: only the kill ends this process\n"
+)
+
+
+def wal_frames(wal: Path) -> tuple[int, list[tuple[int, int, int]]]:
+    """(page size, [(offset, page, commit size)]) of the frames with the WAL header's salts."""
+    data = wal.read_bytes()
+    size = int.from_bytes(data[8:12], "big")
+    frames = []
+    for offset in range(32, len(data) - 24 - size + 1, 24 + size):
+        if data[offset + 8:offset + 16] == data[16:24]:
+            frames.append((offset, int.from_bytes(data[offset:offset + 4], "big"),
+                           int.from_bytes(data[offset + 4:offset + 8], "big")))
+    return size, frames
+
+
+def garble(path: Path, start: int, length: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[start:start + length] = bytes(b ^ 0x5A for b in data[start:start + length])
+    path.write_bytes(bytes(data))
+
+
+def test_a_wal_damaged_after_kill_9_is_reported_and_the_entries_after_the_damage_are_recovered(tmp_path):
+    path = tmp_path / "q.sqlite"
+    wal = Path(str(path) + "-wal")
+    count = 30
+    kill_after_commit(KILLED_WRITER, str(path), str(count), "10000")
+    size, frames = wal_frames(wal)
+    pages = [page for _, page, _ in frames]
+    # An overflow page in the middle, written once: the one entry it belongs to is lost.
+    offset = next(offset for offset, page, commit in frames[len(frames) // 2:]
+                  if pages.count(page) == 1 and not commit)
+    garble(wal, offset + 24, size)
+    damaged = wal.read_bytes()
+    copy = tmp_path / "copy"           # a connection closed on it checkpoints, and deletes the WAL
+    copy.mkdir()
+    for suffix in ("", "-wal"):
+        (copy / f"q.sqlite{suffix}").write_bytes(Path(str(path) + suffix).read_bytes())
+    db = sqlite3.connect(copy / "q.sqlite")
+    sqlite_alone = db.execute("SELECT count(*) FROM queue").fetchone()[0]
+    db.close()
+    assert 0 < sqlite_alone < count           # SQLite stops at the damage and says nothing
+
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert file.damage is not None and "WAL" in " ".join(file.damage.reasons)
+        assert Path(str(file.moved_aside) + "-wal").read_bytes() == damaged   # kept as found
+        assert file.lost == 1 and len(stored) == count - 1
+        items = [s.items for s in stored]
+        assert items[:sqlite_alone] == list(range(sqlite_alone))       # everything before the damage
+        assert len(set(range(count)) - set(items)) == 1 and max(items) == count - 1
+        assert all(file.get(s.key) == payload(s.items, 10000) for s in stored)
+    finally:
+        file.close()
+    # The rebuilt file is whole: the next start finds nothing to salvage.
+    again = DiskQueueFile(path)
+    assert len(again.open()) == count - 1 and again.damage is None
+    again.close()
+
+
+def test_a_last_transaction_cut_short_is_not_damage_but_is_logged(tmp_path):
+    path = tmp_path / "q.sqlite"
+    wal = Path(str(path) + "-wal")
+    kill_after_commit(KILLED_WRITER, str(path), "10", "100")
+    size, frames = wal_frames(wal)
+    last = frames[-1][0]
+    garble(wal, last + 24, size)      # as a kill between a frame's header and its page would leave it
+    file = DiskQueueFile(path)
+    file.log = Said()
+    stored = file.open()
+    try:
+        assert file.damage is None and file.moved_aside is None
+        assert [s.items for s in stored] == list(range(9))   # the last one never fully written
+        [warning] = file.log.messages("warning")
+        assert "cut short by a crash" in warning
+    finally:
+        file.close()
+
+
+def test_a_salvage_cut_short_is_finished_or_undone_at_the_next_open(tmp_path):
+    path = tmp_path / "q.sqlite"
+    rebuilt = tmp_path / "q.sqlite.salvage"
+    fill(rebuilt, [logs_request(), logs_request()])
+    # The damaged file moved aside, the rebuilt one not yet in its place: it is the queue.
+    file = DiskQueueFile(path)
+    assert len(file.open()) == 2 and not rebuilt.exists()
+    file.close()
+    # The damaged file still in place: the rebuilt one may be half written, and goes.
+    fill(rebuilt, [logs_request()])
+    file = DiskQueueFile(path)
+    assert len(file.open()) == 2 and not rebuilt.exists()
+    file.close()
+
+
+def test_the_exporter_counts_each_entry_a_damaged_file_lost(tmp_path, component_log):
+    storage = Storage(tmp_path)
+    fill(storage.path, [traces_request(spans=2, attribute_bytes=3000) for _ in range(40)])
+    size = storage.path.stat().st_size
+    with open(storage.path, "r+b") as handle:
+        handle.truncate(size // 2)
+    transport = GatedTransport()
+    h = storage.harness(transport=transport)
+
+    async def run():
+        async with h:
+            transport.gate.set()
+            kept = len(h.exporter.queue.pending)
+            assert await until(lambda: len(transport.delivered) == kept)
+            return kept
+
+    kept = asyncio.run(asyncio.wait_for(run(), 10))
+    [record] = records(component_log, "the persistent queue was corrupt: moved aside, readable entries kept")
+    assert record.fields["entries_kept"] == kept and record.fields["entries_lost"] == 40 - kept
+    assert h.skipped() == 40 - kept > 0
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+class Disk:
+    """Free space on a pretend disk, as ``DiskQueueFile(free=...)`` asks for it."""
+
+    def __init__(self, free: int):
+        self.left = free
+
+    def __call__(self, directory) -> int:
+        return self.left
+
+
+def test_a_disk_short_of_room_refuses_before_it_is_full_and_takes_data_again_once_there_is_room(tmp_path):
+    from relay.exporters.helper.disk_queue import RESERVE
+
+    disk = Disk(100 * RESERVE)
+    file = DiskQueueFile(tmp_path / "q.sqlite", free=disk)
+    file.log = Said()
+    file.open()
+    try:
+        file.put(Signal.LOGS, 1, payload(1, 10_000))
+        file.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")   # the WAL's own length counts as room too
+        disk.left = RESERVE + 10_000       # what is left would not hold the entry and the reserve
+        with pytest.raises(QueueFullError) as refused:
+            file.put(Signal.LOGS, 2, payload(2, 20_000))
+        assert "its disk is full" in str(refused.value) and isinstance(refused.value, RetryableError)
+        file.put(Signal.LOGS, 3, payload(3, 100))     # a small one still fits
+        with pytest.raises(QueueFullError):
+            file.put(Signal.LOGS, 4, payload(4, 20_000))
+        assert len(file.log.messages("warning")) == 1  # said once, not per request
+        assert file.needs_maintenance
+        file.maintain()
+        assert file.short is not None                # still no room for what was refused
+        disk.left = 100 * RESERVE
+        file.maintain()
+        assert file.short is None and not file.needs_maintenance
+        assert file.log.messages("info") == ["the disk under the persistent queue has room again"]
+        file.put(Signal.LOGS, 5, payload(5, 20_000))
+    finally:
+        file.close()
+    assert [r[2] for r in rows(file.path)] == [1, 3, 5]
+
+
+class FullOnDelete:
+    """A connection whose deletes fail as on a full disk, while ``full`` is set."""
+
+    def __init__(self, db):
+        self.db = db
+        self.full = True
+
+    def execute(self, sql, *args):
+        if self.full and sql.startswith("DELETE"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+def test_deletes_a_full_disk_refused_are_done_once_there_is_room(tmp_path):
+    disk = Disk(100 * 1024 * 1024)
+    file = DiskQueueFile(tmp_path / "q.sqlite", free=disk)
+    file.open()
+    keys = [file.put(Signal.LOGS, n, payload(n, 100)) for n in range(3)]
+    real = file.db
+    file.db = FullOnDelete(real)
+    disk.left = 0
+    try:
+        for key in keys[:2]:
+            file.remove(key)                 # delivered: no error, the delete waits for room
+        assert file.pending == 1 and file.needs_maintenance
+        assert file.maintain() == []         # still no room: tried, and kept for later
+        assert len(real.execute("SELECT key FROM queue").fetchall()) == 3
+        file.db.full = False
+        disk.left = 100 * 1024 * 1024
+        file.maintain()
+        assert not file.needs_maintenance
+        assert [key for key, _, _ in real.execute("SELECT key, signal, items FROM queue")] == keys[2:]
+    finally:
+        file.db = real
+        file.close()
+
+
+def test_a_file_that_a_full_disk_kept_from_opening_is_opened_later_and_its_entries_queued(tmp_path, monkeypatch):
+    path = tmp_path / "q.sqlite"
+    fill(path, [logs_request(), traces_request(spans=2)])
+    real = DiskQueueFile._connect
+    refusing = {"on": True}
+
+    def connect(self, *args, **kwargs):
+        if refusing["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DiskQueueFile, "_connect", connect)
+    file = DiskQueueFile(path)
+    file.log = Said()
+    delivered = []
+
+    async def deliver(request):
+        delivered.append(request)
+
+    queue = QueueSender(deliver, DiskStore(file, sizer("requests")), capacity=10, sizer_kind="requests",
+                        consumers=1, report=lambda entry, error: None, skipped=lambda entry, reason: None,
+                        left=lambda entries, persistent: None, maintain_interval=0.01)
+
+    async def run():
+        await queue.start()             # no exception: the relay serves
+        assert not queue.pending and file.unavailable is not None
+        with pytest.raises(QueueFullError) as refused:
+            await queue.send(logs_request())
+        assert "cannot open q.sqlite: database or disk is full" in str(refused.value)
+        refusing["on"] = False
+        assert await until(lambda: len(delivered) == 2)
+        await queue.send(logs_request())
+        assert await until(lambda: len(delivered) == 3)
+        await queue.close()
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert delivered == [logs_request(), traces_request(spans=2), logs_request()]
+    assert [message for _, message, _ in file.log.lines] == [
+        "the persistent queue cannot be opened: its data is refused with UNAVAILABLE until it can",
+        "the persistent queue is open: it accepts data again"]
+    assert rows(path) == []
+
+
+def test_an_emptied_queue_gives_its_pages_back(tmp_path):
+    path = tmp_path / "q.sqlite"
+    file = DiskQueueFile(path)
+    file.open()
+    try:
+        keys = [file.put(Signal.LOGS, n, payload(n, 20_000)) for n in range(100)]
+        file.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        grown = path.stat().st_size
+        for key in keys:
+            file.remove(key)
+        assert grown > 1024 * 1024 and path.stat().st_size < 64 * 1024
+        assert os.path.getsize(str(path) + "-wal") == 0
+    finally:
+        file.close()
+
+
+def test_a_file_from_before_the_tally_gets_one_counting_what_it_holds(tmp_path):
+    path = tmp_path / "q.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE queue (key INTEGER PRIMARY KEY AUTOINCREMENT, signal TEXT NOT NULL, "
+               "items INTEGER NOT NULL, size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL)")
+    for n in range(3):
+        data = payload(n, 50)
+        db.execute("INSERT INTO queue (signal, items, size, crc, payload) VALUES ('logs', ?, ?, ?, ?)",
+                   (n, len(data), zlib.crc32(data), data))
+    db.commit()
+    db.close()
+    file = DiskQueueFile(path)
+    stored = file.open()
+    try:
+        assert [s.items for s in stored] == [0, 1, 2]
+        file.remove(stored[0].key)
+        file.put(Signal.LOGS, 3, payload(3, 50))
+        assert file.db.execute("SELECT pending FROM tally").fetchall() == [(3,)]
+    finally:
+        file.close()

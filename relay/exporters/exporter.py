@@ -54,20 +54,18 @@ class Exporter:
         config = self.settings.sending_queue
         store = MemoryStore()
         if config.storage:
-            store = DiskStore(host.extension(config.storage).queue_file(self.id), sizer(config.sizer))
+            file = host.extension(config.storage).queue_file(self.id)
+            file.log, file.on_damage = self.log, self._damaged
+            self._skipped_counter()  # made here: the store's worker thread may count into it first
+            store = DiskStore(file, sizer(config.sizer))
         return QueueSender(deliver.send, store, capacity=config.queue_size, sizer_kind=config.sizer,
                            consumers=config.num_consumers, report=self._report, skipped=self._skipped,
-                           left=self._left)
+                           left=self._left, trouble=self._trouble)
 
     async def start(self) -> None:
         await self.transport.start()
         if self.queue is not None:
             await self.queue.start()
-            file = getattr(self.queue.store, "file", None)
-            if file is not None and file.moved_aside is not None:
-                self._skipped_counter().inc()
-                self.log.error("the persistent queue was corrupt: moved aside, readable entries kept", fields={
-                    "moved_to": str(file.moved_aside), "entries_kept": file.salvaged})
             if self.queue.pending:
                 self.log.info("replaying the persistent queue", fields={
                     "requests": len(self.queue.pending), "items": sum(e.items for e in self.queue.pending)})
@@ -119,6 +117,15 @@ class Exporter:
         return self.metrics.counter("otelcol_exporter_queue_skipped_entries",
                                     "Persistent-queue entries (or whole files) skipped as corrupt or unreadable",
                                     ["exporter"]).labels(str(self.id))
+
+    def _damaged(self, damage) -> None:
+        # Each entry lost counts; a file that no longer says how many it held counts once.
+        self._skipped_counter().inc(damage.lost if damage.lost is not None else 1)
+        self.log.error("the persistent queue was corrupt: moved aside, readable entries kept",
+                       fields=damage.fields())
+
+    def _trouble(self, error) -> None:
+        self._refusals.warning("persistent queue maintenance failed; retrying", fields={"error": status.describe(error)})
 
     def _skipped(self, entry, reason: str) -> None:
         self._skipped_counter().inc()

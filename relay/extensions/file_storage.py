@@ -4,10 +4,13 @@ An exporter names it in ``sending_queue.storage``; each exporter gets one
 SQLite file in ``directory``. The directory is checked at start, by writing a
 probe file, so an unwritable or missing directory (or a read-only file
 system) stops the relay with a clear error instead of losing data later.
+A full disk does not stop it: that passes, and exiting would only turn it into
+a crash loop, so the relay serves and each queue refuses data until there is room.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -53,7 +56,11 @@ class FileStorage:
         self.log = component_logger(id_)
 
     async def start(self) -> None:
-        check_directory(self.directory, self.config.create_directory)
+        full = check_directory(self.directory, self.config.create_directory, full_is_fine=True)
+        if full is not None:
+            self.log.warning("the file storage directory's disk is full: persistent queues refuse data with "
+                             "UNAVAILABLE until there is room", fields={"directory": str(self.directory),
+                                                                        "error": full})
         self.log.info("file storage ready", fields={"directory": str(self.directory)})
 
     async def shutdown(self) -> None:
@@ -71,8 +78,15 @@ class FileStorage:
                              max_bytes=self.config.max_size_mib * 1024 * 1024)
 
 
-def check_directory(directory: Path, create: bool) -> None:
-    """Raise OSError saying exactly what is wrong with ``directory`` as a place to write."""
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def check_directory(directory: Path, create: bool, full_is_fine: bool = False) -> str | None:
+    """Raise OSError saying exactly what is wrong with ``directory`` as a place to write.
+
+    With ``full_is_fine``, a disk (or quota) with no room left is returned as the reason
+    instead: the directory is right, and room may come back while the relay runs.
+    """
     # Before mkdir, which would only say "File exists" for a regular file in the way.
     if directory.exists() and not directory.is_dir():
         raise OSError(f"file_storage: {directory} is not a directory")
@@ -93,12 +107,15 @@ def check_directory(directory: Path, create: bool) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
+        if full_is_fine and error.errno in _FULL:
+            return error.strerror
         raise OSError(f"file_storage: directory {directory} is not writable: {error.strerror}") from None
     finally:
         try:
             probe.unlink()
         except OSError:
             pass
+    return None
 
 
 def create(id_, config: Config, telemetry, host=None) -> FileStorage:

@@ -11,6 +11,10 @@ every outcome; a request is forgotten (and deleted from disk) only once it
 was delivered or finally failed, so a request in flight when the process dies
 is still on disk at the next start: delivery is at least once.
 
+A persistent store that a full disk held back (a file that could not be
+opened at start, deletes that failed) is retried every ``maintain_interval``
+seconds; entries found in a file opened only then join the queue.
+
 Shutdown (``close``): retry backoffs end, consumers finish their attempt,
 then every request still queued gets one attempt, until the deadline. What is
 left stays on disk for the next start; a memory queue reports it dropped.
@@ -42,6 +46,7 @@ class Entry:
 
 class MemoryStore:
     persistent = False
+    needs_maintenance = False
 
     async def open(self) -> list[Entry]:
         return []
@@ -73,8 +78,17 @@ class DiskStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def open(self) -> list[Entry]:
-        stored = await self._run(self.file.open)
+        return self._entries(await self._run(self.file.open))
+
+    def _entries(self, stored) -> list[Entry]:
         return [Entry(s.signal, s.items, self.units(s.items, s.size), key=s.key) for s in stored]
+
+    @property
+    def needs_maintenance(self) -> bool:
+        return self.file.needs_maintenance
+
+    async def maintain(self) -> list[Entry]:
+        return self._entries(await self._run(self.file.maintain))
 
     async def put(self, entry: Entry) -> None:
         data = entry.data if entry.data is not None else entry.request.SerializeToString()
@@ -105,7 +119,8 @@ def sizer(kind: str) -> Callable[[int, int], int]:
 
 class QueueSender:
     def __init__(self, deliver: Callable[[object], Awaitable[None]], store, *, capacity: int,
-                 sizer_kind: str, consumers: int, report, skipped, left):
+                 sizer_kind: str, consumers: int, report, skipped, left, trouble=None,
+                 maintain_interval: float = 1.0):
         self.deliver = deliver
         self.store = store
         self.capacity = capacity
@@ -115,10 +130,13 @@ class QueueSender:
         self.report = report          # report(entry, error | None): delivered, or dropped for good
         self.skipped = skipped        # skipped(entry, reason): corrupt on disk
         self.left = left              # left(entries, persistent): undelivered at shutdown
+        self.trouble = trouble        # trouble(error): the store's maintenance failed (logged, retried)
+        self.maintain_interval = maintain_interval
         self.used = 0
         self.pending: collections.deque[Entry] = collections.deque()
         self._available = asyncio.Semaphore(0)
         self._tasks: list[asyncio.Task] = []
+        self._maintenance: asyncio.Task | None = None
         # Entries mid-attempt; left here if cancelled, so close() still accounts for them.
         self._inflight: dict[int, Entry] = {}
         self._stopping = False
@@ -130,6 +148,20 @@ class QueueSender:
             self._push(entry)
         self._tasks = [asyncio.create_task(self._consume(), name=f"queue-consumer-{n}")
                        for n in range(self.consumers)]
+        if self.store.persistent:
+            self._maintenance = asyncio.create_task(self._maintain(), name="queue-maintenance")
+
+    async def _maintain(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.maintain_interval)
+            if self._closed or not self.store.needs_maintenance:
+                continue
+            try:
+                for entry in await self.store.maintain():
+                    self._push(entry)
+            except Exception as error:  # noqa: BLE001 - tried again at the next tick
+                if self.trouble is not None:
+                    self.trouble(error)
 
     def _push(self, entry: Entry) -> None:
         self.used += entry.units
@@ -220,6 +252,10 @@ class QueueSender:
         """
         self._closed = True
         self._stopping = True
+        if self._maintenance is not None:
+            # Cancelled, not awaited: a step under way finishes on the store's worker thread
+            # before ``store.close`` runs there.
+            self._maintenance.cancel()
         for _ in self._tasks:
             self._available.release()
         kept: list[Entry] = []
