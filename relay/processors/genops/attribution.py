@@ -24,6 +24,8 @@ METADATA_KEYS = {name: METADATA_PREFIX + name for name in ATTRIBUTION}
 Rule = Callable[[dict, dict, dict], dict]
 
 _MATCH_CACHE_LIMIT = 4096
+RESOURCES_CACHED = 1024  # distinct (resource, client context) pairs; then the cache starts over
+CACHEABLE = 8 * 1024  # bytes of a resource (or signature) that may be a cache key
 
 
 def _text(value) -> str | None:
@@ -78,6 +80,22 @@ def _attribute_rule(attribute: str, exact: str, pattern: str, assign: dict) -> R
             text = _text(resource.get(attribute))
         return assign if text is not None and matches(text) else {}
     return rule
+
+
+def per_resource(cache: dict, resource, context_key: tuple) -> dict:
+    """The table of what was decided for spans or points of ``resource`` in this client context.
+
+    Decisions outlive the request, since the same services send the same attributes request
+    after request; a resource too large to be a key gets a table for this request only."""
+    resource_bytes = resource.SerializeToString()
+    if len(resource_bytes) > CACHEABLE:
+        return {}
+    table = cache.get((resource_bytes, context_key))
+    if table is None:
+        if len(cache) >= RESOURCES_CACHED:
+            cache.clear()
+        table = cache[(resource_bytes, context_key)] = {}
+    return table
 
 
 def context_values(sources: dict[str, str]) -> dict[str, str]:

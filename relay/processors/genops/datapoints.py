@@ -23,9 +23,7 @@ from relay.genai import keys
 from relay.genai.bounds import cap
 from relay.processors.genops import attribution
 
-_RESOURCES_CACHED = 1024
 _DECISIONS_PER_RESOURCE = 1024
-_CACHEABLE = 8 * 1024  # bytes of a resource that may be a cache key
 
 
 def make(config, truncated: Callable[[int], None]) -> Callable:
@@ -62,15 +60,7 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
         context_key = tuple(sorted(context.items()))
         cut = 0
         for rm in request.resource_metrics:
-            resource_bytes = rm.resource.SerializeToString()
-            if len(resource_bytes) <= _CACHEABLE:
-                decisions = cache.get((resource_bytes, context_key))
-                if decisions is None:
-                    if len(cache) >= _RESOURCES_CACHED:
-                        cache.clear()
-                    decisions = cache[(resource_bytes, context_key)] = {}
-            else:
-                decisions = {}
+            decisions = attribution.per_resource(cache, rm.resource, context_key)
             resource = from_resource = None
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:

@@ -41,8 +41,6 @@ WRITTEN = (keys.OUT_MODEL, keys.OUT_PROVIDER, keys.PROVIDER_SOURCE, keys.ACTUAL_
 MINIMAL_FIELDS = ("team",)
 METADATA_KEYS = tuple(keys.METADATA_PREFIX + name for name in keys.ATTRIBUTION)
 _PLANS_PER_RESOURCE = 256
-_RESOURCES_CACHED = 1024  # distinct (resource, client context) pairs; then the cache starts over
-_CACHEABLE = 8 * 1024  # bytes of a signature or resource that may be a cache key
 _SKIP = object()  # the plan of a span that is no LLM call
 
 
@@ -143,17 +141,8 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
         context_key = tuple(sorted(context.items()))
         position = 0
         for rs in request.resource_spans:
-            # Plans depend on the resource and the client context too, and outlive the request:
-            # the same services send the same attributes request after request.
-            resource_bytes = rs.resource.SerializeToString()
-            if len(resource_bytes) <= _CACHEABLE:
-                plans = plans_by_resource.get((resource_bytes, context_key))
-                if plans is None:
-                    if len(plans_by_resource) >= _RESOURCES_CACHED:
-                        plans_by_resource.clear()
-                    plans = plans_by_resource[(resource_bytes, context_key)] = {}
-            else:
-                plans = {}  # too large to keep as a key: this request's plans only
+            # Plans depend on the resource and the client context too.
+            plans = attribution.per_resource(plans_by_resource, rs.resource, context_key)
             resource = from_resource = None
             for ss in rs.scope_spans:
                 for span in ss.spans:
@@ -165,7 +154,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
                             resource = {kv.key: to_python(kv.value) for kv in rs.resource.attributes}
                             from_resource = attribution.resource_fields(resource)
                         plan = plan_for(mask, signature, resource, from_resource, context, tally)
-                        if len(plans) < _PLANS_PER_RESOURCE and len(signature) <= _CACHEABLE:
+                        if len(plans) < _PLANS_PER_RESOURCE and len(signature) <= attribution.CACHEABLE:
                             plans[(mask, signature)] = plan
                     if plan is _SKIP:
                         if additions is not None:
