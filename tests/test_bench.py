@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
 
 
@@ -60,3 +62,76 @@ def test_bench_runs_the_dialect_payload_through_genops():
     result = json.loads(out.stdout)
     assert result["payload"] == "dialects" and result["errors"] == {} and result["acked_requests"] > 0
     assert result["genops_us_per_span"] > 0
+
+
+def test_bench_runs_genai_usage_metrics_through_genops_and_the_connector():
+    out = subprocess.run(
+        [sys.executable, "-m", "relay", "bench", "--json", "--signal", "metrics", "--pipeline", "genops-metrics",
+         "--duration", "1", "--warmup", "0.5", "--points-per-request", "64", "--concurrency", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["signal"] == "metrics" and result["payload"] == "genai-usage"
+    assert "cost_from: metrics" in result["config"] and "spans_per_request" not in result
+    assert result["errors"] == {} and result["relay_exit_status"] == 0 and result["acked_requests"] > 0
+    assert result["sink_requests"] >= result["acked_requests"]
+    points = result["points_per_request"]
+    assert 64 <= points <= 66  # whole calls
+    expected = result["acked_requests"] * points / result["duration_s"]
+    assert abs(result["relay_points_per_s"] - expected) <= 0.01 * expected + 1
+    assert result["ratio"] == round(result["relay_points_per_s"] / result["ceiling_points_per_s"], 3)
+    assert result["genops_us_per_point"] > 0 and result["genops_metrics_us_per_point"] > 0
+
+
+def test_the_usage_payload_is_the_instrumentations_shape_and_grows_export_by_export():
+    import asyncio
+    import time
+
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from relay import attrs
+    from relay.bench.usage_payload import DURATION_BUCKETS, TOKEN_BUCKETS, Stream, usage_request
+    from tests.test_genops_metrics import connector, flushed, points
+
+    request, count = usage_request(100)
+    assert 100 <= count <= 102
+    data = request.SerializeToString()
+    now = time.time_ns()
+    streams = [Stream(data, worker, now) for worker in (0, 1)]
+    exports = [[ExportMetricsServiceRequest.FromString(stream.next(now + n)) for n in (1, 2, 3)]
+               for stream in streams]
+    first = exports[0][0]
+    models, shapes = set(), set()
+    for rm in first.resource_metrics:
+        assert {"service.name", "service.instance.id"} <= {kv.key for kv in rm.resource.attributes}
+        (sm,) = rm.scope_metrics
+        assert sm.scope.name == "opentelemetry.instrumentation.openai_v2"
+        by_name = {metric.name: metric for metric in sm.metrics}
+        assert set(by_name) == {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"}
+        for name, bounds in (("gen_ai.client.operation.duration", DURATION_BUCKETS),
+                             ("gen_ai.client.token.usage", TOKEN_BUCKETS)):
+            histogram = by_name[name].histogram
+            assert histogram.aggregation_temporality == 2  # cumulative
+            for point in histogram.data_points:
+                assert list(point.explicit_bounds) == list(bounds) and point.count == sum(point.bucket_counts)
+                values = {kv.key: attrs.to_python(kv.value) for kv in point.attributes}
+                models.add(values["gen_ai.request.model"])
+                shapes.add(tuple(sorted(values.items())))
+    assert len(models) >= 4 and len(shapes) >= 10
+    # Each worker has instances of its own; export k holds k intervals' worth in every series.
+    ids = [{attrs.get(rm.resource.attributes, "service.instance.id") for rm in worker[0].resource_metrics}
+           for worker in exports]
+    assert not ids[0] & ids[1]
+    sums = [[point.sum for rm in export.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics
+             for point in metric.histogram.data_points] for export in exports[0]]
+    assert all(b == 2 * a and c == 3 * a for a, b, c in zip(*sums))
+
+    # The connector prices every export's increase, not only the first.
+    made, sink = connector({"cost_from": "metrics"})
+    made.usage.started_ns = now - 1
+    costs = []
+    for export in exports[0]:
+        asyncio.run(made.consume(export))
+        costs.append(sum(points(flushed(made, sink))["cost"].values()))
+    assert 0 < costs[0] < costs[1] < costs[2]
+    assert costs[1] == pytest.approx(2 * costs[0]) and costs[2] == pytest.approx(3 * costs[0])

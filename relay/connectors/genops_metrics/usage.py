@@ -15,13 +15,29 @@ attributes) adds its increase since the last point seen. Its first point adds al
 only if the series started after this relay did (as the collector's cumulativetodelta does with
 ``initial_value: auto``); otherwise it is the baseline. A new start time, or a value below the
 last, is a reset: the point adds all it holds, never a negative step.
+
+Speed: the same services send the same series export after export, so what a point's
+attributes decide (its series, its labels, the kind of call it belongs to and that call's
+cells and rates) is worked out once and kept. Whether a metric's points still carry the same
+attributes is seen without walking them: the request's wire form (as the genops processor bound
+it, see ``relay.received``) is also parsed with a schema of our own (``_SHAPES``) that keeps only
+each point's attributes, as raw bytes, and bucket bounds, and compared, metric by metric, with
+what was there last. Only the numbers are then read from each point. A duration point's sum is
+added as it comes; its bucket counts and count, integers, are summed per cell and added once
+the request is read.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
+from operator import add, sub
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from relay import received
 from relay.attrs import to_python
 from relay.genai import dialects, keys
 
@@ -37,6 +53,15 @@ CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 TOKEN_TYPES = {"input": "input", "output": "output", "cache_read": "cache_read", "cache_write": "cache_write",
                "reasoning": "reasoning"}
 _SERIES_LIMIT = 100_000  # cumulative series remembered; the oldest is forgotten first
+_NONE = (0, 0)
+# Bounds on what is kept to save work: resources (and a resource this large is not kept), the
+# attributes of metrics, and kinds of call.
+_RESOURCES_CACHED = 1024
+_CACHEABLE = 8 * 1024
+_SHAPES_CACHED = 8192
+_SHAPES_BYTES = 16 << 20  # of attributes remembered in all; then they are forgotten and learnt again
+_CALLS_CACHED = 8192
+_UNKNOWN = object()  # a price book version no lookup has seen
 
 
 @dataclass(slots=True)
@@ -44,13 +69,139 @@ class _Last:
     start_ns: int
     total: float
     count: int
-    buckets: list
+    size: int  # how many buckets the point had
+    buckets: list | None  # their counts, kept for a duration series
 
 
 def resource_identity(resource) -> frozenset:
     """The resource's attributes as a set: the same service instance sends the same set
     with its spans and its metrics, in whatever order."""
     return frozenset((kv.key, kv.value.SerializeToString()) for kv in resource.attributes)
+
+
+def _series_attributes(point) -> bytes:
+    """The point's attributes in any order, as the last part of its series' key (one value, so
+    that looking a series up does not hash every attribute again)."""
+    parts = []
+    for key, value in sorted((kv.key, kv.value.SerializeToString()) for kv in point.attributes):
+        name = key.encode()
+        parts += (len(name).to_bytes(4, "little"), name, len(value).to_bytes(4, "little"), value)
+    return b"".join(parts)
+
+
+def _shapes_type():
+    """ExportMetricsServiceRequest down to each histogram point's attributes and each resource,
+    as raw bytes, and each point's bucket bounds. What it does not name is unknown to it and
+    discarded after parsing; its oneof is the real one, so a metric's kind reads as in the real
+    message."""
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="relay/genops_metrics/usage_shapes.proto",
+                                              package="relay.genops_metrics.shapes", syntax="proto3")
+
+    def message(name, *fields):
+        m = file.message_type.add(name=name)
+        for field_name, number, kind, in_oneof in fields:
+            field = m.field.add(name=field_name, number=number, label=f.LABEL_REPEATED)
+            if kind in ("bytes", "double"):
+                field.type = f.TYPE_BYTES if kind == "bytes" else f.TYPE_DOUBLE
+            else:
+                field.type, field.type_name = f.TYPE_MESSAGE, f".relay.genops_metrics.shapes.{kind}"
+            if in_oneof:
+                if not m.oneof_decl:
+                    m.oneof_decl.add(name="data")
+                field.label, field.oneof_index = f.LABEL_OPTIONAL, 0
+
+    message("Other")
+    message("Point", ("explicit_bounds", 7, "double", False), ("attributes", 9, "bytes", False))
+    message("Histogram", ("data_points", 1, "Point", False))
+    message("Metric", ("gauge", 5, "Other", True), ("sum", 7, "Other", True), ("histogram", 9, "Histogram", True),
+            ("exponential_histogram", 10, "Other", True), ("summary", 11, "Other", True))
+    message("ScopeMetrics", ("metrics", 2, "Metric", False))
+    message("ResourceMetrics", ("resource", 1, "bytes", False), ("scope_metrics", 2, "ScopeMetrics", False))
+    message("Request", ("resource_metrics", 1, "ResourceMetrics", False))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("relay.genops_metrics.shapes.Request"))
+
+
+_SHAPES = _shapes_type()
+
+
+def _shapes_of(request):
+    """The request's resources and points' attributes as ``_SHAPES`` reads its wire form; None
+    if they do not line up with the request."""
+    data = received.raw_bytes(request)
+    try:
+        view = _SHAPES.FromString(request.SerializeToString() if data is None else data)
+    except DecodeError:
+        return None
+    view.DiscardUnknownFields()
+    return view.resource_metrics if len(view.resource_metrics) == len(request.resource_metrics) else None
+
+
+class _Call:
+    """One kind of call (labels, models, status): the cells it adds to, each found once, and
+    the rates last in force for it with the period they hold for."""
+
+    __slots__ = ("labels", "models", "status", "cost_key", "cells", "rates", "since", "until", "version")
+
+    def __init__(self, labels: tuple, models: tuple, status: str):
+        team, project, model, provider, extra = labels
+        self.labels, self.models, self.status = labels, models, status
+        self.cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
+                         ("genops.openrouter.actual_provider", provider)) + extra
+        self.cells: dict = {}
+        self.rates, self.since, self.until, self.version = None, 0, 0, _UNKNOWN
+
+    def add(self, aggregator, metric: str, role: str | None, amount) -> None:
+        """What ``aggregator.add_to`` does, with the cell found on first use."""
+        found = self.cells.get((metric, role))
+        if found is None:
+            key = self.cost_key
+            if metric == "tokens":
+                key += (("token_type", role),)
+            elif metric == "requests":
+                key += (("http.status_code", self.status),)
+            found = self.cells[(metric, role)] = aggregator.sums[metric].cell(key)
+        cell, overflowed = found
+        cell[0] += amount
+        if overflowed:
+            aggregator.overflowed[metric] += 1
+
+    def rates_at(self, book, at_ns: int):
+        version = book.data_version()
+        if version is not self.version or not self.since <= at_ns < self.until:
+            self.rates, self.since, self.until = book.rates_in_force(self.models, self.labels[3] or None, at_ns)
+            self.version = version
+        return self.rates
+
+
+class _Durations:
+    """The request duration cell of one set of labels, found on first use as
+    ``Aggregator.add_durations`` finds it, and where each bucket of points with one set of
+    bounds goes in it (the first of ours that holds its upper bound). Bucket counts and counts
+    wait in ``waiting`` until the request is read: they are integers, so only sums are added
+    point by point, in order."""
+
+    __slots__ = ("key", "moves", "found", "waiting")
+
+    def __init__(self, labels: tuple, moves: tuple):
+        team, _, model, provider, extra = labels
+        self.key = (("genops.team", team), ("genops.model", model),
+                    ("genops.openrouter.actual_provider", provider)) + extra
+        self.moves = moves
+        self.found = None
+        self.waiting = None  # [bucket counts, count]
+
+    def settle(self) -> None:
+        buckets, count = self.waiting
+        self.waiting = None
+        cell = self.found[0]
+        ours, moves, beyond = cell[0], self.moves, len(self.moves) - 1
+        for index, observed in enumerate(buckets):
+            if observed:
+                ours[moves[min(index, beyond)]] += observed
+        cell[2] += count
 
 
 class UsageMetrics:
@@ -62,72 +213,205 @@ class UsageMetrics:
         self.started_ns = started_ns
         self.last: OrderedDict[tuple, _Last] = OrderedDict()
         self.unpriced = 0  # usage points whose model has no price
+        self._resources: dict[tuple, tuple] = {}  # raw resource -> (identity, attributes)
+        self._shapes: dict[tuple, tuple] = {}  # (raw resource, place) -> (name, attributes, what they decide)
+        self._kept = 0  # bytes of attributes in _shapes
+        self._calls: dict[tuple, _Call] = {}
+        self._durations_of: dict[tuple, _Durations] = {}
+        self._waiting: list[_Durations] = []  # with buckets and counts not yet in their cells
 
     def add(self, request, skip_first_of=frozenset()) -> set:
         """Prices every usage point of ``request``; returns the identities of the resources
         that sent usage. A resource in ``skip_first_of`` adds only increases past what its
         first points hold (its calls until then were counted from its spans)."""
         senders = set()
-        for rm in request.resource_metrics:
-            wanted = [m for sm in rm.scope_metrics for m in sm.metrics
-                      if m.name in _READ and m.WhichOneof("data") == "histogram"]
-            if not any(m.name == USAGE for m in wanted):
+        shown_resources = _shapes_of(request)
+        for at, rm in enumerate(request.resource_metrics):
+            shown = shown_resources[at] if shown_resources is not None else None
+            if shown is not None and len(shown.scope_metrics) != len(rm.scope_metrics):
+                shown = None
+            wanted = []  # (metric, its points' attributes as shown, if they line up)
+            for s, sm in enumerate(rm.scope_metrics):
+                shown_metrics = shown.scope_metrics[s].metrics if shown is not None else ()
+                if len(shown_metrics) != len(sm.metrics):
+                    shown_metrics = ()
+                for m, metric in enumerate(sm.metrics):
+                    if metric.name in _READ and metric.WhichOneof("data") == "histogram":
+                        wanted.append((metric, shown_metrics[m].histogram if shown_metrics else None))
+            if not any(metric.name == USAGE for metric, _ in wanted):
                 continue  # durations alone say nothing of cost: the instance's spans still count
-            identity = resource_identity(rm.resource)
+            raw = tuple(shown.resource) if shown is not None else None
+            identity, resource = self._resource(raw, rm.resource)
             senders.add(identity)
             baseline_only = identity in skip_first_of
-            resource = {kv.key: to_python(kv.value) for kv in rm.resource.attributes}
             calls: dict[tuple, dict] = {}  # the usage of one kind of call at one time, by role
-            for metric in wanted:
-                cumulative = metric.histogram.aggregation_temporality == CUMULATIVE
-                for point in metric.histogram.data_points:
-                    attributes = {kv.key: to_python(kv.value) for kv in point.attributes}
-                    role = TOKEN_TYPES.get(attributes.get(TOKEN_TYPE)) if metric.name == USAGE else None
-                    if metric.name == USAGE and role is None:
-                        continue
-                    grown = self._increase((identity, metric.name), point, cumulative, baseline_only)
-                    if grown is None:
-                        continue
-                    labels = self._labels(attributes, resource)
-                    if role is None:
-                        self.aggregator.add_durations(labels, point.explicit_bounds, *grown)
-                        continue
-                    models = tuple(m for m in (attributes.get(k) for k in dialects.MODEL) if isinstance(m, str) and m)
-                    status = "500" if attributes.get("error.type") else "200"
-                    group = calls.setdefault((labels, models, status, point.time_unix_nano), {})
-                    tokens, count = group.get(role, (0, 0))
-                    group[role] = (tokens + grown[0], count + grown[1])
-            for (labels, models, status, at_ns), roles in calls.items():
-                self._add(labels, models, status, roles, at_ns)
+            for place, (metric, shape) in enumerate(wanted):
+                name = metric.name
+                histogram = metric.histogram
+                cumulative = histogram.aggregation_temporality == CUMULATIVE
+                points = histogram.data_points
+                decided = self._decided(raw, place, name, shape, points, identity, resource)
+                if name == USAGE:
+                    self._usage(points, decided, cumulative, baseline_only, calls)
+                else:
+                    self._durations(points, decided, cumulative, baseline_only)
+            for (call, at_ns), roles in calls.items():
+                self._add(call, roles, at_ns)
+        for durations in self._waiting:
+            durations.settle()
+        self._waiting.clear()
         return senders
 
-    def _increase(self, series, point, cumulative: bool, baseline_only: bool) -> tuple | None:
-        """(sum, count, bucket counts) the point adds, None for nothing."""
-        total, count, buckets = point.sum, point.count, list(point.bucket_counts)
-        if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
-            return None
-        if cumulative:
-            key = series + (tuple(sorted((kv.key, kv.value.SerializeToString()) for kv in point.attributes)),)
-            last = self.last.get(key)
-            if (last is not None and last.start_ns == point.start_time_unix_nano and total >= last.total
-                    and count >= last.count and len(buckets) == len(last.buckets)):
-                grown = (total - last.total, count - last.count,
-                         [max(0, now - before) for now, before in zip(buckets, last.buckets)])
-                last.total, last.count, last.buckets = total, count, buckets
-                self.last.move_to_end(key)
-                total, count, buckets = grown
+    def _resource(self, raw: tuple | None, resource) -> tuple:
+        """(identity, attributes) of a resource, kept by its raw bytes."""
+        known = self._resources.get(raw) if raw is not None else None
+        if known is None:
+            known = (resource_identity(resource), {kv.key: to_python(kv.value) for kv in resource.attributes})
+            if raw is not None and sum(map(len, raw)) <= _CACHEABLE:
+                if len(self._resources) >= _RESOURCES_CACHED:
+                    self._resources.clear()
+                self._resources[raw] = known
+        return known
+
+    def _decided(self, raw, place: int, name: str, shape, points, identity, resource) -> list:
+        """What each point's attributes decide (``_decide``): the last ones at this place of this
+        resource when the points' attributes are the same."""
+        key = (raw, place) if raw is not None and shape is not None and raw in self._resources else None
+        known = self._shapes.get(key) if key is not None else None
+        if known is not None and known[0] == name and known[1] == shape and len(known[2]) == len(points):
+            return known[2]
+        decided = [self._decide(point, name, identity, resource) for point in points]
+        if key is not None and (size := shape.ByteSize()) <= _SHAPES_BYTES // 64:
+            if (known is None and len(self._shapes) >= _SHAPES_CACHED) or self._kept + size > _SHAPES_BYTES:
+                self._shapes.clear()
+                self._kept = 0
+            self._kept += size
+            copy = type(shape)()
+            copy.CopyFrom(shape)
+            self._shapes[key] = (name, copy, decided)
+        return decided
+
+    def _decide(self, point, name: str, identity, resource) -> tuple | None:
+        """(series key, label values cut to the cap, the kind of call or the duration labels,
+        token role) of a point; None for a usage point of no token type counted."""
+        attributes = {kv.key: to_python(kv.value) for kv in point.attributes}
+        role = None
+        if name == USAGE:
+            role = TOKEN_TYPES.get(attributes.get(TOKEN_TYPE))
+            if role is None:
+                return None
+        aggregator = self.aggregator
+        before = aggregator.truncated
+        labels = self._labels(attributes, resource)
+        cut, aggregator.truncated = aggregator.truncated - before, before  # counted when the point adds
+        series = (identity, name, _series_attributes(point))
+        if role is None:
+            ours = self.aggregator.bounds
+            moves = tuple(min(len(ours), bisect_left(ours, upper))
+                          for upper in list(point.explicit_bounds) + [float("inf")])
+            durations = self._durations_of.get((labels, moves))
+            if durations is None:
+                if len(self._durations_of) >= _CALLS_CACHED:
+                    self._durations_of.clear()
+                durations = self._durations_of[(labels, moves)] = _Durations(labels, moves)
+            return series, cut, durations, None
+        models = tuple(m for m in (attributes.get(k) for k in dialects.MODEL) if isinstance(m, str) and m)
+        status = "500" if attributes.get("error.type") else "200"
+        call = self._calls.get((labels, models, status))
+        if call is None:
+            if len(self._calls) >= _CALLS_CACHED:
+                self._calls.clear()
+            call = self._calls[(labels, models, status)] = _Call(labels, models, status)
+        return series, cut, call, role
+
+    def _usage(self, points, decided: list, cumulative: bool, baseline_only: bool, calls: dict) -> None:
+        """Groups the usage points' increases by kind of call and time, by role."""
+        last_of, started = self.last, self.started_ns
+        aggregator = self.aggregator
+        for point, found in zip(points, decided):
+            if found is None:
+                continue
+            total, count = point.sum, point.count
+            if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
+                continue
+            if cumulative:
+                start, size, series = point.start_time_unix_nano, len(point.bucket_counts), found[0]
+                last = last_of.get(series)
+                if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
+                        and size == last.size):
+                    total, count, last.total, last.count = total - last.total, count - last.count, total, count
+                    last_of.move_to_end(series)
+                else:
+                    last_of[series] = _Last(start, total, count, size, None)
+                    if len(last_of) > _SERIES_LIMIT:
+                        last_of.popitem(last=False)
+                    if last is None and (baseline_only or not start >= started):
+                        continue  # a baseline: what it holds was counted elsewhere, or before we started
+            elif baseline_only:
+                continue
+            if total == 0 and count == 0:
+                continue
+            if found[1]:
+                aggregator.truncated += found[1]
+            group = calls.get(key := (found[2], point.time_unix_nano))
+            if group is None:
+                group = calls[key] = {}
+            role = found[3]
+            tokens, calls_so_far = group.get(role, _NONE)
+            group[role] = (tokens + total, calls_so_far + count)
+
+    def _durations(self, points, decided: list, cumulative: bool, baseline_only: bool) -> None:
+        """Adds the duration points' increases to the request duration histogram, as
+        ``Aggregator.add_durations`` would one by one: each sum in turn, and the bucket counts
+        and counts (integers, so their order does not matter) summed per cell and bounds first."""
+        last_of, started = self.last, self.started_ns
+        aggregator = self.aggregator
+        for point, found in zip(points, decided):
+            total, count = point.sum, point.count
+            if not (total >= 0 and total == total and count >= 0):
+                continue
+            buckets = list(point.bucket_counts)
+            if cumulative:
+                start, series = point.start_time_unix_nano, found[0]
+                last = last_of.get(series)
+                if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
+                        and len(buckets) == last.size):
+                    grown = list(map(sub, buckets, last.buckets))
+                    if grown and min(grown) < 0:
+                        grown = [max(0, observed) for observed in grown]
+                    total, count, last.total, last.count, last.buckets = (
+                        total - last.total, count - last.count, total, count, buckets)
+                    last_of.move_to_end(series)
+                    buckets = grown
+                else:
+                    last_of[series] = _Last(start, total, count, len(buckets), buckets)
+                    if len(last_of) > _SERIES_LIMIT:
+                        last_of.popitem(last=False)
+                    if last is None and (baseline_only or not start >= started):
+                        continue
+            elif baseline_only:
+                continue
+            if total == 0 and count == 0:
+                continue
+            if found[1]:
+                aggregator.truncated += found[1]
+            durations = found[2]
+            if durations.found is None:
+                durations.found = aggregator.durations.cell(durations.key)
+            cell, overflowed = durations.found
+            cell[1] += total
+            if overflowed:
+                aggregator.overflowed["request.duration"] += 1
+            waiting = durations.waiting
+            if waiting is None:
+                durations.waiting = [buckets, count]
+                self._waiting.append(durations)
+            elif len(waiting[0]) == len(buckets):
+                waiting[0] = list(map(add, waiting[0], buckets))
+                waiting[1] += count
             else:
-                first = last is None
-                self.last[key] = _Last(point.start_time_unix_nano, total, count, buckets)
-                if len(self.last) > _SERIES_LIMIT:
-                    self.last.popitem(last=False)
-                if first and (baseline_only or not point.start_time_unix_nano >= self.started_ns):
-                    return None  # a baseline: what it holds was counted elsewhere, or before we started
-        elif baseline_only:
-            return None
-        if total == 0 and count == 0:
-            return None
-        return total, count, buckets
+                durations.settle()
+                durations.waiting = [buckets, count]
 
     def _labels(self, attributes: dict, resource: dict) -> tuple:
         """(team, project, model, provider, extra dimensions) of a point, as spans are labelled."""
@@ -147,39 +431,37 @@ class UsageMetrics:
                       for name, default in aggregator.extra)
         return team, project, first(dialects.MODEL), first((keys.ACTUAL_PROVIDER,) + dialects.PROVIDER), extra
 
-    def _add(self, labels: tuple, models: tuple, status: str, roles: dict, at_ns: int) -> None:
+    def _add(self, call: _Call, roles: dict, at_ns: int) -> None:
         """Adds one kind of call's usage: its token types together, so that cached and reasoning
         tokens come out of input and output once, as a span's do."""
         aggregator = self.aggregator
-        team, project, model, provider, extra = labels
-        cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
-                    ("genops.openrouter.actual_provider", provider)) + extra
-        tokens = {role: roles.get(role, (0, 0))[0] for role in ("input", "output", "cache_read", "cache_write",
-                                                                "reasoning")}
-        calls = roles.get("input", roles.get("output", (0, 0)))[1]
-        cached = tokens["cache_read"] + tokens["cache_write"]
-        if cached > tokens["input"]:  # counts that cannot be inclusive were exclusive
-            tokens["input"] += cached
-        if tokens["reasoning"] > tokens["output"]:
-            tokens["output"] += tokens["reasoning"]
-        disjoint = {"input": tokens["input"] - cached, "output": tokens["output"] - tokens["reasoning"],
-                    "cache_read": tokens["cache_read"], "cache_write": tokens["cache_write"],
-                    "reasoning": tokens["reasoning"]}
-        for role, count in disjoint.items():
+        get = roles.get
+        inputs, outputs = get("input", _NONE)[0], get("output", _NONE)[0]
+        cache_read, cache_write, reasoning = get("cache_read", _NONE)[0], get("cache_write", _NONE)[0], \
+            get("reasoning", _NONE)[0]
+        calls = get("input", get("output", _NONE))[1]
+        cached = cache_read + cache_write
+        if cached > inputs:  # counts that cannot be inclusive were exclusive
+            inputs += cached
+        if reasoning > outputs:
+            outputs += reasoning
+        inputs, outputs = inputs - cached, outputs - reasoning  # disjoint, as the token series are
+        for role, count in (("input", inputs), ("output", outputs), ("cache_read", cache_read),
+                            ("cache_write", cache_write), ("reasoning", reasoning)):
             if count or role in roles:
-                aggregator.add_to("tokens", cost_key + (("token_type", role),), count)
+                call.add(aggregator, "tokens", role, count)
         if calls:
-            aggregator.add_to("requests", cost_key + (("http.status_code", status),), calls)
-        rates = self.book.rates_in_force(models, provider or None, at_ns)[0] if models else None
+            call.add(aggregator, "requests", None, calls)
+        rates = call.rates_at(self.book, at_ns) if call.models else None
         if rates is None:
             self.unpriced += len(roles)  # counted as points, as the counter says
             return
         # Base rates: a histogram's sum spans many calls, so no one call's long-context tier applies.
-        cost = (disjoint["input"] * rates.input + disjoint["output"] * rates.output
-                + disjoint["cache_read"] * _or(rates.cache_read, rates.input)
-                + disjoint["cache_write"] * _or(rates.cache_write, rates.input)
-                + disjoint["reasoning"] * _or(rates.reasoning, rates.output) + calls * rates.request)
-        aggregator.add_to("cost", cost_key, float(cost))
+        cost = (inputs * rates.input + outputs * rates.output
+                + cache_read * _or(rates.cache_read, rates.input)
+                + cache_write * _or(rates.cache_write, rates.input)
+                + reasoning * _or(rates.reasoning, rates.output) + calls * rates.request)
+        call.add(aggregator, "cost", None, float(cost))
 
 
 def _or(rate: float | None, default: float) -> float:

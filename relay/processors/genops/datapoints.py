@@ -10,20 +10,90 @@ turns them into labels; only the configured fields are written, and each value i
 Points of one resource mostly differ in their numbers, not in the attributes attribution
 reads, so what a point gets is decided once per distinct (resource, client context, those
 attributes) and reused.
+
+Walking every attribute of every point through the protobuf runtime would cost more than the
+rest of the pipeline, so it is done only where a metric's points changed their attributes: the
+request's wire form is also parsed with a schema of our own (``_SHAPES``) that keeps nothing
+but each point's attributes, as raw bytes, and where a metric's attributes are equal to those
+seen last at the same place of the same resource, its points' signatures are the ones worked
+out then. Each point gets its fields in one encoded merge, and the request's new wire form is
+bound (``relay.received``), so exporters send it and the genops_metrics connector reads it
+without serializing it again.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from relay import received
 from relay.attrs import to_python
 from relay.genai import keys
 from relay.genai.bounds import cap
 from relay.processors.genops import attribution
 
 _DECISIONS_PER_RESOURCE = 1024
+_SHAPES_CACHED = 1024  # resources whose metric shapes are remembered
+_SHAPES_PER_RESOURCE = 1024
+_SHAPES_BYTES = 16 << 20  # of attributes remembered in all; then they are forgotten and learnt again
+# Each kind of metric's data point message, for the encoded form of what a point gets.
+_POINTS = {"gauge": metrics_pb2.NumberDataPoint, "sum": metrics_pb2.NumberDataPoint,
+           "histogram": metrics_pb2.HistogramDataPoint,
+           "exponential_histogram": metrics_pb2.ExponentialHistogramDataPoint,
+           "summary": metrics_pb2.SummaryDataPoint}
+
+
+def _shapes_type():
+    """ExportMetricsServiceRequest down to each point's attributes, kept as raw bytes, and each
+    resource as raw bytes. What it does not name is unknown to it and discarded after parsing;
+    its oneof is the real one, so a metric's kind reads as in the real message."""
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="relay/genops/datapoint_shapes.proto",
+                                              package="relay.genops.shapes", syntax="proto3")
+
+    def message(name, *fields):
+        m = file.message_type.add(name=name)
+        for field_name, number, kind, in_oneof in fields:
+            field = m.field.add(name=field_name, number=number, label=f.LABEL_REPEATED)
+            if kind == "bytes":
+                field.type = f.TYPE_BYTES
+            else:
+                field.type, field.type_name = f.TYPE_MESSAGE, f".relay.genops.shapes.{kind}"
+            if in_oneof:
+                if not m.oneof_decl:
+                    m.oneof_decl.add(name="data")
+                field.label, field.oneof_index = f.LABEL_OPTIONAL, 0
+
+    for name, number in (("NumberPoint", 7), ("HistogramPoint", 9), ("ExponentialPoint", 1)):
+        message(name, ("attributes", number, "bytes", False))
+    for name, point in (("Gauge", "NumberPoint"), ("Sum", "NumberPoint"), ("Histogram", "HistogramPoint"),
+                        ("ExponentialHistogram", "ExponentialPoint"), ("Summary", "NumberPoint")):
+        message(name, ("data_points", 1, point, False))
+    message("Metric", ("gauge", 5, "Gauge", True), ("sum", 7, "Sum", True), ("histogram", 9, "Histogram", True),
+            ("exponential_histogram", 10, "ExponentialHistogram", True), ("summary", 11, "Summary", True))
+    message("ScopeMetrics", ("metrics", 2, "Metric", False))
+    message("ResourceMetrics", ("resource", 1, "bytes", False), ("scope_metrics", 2, "ScopeMetrics", False))
+    message("Request", ("resource_metrics", 1, "ResourceMetrics", False))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("relay.genops.shapes.Request"))
+
+
+_SHAPES = _shapes_type()
+
+
+def _shapes_of(request, data: bytes):
+    """The shapes of ``request``, parsed from its wire form; None if they do not line up."""
+    try:
+        view = _SHAPES.FromString(data)
+    except DecodeError:
+        return None
+    view.DiscardUnknownFields()
+    return view.resource_metrics if len(view.resource_metrics) == len(request.resource_metrics) else None
 
 
 def make(config, truncated: Callable[[int], None]) -> Callable:
@@ -38,8 +108,33 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
                      + (keys.API_KEY_NAME,) + keys.ENVIRONMENT_FALLBACK
                      + tuple(rule.attribute for rule in config.rules if rule.attribute))
     cache: dict[tuple, dict] = {}
+    # resource (its raw bytes) -> {metric's place: [kind, its points' attributes, their signatures,
+    # the decision table the merges were looked up in, each point's encoded merge or None]}
+    shapes: dict[tuple, dict] = {}
+    kept = [0]  # bytes of attributes in shapes
+
+    def shaped(place: dict | None, index: int, kind: str, points, shape) -> list:
+        """The metric at this place: the last one seen there if its attributes are the same."""
+        known = place.get(index) if place is not None else None
+        if known is not None and known[0] == kind and known[1] == shape and len(known[2]) == len(points):
+            return known
+        found = [kind, None, [tuple(sorted((kv.key, kv.value.SerializeToString())
+                                           for kv in point.attributes if kv.key in read)) for point in points],
+                 None, None]
+        if place is not None and (known is not None or len(place) < _SHAPES_PER_RESOURCE):
+            size = shape.ByteSize()
+            if size <= _SHAPES_BYTES // 64:
+                if kept[0] + size > _SHAPES_BYTES:
+                    shapes.clear()
+                    kept[0] = 0
+                kept[0] += size
+                found[1] = type(shape)()
+                found[1].CopyFrom(shape)
+                place[index] = found
+        return found
 
     def decide(point_values: dict, resource: dict, from_resource: dict, context: dict) -> tuple:
+        """(attributes to add, values cut to the cap, those attributes encoded by metric kind)."""
         fields = attribution.resolve(point_values, resource, from_resource, rules, context, defaults, api_keys)
         entries, cut = [], 0
         for name in wanted:
@@ -51,39 +146,72 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
             kv = KeyValue(key=attribution.GENOPS_KEYS[name])
             kv.value.string_value = capped
             entries.append(kv)
-        return tuple(entries), cut
+        encoded = {kind: point(attributes=entries).SerializeToString() for kind, point in _POINTS.items()}
+        return tuple(entries), cut, encoded
 
     def process(request):
         if not wanted:
             return request
         context = attribution.context_values(context_sources) if context_sources else {}
         context_key = tuple(sorted(context.items()))
-        cut = 0
-        for rm in request.resource_metrics:
+        data = received.raw_bytes(request)
+        view = _shapes_of(request, request.SerializeToString() if data is None else data)
+        cut, changed = 0, False
+        for at, rm in enumerate(request.resource_metrics):
             decisions = attribution.per_resource(cache, rm.resource, context_key)
             resource = from_resource = None
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
+            place, shown = None, ()
+            if view is not None:
+                shown = view[at].scope_metrics
+                place = shapes.get(key := tuple(view[at].resource))
+                if place is None and sum(map(len, key)) <= attribution.CACHEABLE:
+                    if len(shapes) >= _SHAPES_CACHED:
+                        shapes.clear()
+                    place = shapes[key] = {}
+                if len(shown) != len(rm.scope_metrics):
+                    place, shown = None, ()
+            index = 0
+            for s, sm in enumerate(rm.scope_metrics):
+                shown_metrics = shown[s].metrics if shown else ()
+                if len(shown_metrics) != len(sm.metrics):
+                    shown_metrics = ()
+                for m, metric in enumerate(sm.metrics):
                     kind = metric.WhichOneof("data")
                     if kind is None:
                         continue
-                    for point in getattr(metric, kind).data_points:
-                        signature = tuple(sorted((kv.key, kv.value.SerializeToString())
-                                                 for kv in point.attributes if kv.key in read))
-                        decided = decisions.get(signature)
-                        if decided is None:
-                            if resource is None:
-                                resource = {kv.key: to_python(kv.value) for kv in rm.resource.attributes}
-                                from_resource = attribution.resource_fields(resource)
-                            values = {kv.key: to_python(kv.value) for kv in point.attributes if kv.key in read}
-                            decided = decide(values, resource, from_resource, context)
-                            cut += decided[1]
-                            if len(decisions) < _DECISIONS_PER_RESOURCE:
-                                decisions[signature] = decided
-                        if decided[0]:
-                            point.attributes.extend(decided[0])
+                    points = getattr(metric, kind).data_points
+                    shape = getattr(shown_metrics[m], kind) if shown_metrics else None
+                    index += 1
+                    metric_shape = shaped(place if shape is not None else None, index, kind, points, shape)
+                    merges = metric_shape[4]
+                    if metric_shape[3] is not decisions:
+                        merges, kept = [], True
+                        for point, signature in zip(points, metric_shape[2]):
+                            decided = decisions.get(signature)
+                            if decided is None:
+                                if resource is None:
+                                    resource = {kv.key: to_python(kv.value) for kv in rm.resource.attributes}
+                                    from_resource = attribution.resource_fields(resource)
+                                values = {kv.key: to_python(kv.value) for kv in point.attributes if kv.key in read}
+                                decided = decide(values, resource, from_resource, context)
+                                cut += decided[1]
+                                if len(decisions) < _DECISIONS_PER_RESOURCE:
+                                    decisions[signature] = decided
+                                else:
+                                    kept = False  # decided afresh each time, and counted each time
+                            merges.append(decided[2][kind] if decided[0] else None)
+                        if kept:
+                            metric_shape[3], metric_shape[4] = decisions, merges
+                    for point, merge in zip(points, merges):
+                        if merge is not None:
+                            point.MergeFromString(merge)
+                            changed = True
         if cut:
             truncated(cut)
+        if changed:
+            received.rebind(request, request.SerializeToString())
+        elif data is not None:
+            received.rebind(request, data)  # nothing written: the bytes it arrived as still describe it
         return request
 
     return process
