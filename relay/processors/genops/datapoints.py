@@ -185,7 +185,7 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
                     metric_shape = shaped(place if shape is not None else None, index, kind, points, shape)
                     merges = metric_shape[4]
                     if metric_shape[3] is not decisions:
-                        merges, kept = [], True
+                        merges, reusable = [], True
                         for point, signature in zip(points, metric_shape[2]):
                             decided = decisions.get(signature)
                             if decided is None:
@@ -198,9 +198,9 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
                                 if len(decisions) < _DECISIONS_PER_RESOURCE:
                                     decisions[signature] = decided
                                 else:
-                                    kept = False  # decided afresh each time, and counted each time
+                                    reusable = False  # decided afresh each time, and counted each time
                             merges.append(decided[2][kind] if decided[0] else None)
-                        if kept:
+                        if reusable:
                             metric_shape[3], metric_shape[4] = decisions, merges
                     for point, merge in zip(points, merges):
                         if merge is not None:
