@@ -20,7 +20,7 @@ Speed: the same services send the same series export after export, so what a poi
 attributes decide (its series, its labels, the kind of call it belongs to and that call's
 cells and rates) is worked out once and kept. Whether a metric's points still carry the same
 attributes is seen without walking them: the request's wire form (as the genops processor bound
-it, see ``relay.received``) is also parsed with a schema of our own (``_SHAPES``) that keeps only
+it, see ``relay.received``) is also parsed with a schema of our own (``relay.shapes``) that keeps only
 each point's attributes, as raw bytes, and bucket bounds, and compared, metric by metric, with
 what was there last. Only the numbers are then read from each point. A duration point's sum is
 added as it comes; its bucket counts and count, integers, are summed per cell and added once
@@ -34,12 +34,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from operator import add, sub
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError
 
-from relay import received
 from relay.attrs import to_python
 from relay.genai import dialects, keys
+from relay.shapes import shapes_of
 
 USAGE = "gen_ai.client.token.usage"
 DURATION = "gen_ai.client.operation.duration"
@@ -87,56 +85,6 @@ def _series_attributes(point) -> bytes:
         name = key.encode()
         parts += (len(name).to_bytes(4, "little"), name, len(value).to_bytes(4, "little"), value)
     return b"".join(parts)
-
-
-def _shapes_type():
-    """ExportMetricsServiceRequest down to each histogram point's attributes and each resource,
-    as raw bytes, and each point's bucket bounds. What it does not name is unknown to it and
-    discarded after parsing; its oneof is the real one, so a metric's kind reads as in the real
-    message."""
-    f = descriptor_pb2.FieldDescriptorProto
-    file = descriptor_pb2.FileDescriptorProto(name="relay/genops_metrics/usage_shapes.proto",
-                                              package="relay.genops_metrics.shapes", syntax="proto3")
-
-    def message(name, *fields):
-        m = file.message_type.add(name=name)
-        for field_name, number, kind, in_oneof in fields:
-            field = m.field.add(name=field_name, number=number, label=f.LABEL_REPEATED)
-            if kind in ("bytes", "double"):
-                field.type = f.TYPE_BYTES if kind == "bytes" else f.TYPE_DOUBLE
-            else:
-                field.type, field.type_name = f.TYPE_MESSAGE, f".relay.genops_metrics.shapes.{kind}"
-            if in_oneof:
-                if not m.oneof_decl:
-                    m.oneof_decl.add(name="data")
-                field.label, field.oneof_index = f.LABEL_OPTIONAL, 0
-
-    message("Other")
-    message("Point", ("explicit_bounds", 7, "double", False), ("attributes", 9, "bytes", False))
-    message("Histogram", ("data_points", 1, "Point", False))
-    message("Metric", ("gauge", 5, "Other", True), ("sum", 7, "Other", True), ("histogram", 9, "Histogram", True),
-            ("exponential_histogram", 10, "Other", True), ("summary", 11, "Other", True))
-    message("ScopeMetrics", ("metrics", 2, "Metric", False))
-    message("ResourceMetrics", ("resource", 1, "bytes", False), ("scope_metrics", 2, "ScopeMetrics", False))
-    message("Request", ("resource_metrics", 1, "ResourceMetrics", False))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("relay.genops_metrics.shapes.Request"))
-
-
-_SHAPES = _shapes_type()
-
-
-def _shapes_of(request):
-    """The request's resources and points' attributes as ``_SHAPES`` reads its wire form; None
-    if they do not line up with the request."""
-    data = received.raw_bytes(request)
-    try:
-        view = _SHAPES.FromString(request.SerializeToString() if data is None else data)
-    except DecodeError:
-        return None
-    view.DiscardUnknownFields()
-    return view.resource_metrics if len(view.resource_metrics) == len(request.resource_metrics) else None
 
 
 class _Call:
@@ -225,7 +173,7 @@ class UsageMetrics:
         that sent usage. A resource in ``skip_first_of`` adds only increases past what its
         first points hold (its calls until then were counted from its spans)."""
         senders = set()
-        shown_resources = _shapes_of(request)
+        shown_resources = shapes_of(request)
         for at, rm in enumerate(request.resource_metrics):
             shown = shown_resources[at] if shown_resources is not None else None
             if shown is not None and len(shown.scope_metrics) != len(rm.scope_metrics):

@@ -13,7 +13,7 @@ attributes) and reused.
 
 Walking every attribute of every point through the protobuf runtime would cost more than the
 rest of the pipeline, so it is done only where a metric's points changed their attributes: the
-request's wire form is also parsed with a schema of our own (``_SHAPES``) that keeps nothing
+request's wire form is also parsed with a schema of our own (``relay.shapes``) that keeps nothing
 but each point's attributes, as raw bytes, and where a metric's attributes are equal to those
 seen last at the same place of the same resource, its points' signatures are the ones worked
 out then. Each point gets its fields in one encoded merge, and the request's new wire form is
@@ -25,12 +25,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import received
+from relay.shapes import shapes_of
 from relay.attrs import to_python
 from relay.genai import keys
 from relay.genai.bounds import cap
@@ -45,55 +44,6 @@ _POINTS = {"gauge": metrics_pb2.NumberDataPoint, "sum": metrics_pb2.NumberDataPo
            "histogram": metrics_pb2.HistogramDataPoint,
            "exponential_histogram": metrics_pb2.ExponentialHistogramDataPoint,
            "summary": metrics_pb2.SummaryDataPoint}
-
-
-def _shapes_type():
-    """ExportMetricsServiceRequest down to each point's attributes, kept as raw bytes, and each
-    resource as raw bytes. What it does not name is unknown to it and discarded after parsing;
-    its oneof is the real one, so a metric's kind reads as in the real message."""
-    f = descriptor_pb2.FieldDescriptorProto
-    file = descriptor_pb2.FileDescriptorProto(name="relay/genops/datapoint_shapes.proto",
-                                              package="relay.genops.shapes", syntax="proto3")
-
-    def message(name, *fields):
-        m = file.message_type.add(name=name)
-        for field_name, number, kind, in_oneof in fields:
-            field = m.field.add(name=field_name, number=number, label=f.LABEL_REPEATED)
-            if kind == "bytes":
-                field.type = f.TYPE_BYTES
-            else:
-                field.type, field.type_name = f.TYPE_MESSAGE, f".relay.genops.shapes.{kind}"
-            if in_oneof:
-                if not m.oneof_decl:
-                    m.oneof_decl.add(name="data")
-                field.label, field.oneof_index = f.LABEL_OPTIONAL, 0
-
-    for name, number in (("NumberPoint", 7), ("HistogramPoint", 9), ("ExponentialPoint", 1)):
-        message(name, ("attributes", number, "bytes", False))
-    for name, point in (("Gauge", "NumberPoint"), ("Sum", "NumberPoint"), ("Histogram", "HistogramPoint"),
-                        ("ExponentialHistogram", "ExponentialPoint"), ("Summary", "NumberPoint")):
-        message(name, ("data_points", 1, point, False))
-    message("Metric", ("gauge", 5, "Gauge", True), ("sum", 7, "Sum", True), ("histogram", 9, "Histogram", True),
-            ("exponential_histogram", 10, "ExponentialHistogram", True), ("summary", 11, "Summary", True))
-    message("ScopeMetrics", ("metrics", 2, "Metric", False))
-    message("ResourceMetrics", ("resource", 1, "bytes", False), ("scope_metrics", 2, "ScopeMetrics", False))
-    message("Request", ("resource_metrics", 1, "ResourceMetrics", False))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("relay.genops.shapes.Request"))
-
-
-_SHAPES = _shapes_type()
-
-
-def _shapes_of(request, data: bytes):
-    """The shapes of ``request``, parsed from its wire form; None if they do not line up."""
-    try:
-        view = _SHAPES.FromString(data)
-    except DecodeError:
-        return None
-    view.DiscardUnknownFields()
-    return view.resource_metrics if len(view.resource_metrics) == len(request.resource_metrics) else None
 
 
 def make(config, truncated: Callable[[int], None]) -> Callable:
@@ -155,7 +105,7 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
         context = attribution.context_values(context_sources) if context_sources else {}
         context_key = tuple(sorted(context.items()))
         data = received.raw_bytes(request)
-        view = _shapes_of(request, request.SerializeToString() if data is None else data)
+        view = shapes_of(request, request.SerializeToString() if data is None else data)
         cut, changed = 0, False
         for at, rm in enumerate(request.resource_metrics):
             decisions = attribution.per_resource(cache, rm.resource, context_key)
