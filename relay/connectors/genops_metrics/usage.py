@@ -34,7 +34,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from operator import add, sub
 
-
 from relay.attrs import to_python
 from relay.genai import dialects, keys
 from relay.shapes import shapes_of
