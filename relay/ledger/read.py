@@ -27,7 +27,8 @@ ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 _WANTED = frozenset({
     "genops.team", "genops.project", "genops.customer_id", keys.OUT_MODEL, keys.OUT_PROVIDER, keys.COST_TOTAL,
     keys.ACTUAL_PROVIDER, keys.PREDICTED_PROVIDER, keys.FALLBACK_USED, keys.DUPLICATE, keys.BOOKED,
-    *keys.OUT_TOKENS.values(), *keys.INPUT_TOKENS, *keys.OUTPUT_TOKENS, *keys.CACHE_READ_TOKENS, *keys.CACHE_WRITE_TOKENS, *keys.REASONING_TOKENS,
+    *keys.OUT_TOKENS.values(), *keys.INPUT_TOKENS, *keys.OUTPUT_TOKENS, *keys.CACHE_READ_TOKENS,
+    *keys.CACHE_WRITE_TOKENS, *keys.REASONING_TOKENS,
     *keys.MODEL,
 })
 # genops.tokens.* first; the span's own keys where the processor wrote none (``attributes: minimal``).
