@@ -92,12 +92,7 @@ class Aggregator:
 
         def get(key):
             text = _text(values.get(slot[key])) if key in slot else None
-            if not text:
-                return text
-            capped = cap(text, self.label_limit)
-            if capped is not text:
-                self.truncated += 1
-            return capped
+            return self.label(text) if text else text
 
         team, project = get(TEAM) or "", get(PROJECT) or ""
         model = get(MODEL_OUT) or next((m for m in (get(k) for k in dialects.MODEL) if m), "")

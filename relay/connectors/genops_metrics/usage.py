@@ -273,31 +273,14 @@ class UsageMetrics:
 
     def _usage(self, points, decided: list, cumulative: bool, baseline_only: bool, calls: dict) -> None:
         """Groups the usage points' increases by kind of call and time, by role."""
-        last_of, started = self.last, self.started_ns
         aggregator = self.aggregator
         for point, found in zip(points, decided):
             if found is None:
                 continue
-            total, count = point.sum, point.count
-            if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
+            grown = self._grown(point, found[0], cumulative, baseline_only, None)
+            if grown is None:
                 continue
-            if cumulative:
-                start, size, series = point.start_time_unix_nano, len(point.bucket_counts), found[0]
-                last = last_of.get(series)
-                if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
-                        and size == last.size):
-                    total, count, last.total, last.count = total - last.total, count - last.count, total, count
-                    last_of.move_to_end(series)
-                else:
-                    last_of[series] = _Last(start, total, count, size, None)
-                    if len(last_of) > _SERIES_LIMIT:
-                        last_of.popitem(last=False)
-                    if last is None and (baseline_only or not start >= started):
-                        continue  # a baseline: what it holds was counted elsewhere, or before we started
-            elif baseline_only:
-                continue
-            if total == 0 and count == 0:
-                continue
+            total, count, _ = grown
             if found[1]:
                 aggregator.truncated += found[1]
             group = calls.get(key := (found[2], point.time_unix_nano))
@@ -307,39 +290,47 @@ class UsageMetrics:
             tokens, calls_so_far = group.get(role, _NONE)
             group[role] = (tokens + total, calls_so_far + count)
 
+    def _grown(self, point, series, cumulative: bool, baseline_only: bool, buckets: list | None) -> tuple | None:
+        """(sum, count, bucket counts) a point adds, None for nothing: usage points pass no
+        buckets (only how many there are is kept), duration points their bucket counts."""
+        total, count = point.sum, point.count
+        if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
+            return None
+        if cumulative:
+            last_of, start = self.last, point.start_time_unix_nano
+            size = len(point.bucket_counts) if buckets is None else len(buckets)
+            last = last_of.get(series)
+            if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
+                    and size == last.size):
+                if buckets is not None:
+                    grown = list(map(sub, buckets, last.buckets))
+                    if grown and min(grown) < 0:
+                        grown = [max(0, observed) for observed in grown]
+                    last.buckets, buckets = buckets, grown
+                total, count, last.total, last.count = total - last.total, count - last.count, total, count
+                last_of.move_to_end(series)
+            else:
+                last_of[series] = _Last(start, total, count, size, buckets)
+                if len(last_of) > _SERIES_LIMIT:
+                    last_of.popitem(last=False)
+                if last is None and (baseline_only or not start >= self.started_ns):
+                    return None  # a baseline: what it holds was counted elsewhere, or before we started
+        elif baseline_only:
+            return None
+        if total == 0 and count == 0:
+            return None
+        return total, count, buckets
+
     def _durations(self, points, decided: list, cumulative: bool, baseline_only: bool) -> None:
         """Adds the duration points' increases to the request duration histogram, as
         ``Aggregator.add_durations`` would one by one: each sum in turn, and the bucket counts
         and counts (integers, so their order does not matter) summed per cell and bounds first."""
-        last_of, started = self.last, self.started_ns
         aggregator = self.aggregator
         for point, found in zip(points, decided):
-            total, count = point.sum, point.count
-            if not (total >= 0 and total == total and count >= 0):
+            grown = self._grown(point, found[0], cumulative, baseline_only, list(point.bucket_counts))
+            if grown is None:
                 continue
-            buckets = list(point.bucket_counts)
-            if cumulative:
-                start, series = point.start_time_unix_nano, found[0]
-                last = last_of.get(series)
-                if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
-                        and len(buckets) == last.size):
-                    grown = list(map(sub, buckets, last.buckets))
-                    if grown and min(grown) < 0:
-                        grown = [max(0, observed) for observed in grown]
-                    total, count, last.total, last.count, last.buckets = (
-                        total - last.total, count - last.count, total, count, buckets)
-                    last_of.move_to_end(series)
-                    buckets = grown
-                else:
-                    last_of[series] = _Last(start, total, count, len(buckets), buckets)
-                    if len(last_of) > _SERIES_LIMIT:
-                        last_of.popitem(last=False)
-                    if last is None and (baseline_only or not start >= started):
-                        continue
-            elif baseline_only:
-                continue
-            if total == 0 and count == 0:
-                continue
+            total, count, buckets = grown
             if found[1]:
                 aggregator.truncated += found[1]
             durations = found[2]
