@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from relay import attrs, fixtures, received
+from relay import attrs, fixtures, received, signatures
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.processors import attributes, genops
@@ -73,7 +73,7 @@ def test_reader_contract():
     ((mask, signature, dynamic, status, duration, trace_state),) = read.Reader(STATIC, DYNAMIC).read(request)
     assert (status, duration, trace_state) == (0, 0, None)  # the span ends 2 s before it starts: duration 0
     assert mask == (1 << 2) | (1 << 4) | (1 << 6)
-    assert read.static_values(signature) == {2: "search"}
+    assert signatures.values(signature) == {2: "search"}
     assert dynamic == (12, None, ...)  # the first entry wins; a list is present but no scalar
 
 
@@ -166,7 +166,7 @@ def test_the_spliced_wire_form_of_the_fixture():
     assert b"genops.cost.source" in data
 
 
-_varint = read._varint  # the module's own encoder
+_varint = signatures.varint
 
 
 def _unknown(field: int, kind: int, depth: int = 0) -> bytes:

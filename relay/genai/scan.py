@@ -13,8 +13,8 @@ dynamic, status, duration, trace_state)`` per span, in request order:
   nanoseconds (0 when the end is before the start), ``trace_state`` its W3C
   tracestate (None when empty), for the sampling threshold (``relay.genai.sampling``).
 
-``static_values(signature)`` turns a signature back into {slot: value} for the
-rare span whose plan is not cached yet.
+``relay.signatures.values(signature)`` turns a signature back into {slot: value}
+for the rare span whose plan is not cached yet.
 
 The native scanner (``_scan``, built where a C compiler exists) walks the
 request's wire bytes once and makes Python objects only for what it returns;
@@ -23,9 +23,8 @@ the pure-Python reader has the same contract and runs without it.
 
 from __future__ import annotations
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
 from relay import received
+from relay.signatures import scalar, signature
 
 try:
     from relay.genai import _scan
@@ -34,12 +33,6 @@ except ImportError:  # no compiler at install time: same results, more time per 
 
 NATIVE = _scan is not None
 MAX_SLOTS = 127
-_SCALARS = frozenset(("string_value", "bool_value", "int_value", "double_value"))
-
-
-def scalar(value: AnyValue):
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind in _SCALARS else ...
 
 
 def wire_form(request) -> bytes:
@@ -52,33 +45,6 @@ def splice(data: bytes, additions: list[bytes]) -> bytes:
     return _scan.splice_request(data, additions)
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        out.append(byte | (0x80 if number else 0))
-        if not number:
-            return bytes(out)
-
-
-def static_values(signature: bytes) -> dict[int, object]:
-    values, pos = {}, 0
-    while pos < len(signature):
-        slot = signature[pos]
-        pos += 1
-        length, shift = 0, 0
-        while True:
-            byte = signature[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        values[slot] = scalar(AnyValue.FromString(signature[pos:pos + length]))
-        pos += length
-    return values
-
-
 class Reader:
     def __init__(self, static_keys, dynamic_keys, native: bool = NATIVE):
         keys = tuple(static_keys) + tuple(dynamic_keys)
@@ -89,7 +55,6 @@ class Reader:
         self.index = {key: slot for slot, key in enumerate(keys)}
         self.native = native and _scan is not None
         self.read = self._read_native if self.native else self.read_python
-
 
     def _read_native(self, request) -> list:
         return self.scan(wire_form(request))
@@ -105,19 +70,15 @@ class Reader:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     mask = 0
-                    raw: dict[int, bytes] = {}
                     dynamic = [None] * (size - n_static)
                     for kv in span.attributes:
                         slot = index.get(kv.key)
                         if slot is None or mask >> slot & 1:
                             continue
                         mask |= 1 << slot
-                        if slot < n_static:
-                            raw[slot] = kv.value.SerializeToString()
-                        else:
+                        if slot >= n_static:
                             dynamic[slot - n_static] = scalar(kv.value)
-                    signature = b"".join(bytes((slot,)) + _varint(len(raw[slot])) + raw[slot] for slot in sorted(raw))
                     duration = max(0, span.end_time_unix_nano - span.start_time_unix_nano)
-                    out.append((mask, signature, tuple(dynamic), span.status.code, duration,
-                                span.trace_state or None))
+                    out.append((mask, signature(span.attributes, index, n_static), tuple(dynamic),
+                                span.status.code, duration, span.trace_state or None))
         return out

@@ -23,7 +23,8 @@ from relay.genai import dialects, keys
 from relay.genai.bounds import cap
 from relay.genai.numbers import INVALID, MAX_COST_USD, MAX_TOKENS, usage_count
 from relay.genai.sampling import adjusted_count
-from relay.genai.scan import Reader, static_values
+from relay.genai.scan import Reader
+from relay.signatures import values as signature_values
 
 try:
     from relay.genai._usage import accumulate
@@ -88,7 +89,7 @@ class Aggregator:
         present = {key for key, i in slot.items() if mask >> i & 1}
         if not dialects.is_call(present):
             return None
-        values = static_values(signature)
+        values = signature_values(signature)
 
         def get(key):
             text = _text(values.get(slot[key])) if key in slot else None

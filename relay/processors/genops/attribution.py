@@ -82,12 +82,12 @@ def _attribute_rule(attribute: str, exact: str, pattern: str, assign: dict) -> R
     return rule
 
 
-def per_resource(cache: dict, resource, context_key: tuple) -> dict:
-    """The table of what was decided for spans or points of ``resource`` in this client context.
+def per_resource(cache: dict, resource_bytes: bytes, context_key: tuple) -> dict:
+    """The table of what was decided for spans or points of a resource (its serialized form)
+    in this client context.
 
     Decisions outlive the request, since the same services send the same attributes request
     after request; a resource too large to be a key gets a table for this request only."""
-    resource_bytes = resource.SerializeToString()
     if len(resource_bytes) > CACHEABLE:
         return {}
     table = cache.get((resource_bytes, context_key))

@@ -23,11 +23,12 @@ from relay import received
 from relay.attrs import to_python
 from relay.genai import dialects, keys, provider
 from relay.genai.bounds import cap
-from relay.genai.scan import Reader, splice, static_values, wire_form
+from relay.genai.scan import Reader, splice, wire_form
 from relay.processors.genops import attribution, wire
 from relay.processors.genops import calls
 from relay.processors.genops.drift import Drift
 from relay.processors.genops.plan import Plan, Tally
+from relay.signatures import values as signature_values
 
 # Keys whose values vary span by span; everything else goes into the plan's signature.
 DYNAMIC = tuple(dict.fromkeys(dialects.INPUT_TOKENS + dialects.OUTPUT_TOKENS + dialects.CACHE_READ_TOKENS
@@ -76,7 +77,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
     def plan_for(mask: int, signature: bytes, resource: dict, from_resource: dict, context: dict, tally: Tally):
         if not mask & llm_bits:
             return _SKIP
-        values = static_values(signature)
+        values = signature_values(signature)
         span = {key: values[i] for key, i in slot.items() if i < n_static and mask >> i & 1}
         span.update((key, ...) for key, i in slot.items() if i >= n_static and mask >> i & 1)
         if not dialects.is_call(span):
@@ -142,7 +143,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
         position = 0
         for rs in request.resource_spans:
             # Plans depend on the resource and the client context too.
-            plans = attribution.per_resource(plans_by_resource, rs.resource, context_key)
+            plans = attribution.per_resource(plans_by_resource, rs.resource.SerializeToString(), context_key)
             resource = from_resource = None
             for ss in rs.scope_spans:
                 for span in ss.spans:
