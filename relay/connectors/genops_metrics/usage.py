@@ -19,28 +19,27 @@ last, is a reset: the point adds all it holds, never a negative step.
 Speed: the same services send the same series export after export, so what a point's
 attributes decide (its series, its labels, the kind of call it belongs to and that call's
 cells and rates) is worked out once and kept. Whether a metric's points still carry the same
-attributes is seen without walking them: the request's wire form (as the genops processor bound
-it, see ``relay.received``) is also parsed with a schema of our own (``relay.shapes``) that keeps only
-each point's attributes, as raw bytes, and bucket bounds, and compared, metric by metric, with
-what was there last. Only the numbers are then read from each point. A duration point's sum is
-added as it comes; its bucket counts and count, integers, are summed per cell and added once
-the request is read.
+attributes is seen without building them: ``relay.points.histograms`` walks the request's wire
+form once and gives each metric's point attributes (raw bytes) and bucket bounds as its shape,
+with only the numbers read out. A metric whose shape matches the last one runs its kept plan
+(``plans.py``: natively where the extension is built) over those numbers.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from dataclasses import dataclass
 from operator import add, sub
 
+from relay import points
 from relay.attrs import to_python
+from relay.connectors.genops_metrics.plans import CONFLICT, NATIVE, Last, Plans
 from relay.genai import dialects, keys
-from relay.shapes import shapes_of
 
 USAGE = "gen_ai.client.token.usage"
 DURATION = "gen_ai.client.operation.duration"
 _READ = (USAGE, DURATION)
+_NAMES, _WITH_BUCKETS = tuple(name.encode() for name in _READ), (False, True)
 TEAM, PROJECT = "genops.team", "genops.project"
 TOKEN_TYPE = "gen_ai.token.type"
 CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -59,15 +58,6 @@ _SHAPES_CACHED = 8192
 _SHAPES_BYTES = 16 << 20  # of attributes remembered in all; then they are forgotten and learnt again
 _CALLS_CACHED = 8192
 _UNKNOWN = object()  # a price book version no lookup has seen
-
-
-@dataclass(slots=True)
-class _Last:
-    start_ns: int
-    total: float
-    count: int
-    size: int  # how many buckets the point had
-    buckets: list | None  # their counts, kept for a duration series
 
 
 def resource_identity(resource) -> frozenset:
@@ -90,7 +80,7 @@ class _Call:
     """One kind of call (labels, models, status): the cells it adds to, each found once, and
     the rates last in force for it with the period they hold for."""
 
-    __slots__ = ("labels", "models", "status", "cost_key", "cells", "rates", "since", "until", "version")
+    __slots__ = ("labels", "models", "status", "cost_key", "cells", "rates", "since", "until", "version", "slot")
 
     def __init__(self, labels: tuple, models: tuple, status: str):
         team, project, model, provider, extra = labels
@@ -130,7 +120,7 @@ class _Durations:
     wait in ``waiting`` until the request is read: they are integers, so only sums are added
     point by point, in order."""
 
-    __slots__ = ("key", "moves", "found", "waiting")
+    __slots__ = ("key", "moves", "found", "waiting", "slot")
 
     def __init__(self, labels: tuple, moves: tuple):
         team, _, model, provider, extra = labels
@@ -143,6 +133,9 @@ class _Durations:
     def settle(self) -> None:
         buckets, count = self.waiting
         self.waiting = None
+        self.count_in(buckets, count)
+
+    def count_in(self, buckets, count: int) -> None:
         cell = self.found[0]
         ours, moves, beyond = cell[0], self.moves, len(self.moves) - 1
         for index, observed in enumerate(buckets):
@@ -154,11 +147,11 @@ class _Durations:
 class UsageMetrics:
     """Reads usage and duration histograms into an ``Aggregator``'s series."""
 
-    def __init__(self, aggregator, price_book, started_ns: int):
+    def __init__(self, aggregator, price_book, started_ns: int, native: bool = NATIVE):
         self.aggregator = aggregator
         self.book = price_book
         self.started_ns = started_ns
-        self.last: OrderedDict[tuple, _Last] = OrderedDict()
+        self.last: OrderedDict[tuple, Last] = OrderedDict()
         self.unpriced = 0  # usage points whose model has no price
         self._resources: dict[tuple, tuple] = {}  # raw resource -> (identity, attributes)
         self._shapes: dict[tuple, tuple] = {}  # (raw resource, place) -> (name, attributes, what they decide)
@@ -166,77 +159,123 @@ class UsageMetrics:
         self._calls: dict[tuple, _Call] = {}
         self._durations_of: dict[tuple, _Durations] = {}
         self._waiting: list[_Durations] = []  # with buckets and counts not yet in their cells
+        self.plans = Plans(self.last) if native and NATIVE else None
 
     def add(self, request, skip_first_of=frozenset()) -> set:
         """Prices every usage point of ``request``; returns the identities of the resources
         that sent usage. A resource in ``skip_first_of`` adds only increases past what its
         first points hold (its calls until then were counted from its spans)."""
         senders = set()
-        shown_resources = shapes_of(request)
-        for at, rm in enumerate(request.resource_metrics):
-            shown = shown_resources[at] if shown_resources is not None else None
-            if shown is not None and len(shown.scope_metrics) != len(rm.scope_metrics):
-                shown = None
-            wanted = []  # (metric, its points' attributes as shown, if they line up)
-            for s, sm in enumerate(rm.scope_metrics):
-                shown_metrics = shown.scope_metrics[s].metrics if shown is not None else ()
-                if len(shown_metrics) != len(sm.metrics):
-                    shown_metrics = ()
-                for m, metric in enumerate(sm.metrics):
-                    if metric.name in _READ and metric.WhichOneof("data") == "histogram":
-                        wanted.append((metric, shown_metrics[m].histogram if shown_metrics else None))
-            if not any(metric.name == USAGE for metric, _ in wanted):
+        for at, (raw, metrics) in enumerate(points.histograms(request, _NAMES, _WITH_BUCKETS)):
+            if not any(metric[2] == 0 for metric in metrics):
                 continue  # durations alone say nothing of cost: the instance's spans still count
-            raw = tuple(shown.resource) if shown is not None else None
-            identity, resource = self._resource(raw, rm.resource)
+            identity, resource = self._resource(raw, request.resource_metrics[at].resource)
             senders.add(identity)
             baseline_only = identity in skip_first_of
             calls: dict[tuple, dict] = {}  # the usage of one kind of call at one time, by role
-            for place, (metric, shape) in enumerate(wanted):
-                name = metric.name
-                histogram = metric.histogram
-                cumulative = histogram.aggregation_temporality == CUMULATIVE
-                points = histogram.data_points
-                decided = self._decided(raw, place, name, shape, points, identity, resource)
+            for place, (scope, index, which, temporality, shape, numbers, count) in enumerate(metrics):
+                name = _READ[which]
+                cumulative = temporality == CUMULATIVE
+                known = self._known(raw, place, name, shape)
+                if known is not None and self._planned(known, numbers, count, cumulative, baseline_only):
+                    continue
+                decided = known[2] if known is not None else self._decided(
+                    raw, place, name, shape, count, identity, resource,
+                    request.resource_metrics[at].scope_metrics[scope].metrics[index])
+                if self.plans is not None:
+                    for found in decided:  # their states come back to self.last first
+                        holder = self.plans.owner.get(found[0]) if found is not None else None
+                        if holder is not None:
+                            self.plans.spill(holder)
+                rows = points.rows(numbers, name == DURATION)
                 if name == USAGE:
-                    self._usage(points, decided, cumulative, baseline_only, calls)
+                    self._usage(rows, decided, cumulative, baseline_only, calls)
                 else:
-                    self._durations(points, decided, cumulative, baseline_only)
+                    self._durations(rows, decided, cumulative, baseline_only)
+                known = self._known(raw, place, name, shape)
+                if known is not None and self.plans is not None:
+                    known[3] = self.plans.build(decided, numbers, name == DURATION)
             for (call, at_ns), roles in calls.items():
                 self._add(call, roles, at_ns)
         for durations in self._waiting:
             durations.settle()
         self._waiting.clear()
+        if self.plans is not None:
+            self._add_planned()
         return senders
 
-    def _resource(self, raw: tuple | None, resource) -> tuple:
+    def _known(self, raw: bytes, place: int, name: str, shape: bytes) -> list | None:
+        """[name, shape, what its points decide, plan] of the metric last seen at this place of
+        this resource, if it had the same name and shape."""
+        known = self._shapes.get((raw, place))
+        return known if known is not None and known[0] == name and known[1] == shape else None
+
+    def _planned(self, known: list, numbers: bytes, count: int, cumulative: bool, baseline_only: bool) -> bool:
+        """Whether the metric was added by its plan (``plans``)."""
+        plan = known[3]
+        if plan is None or not plan.live:
+            return False
+        cut = self.plans.run(plan, numbers, count, cumulative, baseline_only, self.started_ns)
+        if cut == CONFLICT:
+            self._add_planned()
+            cut = self.plans.run(plan, numbers, count, cumulative, baseline_only, self.started_ns)
+        if cut < 0:  # REPLAN: read point by point, then planned again
+            self.plans.spill(plan)
+            known[3] = None
+            return False
+        self.aggregator.truncated += cut
+        return True
+
+    def _add_planned(self) -> None:
+        """Prices and adds what the plans' records hold, and starts them over."""
+        aggregator = self.aggregator
+        for call, roles, at_ns in self.plans.usage():
+            self._add(call, roles, at_ns)
+        for durations, total, count, added, buckets in self.plans.duration_records():
+            if durations.found is None:
+                durations.found = aggregator.durations.cell(durations.key)
+            cell, overflowed = durations.found
+            cell[1] += total
+            if overflowed:
+                aggregator.overflowed["request.duration"] += added
+            durations.count_in(buckets, count)
+        self.plans.next_generation()
+
+    def _resource(self, raw: bytes, resource) -> tuple:
         """(identity, attributes) of a resource, kept by its raw bytes."""
-        known = self._resources.get(raw) if raw is not None else None
+        known = self._resources.get(raw)
         if known is None:
             known = (resource_identity(resource), {kv.key: to_python(kv.value) for kv in resource.attributes})
-            if raw is not None and sum(map(len, raw)) <= _CACHEABLE:
+            if len(raw) <= _CACHEABLE:
                 if len(self._resources) >= _RESOURCES_CACHED:
                     self._resources.clear()
                 self._resources[raw] = known
         return known
 
-    def _decided(self, raw, place: int, name: str, shape, points, identity, resource) -> list:
-        """What each point's attributes decide (``_decide``): the last ones at this place of this
-        resource when the points' attributes are the same."""
-        key = (raw, place) if raw is not None and shape is not None and raw in self._resources else None
-        known = self._shapes.get(key) if key is not None else None
-        if known is not None and known[0] == name and known[1] == shape and len(known[2]) == len(points):
-            return known[2]
-        decided = [self._decide(point, name, identity, resource) for point in points]
-        if key is not None and (size := shape.ByteSize()) <= _SHAPES_BYTES // 64:
-            if (known is None and len(self._shapes) >= _SHAPES_CACHED) or self._kept + size > _SHAPES_BYTES:
-                self._shapes.clear()
-                self._kept = 0
-            self._kept += size
-            copy = type(shape)()
-            copy.CopyFrom(shape)
-            self._shapes[key] = (name, copy, decided)
+    def _decided(self, raw: bytes, place: int, name: str, shape: bytes, count: int, identity, resource,
+                 metric) -> list:
+        """What each point's attributes decide (``_decide``), kept for this place of this
+        resource with the points' shape."""
+        data_points = metric.histogram.data_points
+        if len(data_points) != count:
+            raise ValueError("the metric's points do not line up with its wire form")
+        decided = [self._decide(point, name, identity, resource) for point in data_points]
+        if raw in self._resources and len(shape) <= _SHAPES_BYTES // 64:
+            key = (raw, place)
+            if (key not in self._shapes and len(self._shapes) >= _SHAPES_CACHED) or self._kept + len(shape) > _SHAPES_BYTES:
+                self._forget_shapes()
+            old = self._shapes.get(key)
+            if old is not None and old[3] is not None:
+                self.plans.spill(old[3])
+            self._kept += len(shape)
+            self._shapes[key] = [name, shape, decided, None]
         return decided
+
+    def _forget_shapes(self) -> None:
+        if self.plans is not None:
+            self.plans.spill_all()
+        self._shapes.clear()
+        self._kept = 0
 
     def _decide(self, point, name: str, identity, resource) -> tuple | None:
         """(series key, label values cut to the cap, the kind of call or the duration labels,
@@ -259,50 +298,66 @@ class UsageMetrics:
             durations = self._durations_of.get((labels, moves))
             if durations is None:
                 if len(self._durations_of) >= _CALLS_CACHED:
-                    self._durations_of.clear()
+                    self._forget_calls()
                 durations = self._durations_of[(labels, moves)] = _Durations(labels, moves)
+                if self.plans is not None:
+                    durations.slot = self.plans.slot(durations, True)
             return series, cut, durations, None
         models = tuple(m for m in (attributes.get(k) for k in dialects.MODEL) if isinstance(m, str) and m)
         status = "500" if attributes.get("error.type") else "200"
         call = self._calls.get((labels, models, status))
         if call is None:
             if len(self._calls) >= _CALLS_CACHED:
-                self._calls.clear()
+                self._forget_calls()
             call = self._calls[(labels, models, status)] = _Call(labels, models, status)
+            if self.plans is not None:
+                call.slot = self.plans.slot(call, False)
         return series, cut, call, role
 
-    def _usage(self, points, decided: list, cumulative: bool, baseline_only: bool, calls: dict) -> None:
+    def _forget_calls(self) -> None:
+        """Kinds of call and duration cells are learnt again; plans made with them are dropped
+        (their slots go), and so are the shapes whose decisions name them."""
+        if self.plans is not None:
+            self._add_planned()
+        self._forget_shapes()
+        if self.plans is not None:
+            self.plans.forget()
+        self._calls.clear()
+        self._durations_of.clear()
+
+    def _usage(self, rows: list, decided: list, cumulative: bool, baseline_only: bool, calls: dict) -> None:
         """Groups the usage points' increases by kind of call and time, by role."""
         aggregator = self.aggregator
-        for point, found in zip(points, decided):
+        for row, found in zip(rows, decided):
             if found is None:
                 continue
-            grown = self._grown(point, found[0], cumulative, baseline_only, None)
+            grown = self._grown(row, found[0], cumulative, baseline_only)
             if grown is None:
                 continue
             total, count, _ = grown
             if found[1]:
                 aggregator.truncated += found[1]
-            group = calls.get(key := (found[2], point.time_unix_nano))
+            group = calls.get(key := (found[2], row[1]))
             if group is None:
                 group = calls[key] = {}
             role = found[3]
             tokens, calls_so_far = group.get(role, _NONE)
             group[role] = (tokens + total, calls_so_far + count)
 
-    def _grown(self, point, series, cumulative: bool, baseline_only: bool, buckets: list | None) -> tuple | None:
-        """(sum, count, bucket counts) a point adds, None for nothing: usage points pass no
-        buckets (only how many there are is kept), duration points their bucket counts."""
-        total, count = point.sum, point.count
-        if not (total >= 0 and total == total and count >= 0):  # not a number, or negative: adds nothing
+    def _grown(self, row: tuple, series, cumulative: bool, baseline_only: bool) -> tuple | None:
+        """(sum, count, bucket counts) a point adds, None for nothing. A usage point's row has
+        how many buckets it has (only that is kept), a duration point's its bucket counts."""
+        start, _, total, count, buckets = row
+        if not (total >= 0 and total == total):  # not a number, or negative: adds nothing
             return None
         if cumulative:
-            last_of, start = self.last, point.start_time_unix_nano
-            size = len(point.bucket_counts) if buckets is None else len(buckets)
+            last_of = self.last
+            kept = None if buckets.__class__ is int else buckets  # a duration series keeps its counts
+            size = buckets if kept is None else len(buckets)
             last = last_of.get(series)
             if (last is not None and last.start_ns == start and total >= last.total and count >= last.count
                     and size == last.size):
-                if buckets is not None:
+                if kept is not None:
                     grown = list(map(sub, buckets, last.buckets))
                     if grown and min(grown) < 0:
                         grown = [max(0, observed) for observed in grown]
@@ -310,7 +365,7 @@ class UsageMetrics:
                 total, count, last.total, last.count = total - last.total, count - last.count, total, count
                 last_of.move_to_end(series)
             else:
-                last_of[series] = _Last(start, total, count, size, buckets)
+                last_of[series] = Last(start, total, count, size, kept)
                 if len(last_of) > _SERIES_LIMIT:
                     last_of.popitem(last=False)
                 if last is None and (baseline_only or not start >= self.started_ns):
@@ -321,13 +376,13 @@ class UsageMetrics:
             return None
         return total, count, buckets
 
-    def _durations(self, points, decided: list, cumulative: bool, baseline_only: bool) -> None:
+    def _durations(self, rows: list, decided: list, cumulative: bool, baseline_only: bool) -> None:
         """Adds the duration points' increases to the request duration histogram, as
         ``Aggregator.add_durations`` would one by one: each sum in turn, and the bucket counts
         and counts (integers, so their order does not matter) summed per cell and bounds first."""
         aggregator = self.aggregator
-        for point, found in zip(points, decided):
-            grown = self._grown(point, found[0], cumulative, baseline_only, list(point.bucket_counts))
+        for row, found in zip(rows, decided):
+            grown = self._grown(row, found[0], cumulative, baseline_only)
             if grown is None:
                 continue
             total, count, buckets = grown
