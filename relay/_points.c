@@ -3,6 +3,7 @@
  * (see relay/points.py, whose pure-Python path has the same contract):
  *
  *   signatures(data, index, size) -> [(resource bytes, [signature of each data point])] or None
+ *   count(data) -> how many data points the request holds, or None
  *   splice(data, additions) -> data with additions[i] appended to the i-th data point's attributes
  *   histograms(data, names, with_buckets) -> [(resource bytes, [(scope, metric, name, temporality,
  *                                              shape, numbers, count)])] or None
@@ -203,13 +204,121 @@ static PyObject *signatures(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* count --------------------------------------------------------------------------------- */
+
+typedef struct {
+    walker base;
+    Py_ssize_t total;
+} count_walk;
+
+static int count_resource(walker *w, const uint8_t *p, Py_ssize_t len) {
+    (void)w, (void)p, (void)len;
+    return 0;
+}
+
+static int count_point(const uint8_t *p, Py_ssize_t len, void *state) {
+    (void)p, (void)len;
+    ((count_walk *)state)->total++;
+    return 0;
+}
+
+static int count_metric(walker *w, Py_ssize_t scope, Py_ssize_t index, const metric_parts *m) {
+    (void)scope, (void)index;
+    return m->kind ? each_field(m->data, m->data + m->data_len, 1, count_point, w) : 0;
+}
+
+static PyObject *count(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    if (!PyArg_ParseTuple(args, "y*", &buffer)) return NULL;
+    count_walk s = {{count_resource, count_metric, 0, 0}, 0};
+    const uint8_t *p = (const uint8_t *)buffer.buf;
+    int rc = each_field(p, p + buffer.len, 1, visit_resource, &s.base);
+    PyBuffer_Release(&buffer);
+    if (rc == IRREGULAR) Py_RETURN_NONE;
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, "malformed ExportMetricsServiceRequest");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(s.total);
+}
+
 /* splice -------------------------------------------------------------------------------- */
 
 typedef struct {
     PyObject *additions;
     Py_ssize_t next;
     int kind;
+    Py_ssize_t *sizes; /* each spliced message's new length, in the order the walk meets them */
+    Py_ssize_t n_sizes, cap_sizes, at_size;
 } splice_state;
+
+static int varint_size(uint64_t v) {
+    int n = 1;
+    while (v >>= 7) n++;
+    return n;
+}
+
+/* Whether the field is a message the splice goes into at ``depth`` (0 request, 1 ResourceMetrics,
+ * 2 ScopeMetrics, 3 Metric, 4 its data, whose children are the data points). */
+static int is_child(uint64_t tag, int depth) {
+    uint64_t field = tag >> 3;
+    return (tag & 7) == 2 && (depth == 0 || depth == 4 ? field == 1 : depth == 3 ? is_data_field(field) : field == 2);
+}
+
+static PyObject *next_addition(splice_state *st) {
+    if (st->next >= PyList_GET_SIZE(st->additions)) {
+        PyErr_SetString(PyExc_ValueError, "fewer additions than data points");
+        return NULL;
+    }
+    PyObject *extra = PyList_GET_ITEM(st->additions, st->next++);
+    if (!PyBytes_Check(extra)) {
+        PyErr_SetString(PyExc_TypeError, "additions must be bytes");
+        return NULL;
+    }
+    return extra;
+}
+
+/* First pass: how many bytes the message at ``depth`` grows by; records the new length of each
+ * message below it, so the second pass writes every byte once, in place. The tags of fields 1, 7
+ * and 9 are one byte each, so a point grows by exactly its addition's length. */
+static Py_ssize_t grown(const uint8_t *p, Py_ssize_t len, int depth, splice_state *st) {
+    cursor c = {p, p + len};
+    Py_ssize_t added = 0;
+    while (c.p < c.end) {
+        uint64_t tag, n;
+        if (read_varint(&c, &tag) < 0) return -2;
+        if (!is_child(tag, depth)) {
+            if (skip_field(&c, tag) < 0) return -2;
+            continue;
+        }
+        if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return -2;
+        const uint8_t *body = c.p;
+        c.p += n;
+        Py_ssize_t extra;
+        if (depth == 4) {
+            PyObject *addition = next_addition(st);
+            if (addition == NULL) return -1;
+            extra = PyBytes_GET_SIZE(addition);
+        } else {
+            if (st->n_sizes == st->cap_sizes) {
+                Py_ssize_t cap = st->cap_sizes ? st->cap_sizes * 2 : 256;
+                Py_ssize_t *more = PyMem_Realloc(st->sizes, (size_t)cap * sizeof *more);
+                if (more == NULL) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                st->sizes = more;
+                st->cap_sizes = cap;
+            }
+            Py_ssize_t slot = st->n_sizes++;
+            extra = grown(body, (Py_ssize_t)n, depth + 1, st);
+            if (extra < 0) return extra;
+            st->sizes[slot] = (Py_ssize_t)n + extra;
+        }
+        added += extra + varint_size(n + (uint64_t)extra) - varint_size(n);
+    }
+    return added;
+}
 
 /* A data point's addition: KeyValue fields encoded as field 1, written as ``field``. */
 static int put_addition(buffer_t *out, PyObject *addition, int field) {
@@ -230,80 +339,74 @@ static int put_addition(buffer_t *out, PyObject *addition, int field) {
     return 0;
 }
 
-/* Copies one message at ``depth`` (0 request, 1 ResourceMetrics, 2 ScopeMetrics, 3 Metric,
- * 4 its data) into ``out``, each data point followed by its addition. */
-static int splice_message(const uint8_t *p, Py_ssize_t len, int depth, splice_state *st, buffer_t *out) {
+/* Second pass: copies the message at ``depth`` into ``out``, each data point followed by its
+ * addition, with the lengths the first pass found. */
+static int spliced(const uint8_t *p, Py_ssize_t len, int depth, splice_state *st, buffer_t *out) {
     cursor c = {p, p + len};
+    const uint8_t *copied = p; /* fields up to here are written */
     while (c.p < c.end) {
         const uint8_t *field_start = c.p;
         uint64_t tag, n;
         if (read_varint(&c, &tag) < 0) return -2;
-        uint64_t field = tag >> 3;
-        int child = (tag & 7) == 2 && (depth == 0 || depth == 4 ? field == 1
-                                       : depth == 3 ? is_data_field(field) : field == 2);
-        if (!child) {
+        if (!is_child(tag, depth)) {
             if (skip_field(&c, tag) < 0) return -2;
-            if (put(out, field_start, c.p - field_start) < 0) return -1;
             continue;
         }
+        if (put(out, copied, field_start - copied) < 0) return -1;
         if (read_varint(&c, &n) < 0 || (uint64_t)(c.end - c.p) < n) return -2;
         const uint8_t *body = c.p;
         c.p += n;
+        copied = c.p;
         if (put_varint(out, tag) < 0) return -1;
         if (depth == 4) {
-            if (st->next >= PyList_GET_SIZE(st->additions)) {
-                PyErr_SetString(PyExc_ValueError, "fewer additions than data points");
-                return -1;
-            }
             PyObject *extra = PyList_GET_ITEM(st->additions, st->next++);
-            if (!PyBytes_Check(extra)) {
-                PyErr_SetString(PyExc_TypeError, "additions must be bytes");
-                return -1;
-            }
-            /* The tags of fields 1, 7 and 9 are one byte each: the addition keeps its length. */
             if (put_varint(out, n + (uint64_t)PyBytes_GET_SIZE(extra)) < 0 || put(out, body, (Py_ssize_t)n) < 0
                 || put_addition(out, extra, attributes_field(st->kind)) < 0)
                 return -1;
             continue;
         }
-        if (depth == 3) st->kind = (int)field;
-        buffer_t inner = {PyMem_Malloc((size_t)n + (size_t)n / 2 + 64), 0, (Py_ssize_t)n + (Py_ssize_t)n / 2 + 64};
-        if (inner.data == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        int rc = splice_message(body, (Py_ssize_t)n, depth + 1, st, &inner);
-        if (rc == 0) rc = put_varint(out, (uint64_t)inner.len);
-        if (rc == 0 && inner.len) rc = put(out, inner.data, inner.len);
-        PyMem_Free(inner.data);
+        if (depth == 3) st->kind = (int)(tag >> 3);
+        if (put_varint(out, (uint64_t)st->sizes[st->at_size++]) < 0) return -1;
+        int rc = spliced(body, (Py_ssize_t)n, depth + 1, st, out);
         if (rc < 0) return rc;
     }
-    return 0;
+    return put(out, copied, c.end - copied);
 }
 
 static PyObject *splice(PyObject *self, PyObject *args) {
     Py_buffer buffer;
     PyObject *additions;
     if (!PyArg_ParseTuple(args, "y*O!", &buffer, &PyList_Type, &additions)) return NULL;
-    buffer_t out = {PyMem_Malloc((size_t)buffer.len * 2 + 64), 0, buffer.len * 2 + 64};
-    if (out.data == NULL) {
-        PyBuffer_Release(&buffer);
-        return PyErr_NoMemory();
-    }
-    splice_state st = {additions, 0, 0};
-    int rc = splice_message((const uint8_t *)buffer.buf, buffer.len, 0, &st, &out);
-    PyBuffer_Release(&buffer);
-    if (rc == 0 && st.next != PyList_GET_SIZE(additions)) {
+    splice_state st = {additions, 0, 0, NULL, 0, 0, 0};
+    const uint8_t *p = (const uint8_t *)buffer.buf;
+    PyObject *result = NULL;
+    buffer_t out;
+    Py_ssize_t added = grown(p, buffer.len, 0, &st);
+    if (added >= 0 && st.next != PyList_GET_SIZE(additions)) {
         PyErr_SetString(PyExc_ValueError, "more additions than data points");
-        rc = -1;
+        added = -1;
     }
-    if (rc < 0) {
-        if (rc == -2) PyErr_SetString(PyExc_ValueError, "malformed ExportMetricsServiceRequest");
-        PyMem_Free(out.data);
-        return NULL;
+    if (added >= 0) {
+        /* Written straight into the result: its size is known. */
+        result = PyBytes_FromStringAndSize(NULL, buffer.len + added);
+        if (result != NULL) {
+            out = (buffer_t){(uint8_t *)PyBytes_AS_STRING(result), 0, buffer.len + added, 1};
+            st.next = 0;
+            int rc = spliced(p, buffer.len, 0, &st, &out);
+            if (rc == 0 && out.len != buffer.len + added) {
+                PyErr_SetString(PyExc_SystemError, "splice: fewer bytes than were sized");
+                rc = -1;
+            }
+            if (rc < 0) {
+                if (rc == -2) PyErr_SetString(PyExc_ValueError, "malformed ExportMetricsServiceRequest");
+                Py_CLEAR(result);
+            }
+        }
+    } else if (added == -2) {
+        PyErr_SetString(PyExc_ValueError, "malformed ExportMetricsServiceRequest");
     }
-    PyObject *result = PyBytes_FromStringAndSize((const char *)out.data, out.len);
-    PyMem_Free(out.data);
+    PyMem_Free(st.sizes);
+    PyBuffer_Release(&buffer);
     return result;
 }
 
@@ -622,6 +725,7 @@ done:
 static PyMethodDef methods[] = {
     {"signatures", signatures, METH_VARARGS,
      "signatures(request_bytes, index, size) -> [(resource bytes, [signature per data point])], or None"},
+    {"count", count, METH_VARARGS, "count(request_bytes) -> data points in the request, or None"},
     {"splice", splice, METH_VARARGS,
      "splice(request_bytes, additions) -> request bytes with additions[i] appended to data point i"},
     {"histograms", histograms, METH_VARARGS,

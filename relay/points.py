@@ -5,6 +5,7 @@ after export. Walking every point through the protobuf runtime costs more than t
 do, so the native module (``_points``, built where a C compiler exists) walks the request's
 bytes once and makes Python objects only for what is asked:
 
+- ``count(request)``: how many data points it holds;
 - ``signatures(request, index)``: the bytes walked and per resource, (its bytes, one signature
   per data point of every metric) of the keys in ``index`` (``relay.signatures``);
 - ``splice(data, additions)``: the request's bytes with ``additions[i]`` (``KeyValue`` entries
@@ -52,6 +53,23 @@ def data_points(metric):
     """The metric's data points, () for a metric without data."""
     kind = metric.WhichOneof("data")
     return getattr(metric, kind).data_points if kind is not None else ()
+
+
+def count(request, data: bytes | None = None, native: bool = NATIVE) -> int:
+    """The request's data points, counted on ``data`` (its wire form; by default the bytes it
+    arrived as, while they still describe it) where the native module is built."""
+    if native and _points is not None:
+        if data is None:
+            data = received.raw_bytes(request)
+        if data is not None:
+            try:
+                found = _points.count(data)
+            except ValueError:  # bytes our walker does not follow: the parsed message decides
+                found = None
+            if found is not None:
+                return found
+    return sum(len(data_points(metric)) for rm in request.resource_metrics for sm in rm.scope_metrics
+               for metric in sm.metrics)
 
 
 def signatures(request, index: dict[str, int], native: bool = NATIVE) -> tuple[bytes | None, list]:

@@ -225,14 +225,19 @@ static int each_field(const uint8_t *p, const uint8_t *end, int field,
     return 0;
 }
 
-/* A growing output buffer. */
+/* An output buffer: growing, or ``fixed`` (memory it does not own, sized in advance). */
 typedef struct {
     uint8_t *data;
     Py_ssize_t len, cap;
+    int fixed;
 } buffer_t;
 
 static int put(buffer_t *b, const void *p, Py_ssize_t n) {
     if (b->len + n > b->cap) {
+        if (b->fixed) {
+            PyErr_SetString(PyExc_SystemError, "wire writer: more bytes than were sized");
+            return -1;
+        }
         Py_ssize_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
         uint8_t *grown = PyMem_Realloc(b->data, (size_t)cap);

@@ -172,8 +172,8 @@ class QueueSender:
         if self._closed:
             raise ShutdownError("the exporter is shutting down")
         signal = signal_of(request)
-        items = signal.count(request)
         data = received.raw_bytes(request)
+        items = signal.count(request, data)
         size = 0
         if self.sizer_kind == "bytes":
             size = len(data) if data is not None else request.ByteSize()

@@ -98,7 +98,7 @@ class GrpcReceiver:
             if wrong is not None:
                 failure = InvalidDataError(f"invalid {signal.request_type.__name__}: {wrong}")
                 return await self._refuse(context, failure, signal, 0)
-            count = signal.count(request)
+            count = signal.count(request, data)
             if count == 0:
                 return b""
             token = client.bind(client.ClientInfo.from_pairs(context.invocation_metadata(), context.peer())

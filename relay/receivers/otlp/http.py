@@ -186,7 +186,7 @@ class HttpReceiver:
                     self.log.debug("client went away before sending its whole request",
                                    fields={"signal": signal.value})
                     return web.Response(status=400)
-                count = signal.count(message)
+                count = signal.count(message, data)
                 if count == 0:
                     return web.Response(body=success[media], headers={"Content-Type": media, **extra})
                 token = client.bind(client.ClientInfo.from_pairs(request.headers.items(), request.remote or "")
