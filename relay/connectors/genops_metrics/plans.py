@@ -31,7 +31,7 @@ except ImportError:  # no compiler at install time: every metric is read point b
 NATIVE = _points is not None
 CONFLICT = _points.CONFLICT if NATIVE else None
 ROLES = ("input", "output", "cache_read", "cache_write", "reasoning")
-_ROLE_INDEX = {role: at for at, role in enumerate(ROLES)}
+ROLE_INDEX = {role: at for at, role in enumerate(ROLES)}
 _ENTRY = struct.Struct("<iBBH")  # slot, role, labels cut, bucket count
 _STATE = struct.Struct("<QQdQQ")  # seen, start, sum, count, bucket count
 _USAGE = struct.Struct(f"<QQQ{len(ROLES)}d{len(ROLES)}Q")  # time, generation, role mask, tokens, calls
@@ -114,7 +114,7 @@ class Plans:
                 entries.append(_ENTRY.pack(-1, 0, 0, 0))
                 state += _STATE.pack(0, 0, 0.0, 0, 0)
                 continue
-            entries.append(_ENTRY.pack(found[2].slot, 0 if durations else _ROLE_INDEX[found[3]], min(found[1], 255),
+            entries.append(_ENTRY.pack(found[2].slot, 0 if durations else ROLE_INDEX[found[3]], min(found[1], 255),
                                        size))
             last = self.last.pop(series, None)
             if last is None:
@@ -156,12 +156,12 @@ class Plans:
                                   baseline_only, started_ns, acc, self.generation, touched)
 
     def usage(self):
-        """(kind of call, {role: (tokens, calls)}, time) of each usage record of this generation."""
+        """(kind of call, roles reported as a mask over ROLES, tokens and calls by role, time) of
+        each usage record of this generation."""
+        unpack, acc, record, calls = _USAGE.unpack_from, self.usage_acc, _points.USAGE_RECORD, self.calls
         for slot in self.touched_calls:
-            fields = _USAGE.unpack_from(self.usage_acc, slot * _points.USAGE_RECORD)
-            at_ns, mask = fields[0], fields[2]
-            tokens, calls = fields[3:3 + len(ROLES)], fields[3 + len(ROLES):]
-            yield self.calls[slot], {role: (tokens[r], calls[r]) for r, role in enumerate(ROLES) if mask >> r & 1}, at_ns
+            fields = unpack(acc, slot * record)
+            yield calls[slot], fields[2], fields[3:3 + len(ROLES)], fields[3 + len(ROLES):], fields[0]
 
     def duration_records(self):
         """(duration cell, sum, count, points, bucket counts) of each record of this generation."""

@@ -33,7 +33,7 @@ from operator import add, sub
 
 from relay import points
 from relay.attrs import to_python
-from relay.connectors.genops_metrics.plans import CONFLICT, NATIVE, Last, Plans
+from relay.connectors.genops_metrics.plans import CONFLICT, NATIVE, ROLE_INDEX, ROLES, Last, Plans
 from relay.genai import dialects, keys
 
 USAGE = "gen_ai.client.token.usage"
@@ -81,25 +81,28 @@ class _Call:
     the rates last in force for it with the period they hold for."""
 
     __slots__ = ("labels", "models", "status", "cost_key", "cells", "rates", "since", "until", "version", "slot")
+    # Where each cell is in ``cells``: a token role's at its index in ROLES, then requests and cost.
+    REQUESTS, COST = len(ROLES), len(ROLES) + 1
 
     def __init__(self, labels: tuple, models: tuple, status: str):
         team, project, model, provider, extra = labels
         self.labels, self.models, self.status = labels, models, status
         self.cost_key = (("genops.team", team), ("genops.project", project), ("genops.model", model),
                          ("genops.openrouter.actual_provider", provider)) + extra
-        self.cells: dict = {}
+        self.cells: list = [None] * (len(ROLES) + 2)
         self.rates, self.since, self.until, self.version = None, 0, 0, _UNKNOWN
 
-    def add(self, aggregator, metric: str, role: str | None, amount) -> None:
-        """What ``aggregator.add_to`` does, with the cell found on first use."""
-        found = self.cells.get((metric, role))
+    def add(self, aggregator, at: int, amount) -> None:
+        """What ``aggregator.add_to`` does to the ``at``-th cell, found on first use."""
+        found = self.cells[at]
+        metric = "tokens" if at < _Call.REQUESTS else "requests" if at == _Call.REQUESTS else "cost"
         if found is None:
             key = self.cost_key
             if metric == "tokens":
-                key += (("token_type", role),)
+                key += (("token_type", ROLES[at]),)
             elif metric == "requests":
                 key += (("http.status_code", self.status),)
-            found = self.cells[(metric, role)] = aggregator.sums[metric].cell(key)
+            found = self.cells[at] = aggregator.sums[metric].cell(key)
         cell, overflowed = found
         cell[0] += amount
         if overflowed:
@@ -166,18 +169,22 @@ class UsageMetrics:
         that sent usage. A resource in ``skip_first_of`` adds only increases past what its
         first points hold (its calls until then were counted from its spans)."""
         senders = set()
+        shapes = self._shapes
         for at, (raw, metrics) in enumerate(points.histograms(request, _NAMES, _WITH_BUCKETS)):
             if not any(metric[2] == 0 for metric in metrics):
                 continue  # durations alone say nothing of cost: the instance's spans still count
-            identity, resource = self._resource(raw, request.resource_metrics[at].resource)
+            identity, resource = self._resource(raw, request, at)
             senders.add(identity)
             baseline_only = identity in skip_first_of
             calls: dict[tuple, dict] = {}  # the usage of one kind of call at one time, by role
             for place, (scope, index, which, temporality, shape, numbers, count) in enumerate(metrics):
                 name = _READ[which]
                 cumulative = temporality == CUMULATIVE
-                known = self._known(raw, place, name, shape)
-                if known is not None and self._planned(known, numbers, count, cumulative, baseline_only):
+                known = shapes.get((raw, place))  # self._known, inline: this runs per metric
+                if known is not None and (known[0] != name or known[1] != shape):
+                    known = None
+                if known is not None and known[3] is not None and \
+                        self._planned(known, numbers, count, cumulative, baseline_only):
                     continue
                 decided = known[2] if known is not None else self._decided(
                     raw, place, name, shape, count, identity, resource,
@@ -196,7 +203,9 @@ class UsageMetrics:
                 if known is not None and self.plans is not None:
                     known[3] = self.plans.build(decided, numbers, name == DURATION)
             for (call, at_ns), roles in calls.items():
-                self._add(call, roles, at_ns)
+                self._add(call, sum(1 << ROLE_INDEX[role] for role in roles),
+                          [roles.get(role, _NONE)[0] for role in ROLES],
+                          [roles.get(role, _NONE)[1] for role in ROLES], at_ns)
         for durations in self._waiting:
             durations.settle()
         self._waiting.clear()
@@ -229,8 +238,8 @@ class UsageMetrics:
     def _add_planned(self) -> None:
         """Prices and adds what the plans' records hold, and starts them over."""
         aggregator = self.aggregator
-        for call, roles, at_ns in self.plans.usage():
-            self._add(call, roles, at_ns)
+        for call, mask, tokens, calls, at_ns in self.plans.usage():
+            self._add(call, mask, tokens, calls, at_ns)
         for durations, total, count, added, buckets in self.plans.duration_records():
             if durations.found is None:
                 durations.found = aggregator.durations.cell(durations.key)
@@ -241,10 +250,11 @@ class UsageMetrics:
             durations.count_in(buckets, count)
         self.plans.next_generation()
 
-    def _resource(self, raw: bytes, resource) -> tuple:
-        """(identity, attributes) of a resource, kept by its raw bytes."""
+    def _resource(self, raw: bytes, request, at: int) -> tuple:
+        """(identity, attributes) of the request's ``at``-th resource, kept by its raw bytes."""
         known = self._resources.get(raw)
         if known is None:
+            resource = request.resource_metrics[at].resource
             known = (resource_identity(resource), {kv.key: to_python(kv.value) for kv in resource.attributes})
             if len(raw) <= _CACHEABLE:
                 if len(self._resources) >= _RESOURCES_CACHED:
@@ -424,37 +434,34 @@ class UsageMetrics:
                       for name, default in aggregator.extra)
         return team, project, first(dialects.MODEL), first((keys.ACTUAL_PROVIDER,) + dialects.PROVIDER), extra
 
-    def _add(self, call: _Call, roles: dict, at_ns: int) -> None:
-        """Adds one kind of call's usage: its token types together, so that cached and reasoning
+    def _add(self, call: _Call, mask: int, tokens, calls_of, at_ns: int) -> None:
+        """Adds one kind of call's usage: ``tokens`` and ``calls_of`` by role in ROLES order, the
+        roles reported set in ``mask``. Its token types go together, so that cached and reasoning
         tokens come out of input and output once, as a span's do."""
         aggregator = self.aggregator
-        get = roles.get
-        inputs, outputs = get("input", _NONE)[0], get("output", _NONE)[0]
-        cache_read, cache_write, reasoning = get("cache_read", _NONE)[0], get("cache_write", _NONE)[0], \
-            get("reasoning", _NONE)[0]
-        calls = get("input", get("output", _NONE))[1]
+        inputs, outputs, cache_read, cache_write, reasoning = tokens
+        calls = calls_of[0] if mask & 1 else calls_of[1] if mask & 2 else 0
         cached = cache_read + cache_write
         if cached > inputs:  # counts that cannot be inclusive were exclusive
             inputs += cached
         if reasoning > outputs:
             outputs += reasoning
         inputs, outputs = inputs - cached, outputs - reasoning  # disjoint, as the token series are
-        for role, count in (("input", inputs), ("output", outputs), ("cache_read", cache_read),
-                            ("cache_write", cache_write), ("reasoning", reasoning)):
-            if count or role in roles:
-                call.add(aggregator, "tokens", role, count)
+        for at, count in enumerate((inputs, outputs, cache_read, cache_write, reasoning)):
+            if count or mask >> at & 1:
+                call.add(aggregator, at, count)
         if calls:
-            call.add(aggregator, "requests", None, calls)
+            call.add(aggregator, _Call.REQUESTS, calls)
         rates = call.rates_at(self.book, at_ns) if call.models else None
         if rates is None:
-            self.unpriced += len(roles)  # counted as points, as the counter says
+            self.unpriced += mask.bit_count()  # counted as points, as the counter says
             return
         # Base rates: a histogram's sum spans many calls, so no one call's long-context tier applies.
         cost = (inputs * rates.input + outputs * rates.output
                 + cache_read * _or(rates.cache_read, rates.input)
                 + cache_write * _or(rates.cache_write, rates.input)
                 + reasoning * _or(rates.reasoning, rates.output) + calls * rates.request)
-        call.add(aggregator, "cost", None, float(cost))
+        call.add(aggregator, _Call.COST, float(cost))
 
 
 def _or(rate: float | None, default: float) -> float:

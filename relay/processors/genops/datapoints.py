@@ -79,8 +79,9 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
         context = attribution.context_values(context_sources) if context_sources else {}
         context_key = tuple(sorted(context.items()))
         data, found = points.signatures(request, index)
-        per_point: list[tuple] = []
-        cut = 0
+        encodings: list = []  # per point: its additions encoded by metric kind, or None
+        additions: list[bytes] = []  # per point: its additions as points.splice takes them
+        cut = writes = 0
         for at, (resource_bytes, signatures) in enumerate(found):
             decisions = attribution.per_resource(cache, resource_bytes, context_key)
             resource = from_resource = None
@@ -100,29 +101,33 @@ def make(config, truncated: Callable[[int], None]) -> Callable:
                     if len(decisions) < _DECISIONS_PER_RESOURCE:
                         decisions[signature] = decided
                 decided_for[signature] = decided
+                writes = writes or decided[2] is not None
             if distinct is signatures:
-                per_point += [decided_for[signature] for signature in signatures]
+                chosen = [decided_for[signature] for signature in signatures]
+                encodings += [decided[2] for decided in chosen]
+                additions += [decided[3] for decided in chosen]
             elif signatures:
-                per_point += [decided_for[signatures[0]]] * len(signatures)
+                _, _, encoded, addition = decided_for[signatures[0]]
+                encodings += [encoded] * len(signatures)
+                additions += [addition] * len(signatures)
         if cut:
             truncated(cut)
-        if not any(decided[0] for decided in per_point):
+        if not writes:
             if data is not None:
                 received.rebind(request, data)  # nothing written: the bytes it arrived as still describe it
             return request
-        each = iter(per_point)
+        each = iter(encodings)
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     kind = metric.WhichOneof("data")
                     if kind is None:
                         continue
-                    for point in getattr(metric, kind).data_points:
-                        encoded = next(each)[2]
+                    for point, encoded in zip(getattr(metric, kind).data_points, each):
                         if encoded is not None:
                             point.MergeFromString(encoded[kind])
         if data is not None:
-            received.rebind(request, points.splice(data, [decided[3] for decided in per_point]))
+            received.rebind(request, points.splice(data, additions))
         else:
             received.rebind(request, request.SerializeToString())
         return request
