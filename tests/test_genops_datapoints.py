@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from relay import attrs
@@ -100,3 +101,39 @@ def test_unknown_metrics_fields_are_config_errors():
     _, problems = decode(genops.Config, {"metrics": {"attributes": ["team", "squad"]}})
     assert [str(p) for p in problems] == ["metrics::attributes::1: unknown field (valid: team, project, "
                                           "customer_id, environment, feature, cost_center)"]
+
+
+def test_the_native_and_python_paths_write_the_same_points(monkeypatch):
+    """The spliced wire form (native) and the merged message (pure Python) are one request, and
+    the bytes bound for exporters describe the message processors see."""
+    from relay import points, received
+    from tests.test_points import CASES, parsed
+
+    if not points.NATIVE:
+        pytest.skip("the native point walker was not built here")
+    settings = {"metrics": {"attributes": ["team", "project", "environment"]},
+                "defaults": {"team": "none", "environment": "prod"},
+                "rules": [{"attribute": "gen_ai.request.model", "value": "x", "set": {"team": "models"}}]}
+    out = {}
+    for path in ("native", "python"):
+        if path == "python":
+            monkeypatch.setattr(points, "_points", None)
+        processor, _ = build(settings)
+        results = []
+        for _, data in CASES:
+            request = parsed(data)
+            token = received.bind(request, data)
+            try:
+                processor.process(request)
+                bound = received.raw_bytes(request)
+            finally:
+                received.unbind(token)
+            assert bound is not None and parsed(bound) == request
+            results.append(request)
+        out[path] = results
+    assert out["native"] == out["python"]
+    written = [{kv.key: attrs.to_python(kv.value) for kv in point.attributes}
+               for request in out["native"] for rm in request.resource_metrics for sm in rm.scope_metrics
+               for metric in sm.metrics for point in points.data_points(metric)]
+    assert written and [a for a in written if "genops.team" not in a or "genops.environment" not in a] == []
+    assert any(a["genops.team"] == "models" for a in written)

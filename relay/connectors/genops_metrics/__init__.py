@@ -61,6 +61,10 @@ class GenopsMetrics:
         self.unpriced = telemetry.counter(
             "otelcol_connector_genops_metrics_unpriced_usage_points",
             "gen_ai.client.token.usage points whose model has no price: tokens counted, no cost", ["connector"])
+        self.forgotten = telemetry.counter(
+            "otelcol_connector_genops_metrics_forgotten_series",
+            "Cumulative usage series forgotten for the series limit: their next point is a baseline, "
+            "so what they grew by meanwhile is not counted", ["connector"])
         self.consumer = None
         self._task: asyncio.Task | None = None
         self.book = pricing.build(config.pricing) if config.cost_from != "traces" else None
@@ -128,6 +132,9 @@ class GenopsMetrics:
         if self.usage is not None and self.usage.unpriced:
             self.unpriced.labels(str(self.id)).inc(self.usage.unpriced)
             self.usage.unpriced = 0
+        if self.usage is not None and self.usage.forgotten:
+            self.forgotten.labels(str(self.id)).inc(self.usage.forgotten)
+            self.usage.forgotten = 0
 
     async def flush(self, final: bool = False) -> None:
         if self.consumer is None:

@@ -156,6 +156,7 @@ class UsageMetrics:
         self.started_ns = started_ns
         self.last: OrderedDict[tuple, Last] = OrderedDict()
         self.unpriced = 0  # usage points whose model has no price
+        self.forgotten = 0  # cumulative series forgotten for the limit (_SERIES_LIMIT)
         self._resources: dict[tuple, tuple] = {}  # raw resource -> (identity, attributes)
         self._shapes: dict[tuple, tuple] = {}  # (raw resource, place) -> (name, attributes, what they decide)
         self._kept = 0  # bytes of attributes in _shapes
@@ -272,7 +273,8 @@ class UsageMetrics:
         decided = [self._decide(point, name, identity, resource) for point in data_points]
         if raw in self._resources and len(shape) <= _SHAPES_BYTES // 64:
             key = (raw, place)
-            if (key not in self._shapes and len(self._shapes) >= _SHAPES_CACHED) or self._kept + len(shape) > _SHAPES_BYTES:
+            if ((key not in self._shapes and len(self._shapes) >= _SHAPES_CACHED)
+                    or self._kept + len(shape) > _SHAPES_BYTES):
                 self._forget_shapes()
             old = self._shapes.get(key)
             if old is not None and old[3] is not None:
@@ -376,8 +378,8 @@ class UsageMetrics:
                 last_of.move_to_end(series)
             else:
                 last_of[series] = Last(start, total, count, size, kept)
-                if len(last_of) > _SERIES_LIMIT:
-                    last_of.popitem(last=False)
+                while len(last_of) > _SERIES_LIMIT:
+                    self._forget_oldest()
                 if last is None and (baseline_only or not start >= self.started_ns):
                     return None  # a baseline: what it holds was counted elsewhere, or before we started
         elif baseline_only:
@@ -385,6 +387,16 @@ class UsageMetrics:
         if total == 0 and count == 0:
             return None
         return total, count, buckets
+
+    def _forget_oldest(self) -> None:
+        """Forgets the series updated longest ago. Should it come back, it is a series we do not
+        know, and its point must not add all it holds again: like a series older than the relay,
+        it is a baseline. So series that started before the forgotten one's start are baselines
+        from now on (a new series among them loses its first point: counted in ``forgotten``)."""
+        _, last = self.last.popitem(last=False)
+        self.forgotten += 1
+        if last.start_ns >= self.started_ns:
+            self.started_ns = last.start_ns + 1
 
     def _durations(self, rows: list, decided: list, cumulative: bool, baseline_only: bool) -> None:
         """Adds the duration points' increases to the request duration histogram, as
