@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay.config.load import split_endpoint
+from relay.net.endpoints import split_endpoint
 
 
 class HttpListener:

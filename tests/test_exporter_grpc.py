@@ -19,6 +19,7 @@ from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.errors import PermanentError, RetryableError
 from relay.exporters import otlp_grpc
+from relay.net import endpoints
 from relay.signals import Signal
 from tests.support import ExporterHarness, Sink, free_port, logs_request, metrics_request, traces_request
 
@@ -644,4 +645,4 @@ def test_https_scheme_to_a_plaintext_sink_fails(sink):
     ("collector:4317", "collector:4317", None),
 ])
 def test_split_target(endpoint, target, tls):
-    assert otlp_grpc.split_target(endpoint) == (target, tls)
+    assert endpoints.split_target(endpoint) == (target, tls)

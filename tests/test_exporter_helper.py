@@ -24,7 +24,7 @@ from relay.component import ComponentID
 from relay.config.decode import Duration, decode
 from relay.errors import PermanentError, QueueFullError, RetryableError, ShutdownError
 from relay.exporters import otlp_grpc
-from relay.exporters.exporter import Exporter
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import RetryConfig
 from relay.exporters.helper.retry import Backoff, RetrySender, Stopper
 from relay.signals import Signal

@@ -437,7 +437,7 @@ def test_headers_arrive_as_metadata_and_gzip_delivers(jsink):
     assert jsink.metadata[0]["x-tenant"] == "acme"
     assert jsink.batches[0].process.service_name == "svc"
     # That gzip shrinks what crosses the wire is checked for the channel both gRPC exporters
-    # share (relay/exporters/helper/grpc_channel.py) in tests/test_exporter_grpc.py.
+    # share (relay/net/grpc_channel.py) in tests/test_exporter_grpc.py.
 
 
 def test_a_request_without_spans_makes_no_call(jsink):

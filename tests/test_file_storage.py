@@ -12,6 +12,7 @@ from relay.component import ComponentID
 from relay.config import load
 from relay.extensions import file_storage
 from relay.pipeline.registry import default_registry
+from relay.storage import directory
 from tests.test_config import problems_of
 
 
@@ -60,7 +61,7 @@ def no_room(monkeypatch):
     def fsync(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(file_storage.os, "fsync", fsync)
+    monkeypatch.setattr(directory.os, "fsync", fsync)
 
 
 def test_a_full_disk_starts_the_extension_and_says_so(tmp_path, monkeypatch, component_log):
@@ -74,7 +75,7 @@ def test_a_full_disk_starts_the_extension_and_says_so(tmp_path, monkeypatch, com
 def test_the_directory_check_still_refuses_a_full_disk_for_callers_that_do_not_opt_in(tmp_path, monkeypatch):
     no_room(monkeypatch)
     with pytest.raises(OSError) as caught:
-        file_storage.check_directory(tmp_path, False)
+        directory.check_directory(tmp_path, False)
     assert str(caught.value) == f"file_storage: directory {tmp_path} is not writable: No space left on device"
 
 

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from relay.config.load import load, split_endpoint
+from relay.config.load import load
+
+from relay.net.endpoints import split_endpoint
 from relay.pipeline.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent

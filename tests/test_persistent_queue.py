@@ -21,7 +21,7 @@ import pytest
 
 from relay.component import ComponentID, Host
 from relay.errors import QueueFullError, RetryableError
-from relay.exporters.helper.disk_queue import DiskQueueFile
+from relay.storage.disk_queue import DiskQueueFile
 from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
 from relay.exporters.helper.retry import RetrySender, Stopper
 from relay.extensions import file_storage
@@ -413,7 +413,7 @@ def test_a_killed_writer_loses_nothing_it_committed(tmp_path):
     child = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from relay.exporters.helper.disk_queue import DiskQueueFile\n"
+        "from relay.storage.disk_queue import DiskQueueFile\n"
         "from relay.signals import Signal\n"
         "from tests.support import traces_request\n"
         "file = DiskQueueFile(Path(sys.argv[1]))\n"
@@ -556,7 +556,7 @@ def test_a_file_with_a_page_gone_missing_from_an_interior_level_still_finds_the_
 KILLED_WRITER = (
     "import sys\n"
     "from pathlib import Path\n"
-    "from relay.exporters.helper.disk_queue import DiskQueueFile\n"
+    "from relay.storage.disk_queue import DiskQueueFile\n"
     "from relay.signals import Signal\n"
     "file = DiskQueueFile(Path(sys.argv[1]))\n"
     "file.open()\n"
@@ -693,7 +693,7 @@ class Disk:
 
 
 def test_a_disk_short_of_room_refuses_before_it_is_full_and_takes_data_again_once_there_is_room(tmp_path):
-    from relay.exporters.helper.disk_queue import RESERVE
+    from relay.storage.disk_queue import RESERVE
 
     disk = Disk(100 * RESERVE)
     file = DiskQueueFile(tmp_path / "q.sqlite", free=disk)

@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from relay import attrs
-from relay.exporters.prometheus import naming
+from relay.prometheus import naming
 from tests.test_prometheus_exporter import (CUMULATIVE, DELTA, OPENMETRICS, S, SCOPE, hist, make, metric, number,
                                             request, scrape, send)
 

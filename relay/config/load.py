@@ -17,6 +17,7 @@ from relay.component import ComponentID, Factory
 from relay.config.decode import decode
 from relay.config.expand import expand
 from relay.errors import ConfigError, Problem
+from relay.net.endpoints import endpoint_problem
 from relay.signals import Signal
 
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
@@ -99,18 +100,6 @@ class RelayConfig:
     pipelines: list[Pipeline]
     extensions: list[ComponentID]
     telemetry: TelemetryConfig
-
-
-def endpoint_problem(endpoint: str) -> str | None:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return f'"{endpoint}" is not a host:port endpoint'
-    return None
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from relay import otlpjson
 from relay.errors import Problem
-from relay.exporters.exporter import Exporter
+from relay.exporters.helper.exporter import Exporter
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 

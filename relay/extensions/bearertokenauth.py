@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from relay.errors import ConfigError, Problem
-from relay.exporters.helper.headers import HTTP_NAME as HEADER_NAME
+from relay.net.headers import HTTP_NAME as HEADER_NAME
+from relay.net.auth import header_value
 from relay.telemetry import Throttled, component_logger
 
 TYPE = "bearertokenauth"
@@ -57,31 +58,8 @@ class Config:
         return problems
 
 
-@dataclass
-class AuthConfig:
-    """``auth: {authenticator: <extension id>}`` on a receiver protocol or an exporter."""
-
-    authenticator: str
-
-    def validate(self) -> list[Problem]:
-        return []
-
-    def reference(self, *owner: str) -> tuple[tuple[str, ...], str, str]:
-        """The (key path, extension id, required type) of ``extension_references()``, for the
-        ``auth`` section under the keys ``owner``."""
-        return (owner + ("auth", "authenticator"), self.authenticator, TYPE)
-
-
 def _unusable(token: str) -> bool:
     return token != token.strip() or any(c in token for c in "\r\n\0")
-
-
-def header_value(headers: Mapping[str, Any], name: str) -> str | None:
-    """The value of header ``name`` (lowercase) in ``headers``, whatever the case of its key."""
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == name), None)
-    return value if isinstance(value, str) else None
 
 
 class BearerTokenAuth:
@@ -190,18 +168,6 @@ def _read_token(path: str) -> str:
     if _unusable(token):
         raise ValueError(f"token file {path} holds more than one line")
     return token
-
-
-def authenticator_for(host, auth: AuthConfig | None, *path: str):
-    """The running extension ``auth`` names, looked up on ``host``; None when there is no ``auth``."""
-    if auth is None:
-        return None
-    try:
-        return host.extension(auth.authenticator)
-    except (AttributeError, KeyError, ValueError):
-        raise ConfigError([Problem(path + ("auth", "authenticator"),
-                                   f'extension "{auth.authenticator}" is not running (list it in '
-                                   "service::extensions)")]) from None
 
 
 def create(id_, config: Config, telemetry, host=None) -> BearerTokenAuth:

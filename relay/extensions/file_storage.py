@@ -10,15 +10,14 @@ a crash loop, so the relay serves and each queue refuses data until there is roo
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from relay.errors import Problem
-from relay.exporters.helper.disk_queue import DiskQueueFile
+from relay.storage.disk_queue import DiskQueueFile
+from relay.storage.directory import check_directory
 from relay.telemetry import component_logger
 
 TYPE = "file_storage"
@@ -76,46 +75,6 @@ class FileStorage:
             name += "@" + hashlib.sha256(text.encode()).hexdigest()[:12]
         return DiskQueueFile(self.directory / f"exporter_{name}.sqlite", fsync=self.config.fsync,
                              max_bytes=self.config.max_size_mib * 1024 * 1024)
-
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def check_directory(directory: Path, create: bool, full_is_fine: bool = False) -> str | None:
-    """Raise OSError saying exactly what is wrong with ``directory`` as a place to write.
-
-    With ``full_is_fine``, a disk (or quota) with no room left is returned as the reason
-    instead: the directory is right, and room may come back while the relay runs.
-    """
-    # Before mkdir, which would only say "File exists" for a regular file in the way.
-    if directory.exists() and not directory.is_dir():
-        raise OSError(f"file_storage: {directory} is not a directory")
-    if create:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OSError(f"file_storage: cannot create directory {directory}: {error.strerror}") from None
-    if not directory.exists():
-        raise OSError(f"file_storage: directory {directory} does not exist "
-                      "(create it, or set create_directory: true)")
-    if not directory.is_dir():
-        raise OSError(f"file_storage: {directory} is not a directory")
-    probe = directory / f".probe-{os.getpid()}"
-    try:
-        with open(probe, "wb") as handle:
-            handle.write(b"x")
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
-        if full_is_fine and error.errno in _FULL:
-            return error.strerror
-        raise OSError(f"file_storage: directory {directory} is not writable: {error.strerror}") from None
-    finally:
-        try:
-            probe.unlink()
-        except OSError:
-            pass
-    return None
 
 
 def create(id_, config: Config, telemetry, host=None) -> FileStorage:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from relay.config.decode import Duration
 from relay.errors import Problem
-from relay.extensions.file_storage import check_directory
+from relay.storage.directory import check_directory
 from relay.ledger.budgets import BudgetConfig
 from relay.ledger.report import build_report, render
 from relay.ledger.runtime import FILE_NAME, Ledger

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.httpserver import HttpListener
 from relay.telemetry import component_logger

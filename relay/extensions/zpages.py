@@ -36,9 +36,9 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
-from relay.exporters.helper.http_client import relay_version
+from relay.net.http_client import relay_version
 from relay.httpserver import HttpListener
 from relay.signals import Signal
 from relay.telemetry import component_logger

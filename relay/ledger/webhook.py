@@ -32,9 +32,10 @@ from multidict import CIMultiDict
 
 from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.helper.headers import warn_stripped
-from relay.exporters.helper.http_client import display_url, header_problems, url_problem, user_agent
+from relay.net.headers import clean as clean_headers
+from relay.net.headers import warn_stripped
+from relay.net.http_client import header_problems, user_agent
+from relay.net.endpoints import display_url, url_problem
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relay.errors import Problem
-from relay.processors.attraction import ActionConfig, Actions
-from relay.processors.filterspec import MatchProperties, selection
+from relay.attributes.attraction import ActionConfig, Actions
+from relay.attributes.filterspec import MatchProperties, selection
 from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal, signal_of
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relay.errors import Problem
-from relay.processors.attraction import ActionConfig, Actions
+from relay.attributes.attraction import ActionConfig, Actions
 from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal, signal_of
 

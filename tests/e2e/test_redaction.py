@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from relay import attrs
-from relay.processors.attribute_values import digest
+from relay.attributes.values import digest
 from relay.signals import Signal
 from tests.support import ROOT, RelayProcess, free_port
 

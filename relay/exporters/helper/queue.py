@@ -30,7 +30,7 @@ from typing import Awaitable, Callable
 
 from relay import received
 from relay.errors import QueueFullError, ShutdownError, TooLargeError
-from relay.exporters.helper.disk_queue import CorruptEntry, DiskQueueFile
+from relay.storage.disk_queue import CorruptEntry, DiskQueueFile
 from relay.signals import Signal, signal_of
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.exporter import Exporter
+from relay.net.headers import clean as clean_headers
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.jaeger.proto import DEFAULT_PORT
-from relay.exporters.otlp_grpc import TLSConfig
+from relay.net.tls import GrpcTLSConfig as TLSConfig
 from relay.signals import Signal
 
 TYPE = "jaeger"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import grpc
 
 from relay import status
-from relay.exporters.helper.grpc_channel import open_channel
+from relay.net.grpc_channel import open_channel
 from relay.exporters.jaeger import proto, translate
 from relay.telemetry import component_logger
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.helper.headers import warn_stripped
+from relay.net.headers import clean as clean_headers
+from relay.net.headers import warn_stripped
 
 
 class JaegerTransport:

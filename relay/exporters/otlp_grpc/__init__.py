@@ -9,32 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem, split_target
+from relay.net.tls import GrpcTLSConfig as TLSConfig
 from relay.errors import Problem
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.exporter import Exporter
+from relay.net.headers import clean as clean_headers
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
-from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
+from relay.net.auth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp_grpc"
 ALIASES = ("otlp",)
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
-
-
-@dataclass
-class TLSConfig:
-    insecure: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    server_name_override: str = ""
-
-    def validate(self) -> list[Problem]:
-        if bool(self.cert_file) != bool(self.key_file):
-            return [Problem(("cert_file" if not self.cert_file else "key_file",),
-                            "cert_file and key_file must be given together")]
-        return []
 
 
 @dataclass
@@ -61,14 +47,6 @@ class Config(HelperSettings):
         if self.max_request_size < 1024:
             problems.append(Problem(("max_request_size",), "must be at least 1024 bytes"))
         return problems + clean_headers(self.headers, grpc=True)[1]
-
-
-def split_target(endpoint: str) -> tuple[str, bool | None]:
-    """(host:port, use_tls) where a scheme decides TLS, and None means "not said"."""
-    for scheme, tls in (("https://", True), ("http://", False)):
-        if endpoint.startswith(scheme):
-            return endpoint[len(scheme):].rstrip("/"), tls
-    return endpoint, None
 
 
 def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:

@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 
 from relay.config.decode import Duration
 from relay.errors import Problem
-from relay.exporters.exporter import Exporter
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
-from relay.exporters.helper.http_client import TLSConfig, header_problems, url_problem
-from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
+from relay.net.http_client import header_problems
+from relay.net.tls import TLSConfig
+from relay.net.endpoints import url_problem
+from relay.net.auth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp_http"

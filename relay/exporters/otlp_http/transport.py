@@ -21,9 +21,11 @@ from multidict import CIMultiDict
 
 from relay import otlpjson, received, status
 from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownError
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.helper.headers import warn_stripped
-from relay.exporters.helper.http_client import display_url, ssl_context, user_agent
+from relay.net.headers import clean as clean_headers
+from relay.net.headers import warn_stripped
+from relay.net.http_client import user_agent
+from relay.net.tls import ssl_context
+from relay.net.endpoints import display_url
 from relay.exporters.helper.partial import note_partial_success
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger

@@ -13,22 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relay.config.decode import Duration
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
-from relay.exporters.exporter import Exporter
-from relay.exporters.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.exporters.helper.exporter import Exporter
+from relay.prometheus.settings import ResourceToTelemetryConfig
+from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
 from relay.signals import Signal
 
 TYPE = "prometheus"
 SIGNALS = (Signal.METRICS,)
-
-
-@dataclass
-class ResourceToTelemetryConfig:
-    enabled: bool = False
-
-    def validate(self) -> list[Problem]:
-        return []
 
 
 @dataclass

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample, Timestamp
 
-from relay.exporters.prometheus.naming import go_float_g
-from relay.exporters.prometheus.store import Family, SeriesStore
+from relay.prometheus.naming import go_float_g
+from relay.prometheus.store import Family, SeriesStore
 
 TARGET_INFO_HELP = "Target metadata"
 

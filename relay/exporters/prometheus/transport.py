@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from relay.exporters.prometheus.exposition import StoreCollector
-from relay.exporters.prometheus.store import SeriesStore
+from relay.prometheus.store import SeriesStore
 from relay.httpserver import HttpListener
 from relay.telemetry import component_logger
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from relay.errors import Problem
-from relay.exporters.exporter import Exporter
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
-from relay.exporters.helper.http_client import TLSConfig, header_problems
-from relay.exporters.prometheus import ResourceToTelemetryConfig
-from relay.exporters.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.net.http_client import header_problems
+from relay.net.tls import TLSConfig
+from relay.prometheus.settings import ResourceToTelemetryConfig
+from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
 from relay.signals import Signal
 
 TYPE = "prometheusremotewrite"

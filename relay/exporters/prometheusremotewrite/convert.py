@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from relay.exporters.prometheus import naming
-from relay.exporters.prometheus.labels import LabelMaker
-from relay.exporters.prometheus.series import (
+from relay.prometheus import naming
+from relay.prometheus.labels import LabelMaker
+from relay.prometheus.series import (
     INVALID_POINT,
     explicit_buckets,
     number_value,
 )
-from relay.exporters.prometheus.store import (
+from relay.prometheus.store import (
     INVALID_NAME,
     UNSPECIFIED_TEMPORALITY,
     UNSUPPORTED_TYPE,

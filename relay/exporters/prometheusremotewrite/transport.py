@@ -17,11 +17,12 @@ import cramjam
 
 from relay import status
 from relay.errors import RetryableError
-from relay.exporters.helper.http_client import ssl_context, user_agent
+from relay.net.http_client import user_agent
+from relay.net.tls import ssl_context
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
 from relay.telemetry import component_logger
-from relay.exporters.helper.headers import clean as clean_headers
-from relay.exporters.helper.headers import warn_stripped
+from relay.net.headers import clean as clean_headers
+from relay.net.headers import warn_stripped
 
 DROPPED_POINTS = "otelcol_exporter_prometheusremotewrite_dropped_points"
 SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"

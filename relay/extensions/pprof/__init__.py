@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.extensions.pprof import report
 from relay.extensions.pprof.sampler import MODES, sample

@@ -11,9 +11,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from relay.config.decode import Duration
-from relay.config.load import endpoint_problem, split_endpoint
+from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.errors import Problem
-from relay.extensions.bearertokenauth import AuthConfig, authenticator_for
+from relay.net.auth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp"

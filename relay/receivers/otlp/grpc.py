@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from relay import client, ids, received, status
-from relay.config.load import split_endpoint
+from relay.net.endpoints import split_endpoint
 from relay.errors import InvalidDataError, RelayError
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, grpc_server_credentials
 from relay.signals import Signal

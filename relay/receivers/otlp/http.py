@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from relay import client, ids, otlpjson, received, status
-from relay.config.load import split_endpoint
+from relay.net.endpoints import split_endpoint
 from relay.errors import InvalidDataError, RelayError, TooLargeError
 from relay.receivers.otlp import body
 from relay.receivers.otlp.connections import ConnectionGuard

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 
 from relay.errors import ConfigError, Problem
-from relay.extensions.bearertokenauth import header_value
+from relay.net.auth import header_value
 from relay.telemetry import Throttled
 
 UNAUTHENTICATED_MESSAGE = "missing or invalid credentials"

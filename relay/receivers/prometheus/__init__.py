@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relay.config.decode import Duration, decode
-from relay.config.load import endpoint_problem
+from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.signals import Signal
 

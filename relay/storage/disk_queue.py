@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.errors import QueueFullError, RetryableError
-from relay.exporters.helper.salvage import Salvage, read_wal, salvage
+from relay.storage.salvage import Salvage, read_wal, salvage
 from relay.signals import Signal
 from relay.sqlitefile import is_corruption, is_full, is_io_error, move_aside
 

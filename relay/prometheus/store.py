@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from relay.exporters.prometheus import naming
-from relay.exporters.prometheus.labels import LabelMaker
-from relay.exporters.prometheus.series import INVALID_POINT, Histogram, Number, Summary
+from relay.prometheus import naming
+from relay.prometheus.labels import LabelMaker
+from relay.prometheus.series import INVALID_POINT, Histogram, Number, Summary
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -7,7 +7,7 @@ can never hold a duplicate line, whatever the attribute keys sanitize to.
 
 from __future__ import annotations
 
-from relay.exporters.prometheus.naming import label_name, value_string
+from relay.prometheus.naming import label_name, value_string
 from relay.genai.bounds import cap
 
 SERVICE_NAME = "service.name"

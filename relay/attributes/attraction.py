@@ -51,7 +51,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from relay import attrs, client
 from relay.errors import Problem
-from relay.processors.attribute_values import CONVERTERS, digest
+from relay.attributes.values import CONVERTERS, digest
 
 ACTIONS = ("insert", "update", "upsert", "delete", "hash", "extract", "convert")
 CONVERTED_TYPES = ("int", "double", "string")

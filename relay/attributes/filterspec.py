@@ -34,8 +34,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from relay import attrs
 from relay.errors import Problem
-from relay.processors.attraction import compile_regex, to_any_value, value_problem
-from relay.processors.attribute_values import scalar_text
+from relay.attributes.attraction import compile_regex, to_any_value, value_problem
+from relay.attributes.values import scalar_text
 from relay.signals import Signal
 
 _KIND_NAMES = {number: name for name, number in Span.SpanKind.items()}
