@@ -362,7 +362,7 @@ class Webhook:
             try:
                 self._drop("permanent", "budget webhook could not queue an event", {
                     "error": self._scrub(f"{type(error).__name__}: {error}")})
-            except Exception:  # noqa: BLE001, S110 - nothing is left to report with
+            except Exception:  # noqa: BLE001 - nothing is left to report with
                 pass
 
     def _wake_sender(self) -> None:

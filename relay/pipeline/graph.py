@@ -95,7 +95,7 @@ class Graph:
                 return
             try:
                 await asyncio.wait_for(component.shutdown(), max(0.1, deadline - loop.time()))
-            except Exception:  # noqa: BLE001 - one component's failure must not block the rest
+            except Exception:  # one component's failure must not block the rest
                 log.exception("component shutdown failed", extra={"component": _name(component)})
 
         receivers = [asyncio.create_task(stop(r)) for r in self.receivers.values()]

@@ -22,8 +22,9 @@ entries with different date ranges and regex entries keep their written order.
 ``model`` is an exact name (compared case-insensitively with every normalised
 form of the span's model, see ``names``) or ``regex:PATTERN`` (``re.search``
 over those forms: the name as sent, then lower-case ones; anchor it with ``^``
-and ``$`` so that ``openai/gpt-4o`` does not also catch ``openai/gpt-4o-mini``). Exact entries are tried before regex entries,
-each in list order; the first entry in force at the span's start wins.
+and ``$`` so that ``openai/gpt-4o`` does not also catch ``openai/gpt-4o-mini``). Exact entries
+are tried before regex entries, each in list order; the first entry in force at the span's
+start wins.
 ``effective_from``/``effective_until`` take YYYY-MM-DD (00:00 UTC) or RFC 3339
 and form the half-open range [from, until); either end may be left open.
 """

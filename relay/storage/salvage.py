@@ -509,7 +509,9 @@ def _before_damage(pages: Pages, roots: dict, kept: dict, result: Salvage, signa
 
 def _past_damage(path, wal: Wal, roots: dict, kept: dict, result: Salvage, signals, before: Pages) -> None:
     """Entries committed after the WAL's first bad frame, read from the intact frames there."""
-    is_queue = (lambda values: values and values[0] == "queue")
+    def is_queue(values):
+        return values and values[0] == "queue"
+
     start = _single_value(before, roots.get("sqlite_sequence"), 1, is_queue)
     start = start if start is not None else max(kept, default=0)
     tally_before = _single_value(before, roots.get("tally"), 0)

@@ -59,7 +59,7 @@ def _handler(sink: HttpTraceSink):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        def log_message(self, format, *args):  # the base class's name
             pass
 
         def do_POST(self):

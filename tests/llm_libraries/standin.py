@@ -154,7 +154,7 @@ def _handler(standin: StandIn):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        def log_message(self, format, *args):  # the base class's name
             pass  # a quiet test server; calls are in standin.calls
 
         def do_POST(self):

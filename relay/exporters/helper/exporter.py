@@ -125,7 +125,8 @@ class Exporter:
                        fields=damage.fields())
 
     def _trouble(self, error) -> None:
-        self._refusals.warning("persistent queue maintenance failed; retrying", fields={"error": status.describe(error)})
+        self._refusals.warning("persistent queue maintenance failed; retrying",
+                               fields={"error": status.describe(error)})
 
     def _skipped(self, entry, reason: str) -> None:
         self._skipped_counter().inc()

@@ -90,7 +90,7 @@ def url_problem(endpoint: str) -> str | None:
     message = f'"{endpoint}" must be a full http:// or https:// URL, e.g. http://127.0.0.1:9090/api/v1/write'
     try:
         parts = urlsplit(endpoint)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        _ = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
         return message
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -210,7 +210,7 @@ class HttpServerTls:
                 self._current = material.context
             if self._current is not self.context:
                 connection.context = self._current
-        except Exception:  # noqa: BLE001 - a failed reload must not fail the handshake
+        except Exception:  # a failed reload must not fail the handshake
             self.log.exception("TLS reload check failed; serving the previous certificate")
 
 
@@ -226,7 +226,7 @@ def grpc_server_credentials(tls, where: tuple[str, ...], log) -> grpc.ServerCred
     def fetch():
         try:
             material = reloader.reload()
-        except Exception:  # noqa: BLE001 - an exception here would fail the handshake
+        except Exception:  # an exception here would fail the handshake
             log.exception("TLS reload check failed; serving the previous certificate")
             return None
         return configuration(material) if material is not None else None

@@ -112,7 +112,7 @@ class PrometheusReceiver:
                 await self._scrape(state)
             except _Stopped:
                 return
-            except Exception:  # noqa: BLE001 - a bug must not end this target's scraping for good
+            except Exception:  # a bug must not end this target's scraping for good
                 self.log.exception("scrape loop failed", fields={"job": state.target.job,
                                                                  "target": state.target.address})
             due += interval
@@ -202,7 +202,7 @@ class PrometheusReceiver:
         count = Signal.METRICS.count(request)
         try:
             await self.consumer.consume(request)
-        except Exception as error:  # noqa: BLE001 - classified once, here at the edge
+        except Exception as error:  # classified once, here at the edge
             self._refused.labels(str(self.id), TRANSPORT, type(error).__name__).inc(count)
             if isinstance(error, RelayError):
                 self._refusals.warning("pipeline refused scraped metrics; dropped", {
