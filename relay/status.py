@@ -4,7 +4,8 @@ Receivers call ``to_grpc`` / ``to_http`` on whatever the pipeline raised;
 exporters call ``from_grpc`` / ``from_http`` on whatever the downstream
 answered. The tables follow the OTLP specification (retryable gRPC codes,
 RESOURCE_EXHAUSTED retryable only with RetryInfo; only HTTP 429/502/503/504
-retryable) and the collector's gRPC-to-HTTP mapping.
+retryable) and the collector's gRPC-to-HTTP mapping. Every HTTP client's retry rule is a table
+here: OTLP/HTTP's, Prometheus remote write's (every 5xx, and 429) and the budget webhook's.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ GRPC_TO_HTTP = {
     StatusCode.UNIMPLEMENTED: 404,
 }
 
-RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+# Which HTTP answers are worth another attempt, by protocol; every other status is permanent.
+RETRYABLE_HTTP = frozenset({429, 502, 503, 504})  # OTLP/HTTP, as the specification says
+# Prometheus remote write: the specification retries every 5xx, and 429 where the sender may.
+RETRYABLE_REMOTE_WRITE = frozenset({429, *range(500, 600)})
+# A webhook is an endpoint we do not know: a server error or a rate limit may pass.
+RETRYABLE_WEBHOOK = RETRYABLE_REMOTE_WRITE
 
 DETAILS_KEY = "grpc-status-details-bin"
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
@@ -114,9 +120,15 @@ def from_grpc(code: StatusCode, message: str, retry_after: float | None) -> Exce
     return PermanentError(text, status=code.name)
 
 
-def from_http(status: int, message: str, retry_after: float | None) -> Exception:
-    text = _one_line(f"downstream answered HTTP {status}: {message}")
-    if status in RETRYABLE_HTTP:
+def from_http(status: int, message: str, retry_after: float | None,
+              retryable: frozenset[int] = RETRYABLE_HTTP) -> Exception:
+    """Classify a downstream HTTP failure by the protocol's table (``RETRYABLE_*``)."""
+    return classify_http(status, _one_line(f"downstream answered HTTP {status}: {message}"), retry_after, retryable)
+
+
+def classify_http(status: int, text: str, retry_after: float | None, retryable: frozenset[int]) -> Exception:
+    """``text``, as the error of an HTTP answer with ``status``, by the table ``retryable``."""
+    if status in retryable:
         return RetryableError(text, retry_after)
     return PermanentError(text, status=str(status))
 

@@ -26,7 +26,7 @@ from relay.errors import PermanentError, QueueFullError, RetryableError, Shutdow
 from relay.exporters import otlp_grpc
 from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import RetryConfig
-from relay.exporters.helper.retry import Backoff, RetrySender, Stopper
+from relay.retry import Backoff, RetrySender, Stopper
 from relay.signals import Signal
 from tests.support import ExporterHarness, logs_request, traces_request
 

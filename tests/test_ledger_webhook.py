@@ -255,6 +255,12 @@ def test_429_retry_after_is_honoured():
     assert h.sleeps.delays == [7.0, 2.0]
 
 
+def test_a_retry_after_longer_than_max_interval_waits_max_interval():
+    h, hook = deliver(ALERT, Answer(503, headers={"Retry-After": "3600"}))
+    assert len(hook.posts) == 2 and h.sent() == 1
+    assert h.sleeps.delays == [30.0]  # an alert an hour late is worth little
+
+
 def test_retries_back_off_exponentially_up_to_max_attempts_then_drop(component_log):
     h, hook = deliver(ALERT, *[Answer(503)] * 4,
                       retry={"max_attempts": 4, "initial_interval": "1s", "max_interval": "3s"})

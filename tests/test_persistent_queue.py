@@ -23,7 +23,7 @@ from relay.component import ComponentID, Host
 from relay.errors import QueueFullError, RetryableError
 from relay.storage.disk_queue import DiskQueueFile
 from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
-from relay.exporters.helper.retry import RetrySender, Stopper
+from relay.retry import RetrySender, Stopper
 from relay.extensions import file_storage
 from relay.signals import Signal, signal_of
 from tests.support import kill_after_commit, logs_request, metrics_request, traces_request

@@ -111,23 +111,51 @@ def test_from_grpc_resource_exhausted_with_retry_info_is_retryable(retry_after):
     assert error.retry_after == retry_after
 
 
-# --- from_http: only 429, 502, 503, 504 are retryable -------------------------------------
+# --- every HTTP client's retry rule, one table ---------------------------------------------
 
-@pytest.mark.parametrize("http_status", [429, 502, 503, 504])
-def test_from_http_retryable(http_status):
-    error = status.from_http(http_status, "later", 12.0)
-    assert isinstance(error, RetryableError)
-    assert error.retry_after == 12.0
-    assert str(http_status) in str(error)
-    assert status.from_http(http_status, "later", None).retry_after is None
+# status -> (OTLP/HTTP exporter, remote write exporter, budget webhook): retried?
+HTTP_RETRY = {
+    200: None, 301: (False, False, False), 400: (False, False, False), 401: (False, False, False),
+    403: (False, False, False), 404: (False, False, False), 408: (False, False, False),
+    413: (False, False, False), 429: (True, True, True), 500: (False, True, True),
+    501: (False, True, True), 502: (True, True, True), 503: (True, True, True), 504: (True, True, True),
+    507: (False, True, True), 599: (False, True, True),
+}
+TABLES = {"otlp_http": status.RETRYABLE_HTTP, "remote_write": status.RETRYABLE_REMOTE_WRITE,
+          "webhook": status.RETRYABLE_WEBHOOK}
 
 
-@pytest.mark.parametrize("http_status", [400, 401, 403, 404, 413, 500])
-def test_from_http_permanent(http_status):
-    error = status.from_http(http_status, "no", 12.0)
-    assert isinstance(error, PermanentError)
-    assert error.status == str(http_status)
-    assert str(http_status) in str(error)
+@pytest.mark.parametrize("http_status", [code for code, rule in HTTP_RETRY.items() if rule is not None])
+@pytest.mark.parametrize("transport", list(TABLES))
+def test_every_transports_http_retry_rule(transport, http_status):
+    retried = HTTP_RETRY[http_status][list(TABLES).index(transport)]
+    error = status.from_http(http_status, "why", 12.0, TABLES[transport])
+    assert isinstance(error, RetryableError if retried else PermanentError)
+    assert str(http_status) in str(error) and "why" in str(error)
+    if retried:
+        assert error.retry_after == 12.0
+        assert status.from_http(http_status, "why", None, TABLES[transport]).retry_after is None
+    else:
+        assert error.status == str(http_status)
+
+
+def test_the_otlp_table_is_the_default_and_what_the_receiver_answers_with():
+    assert status.from_http(500, "x", None).__class__ is PermanentError
+    assert status.to_http(RetryableError("later"))[0] in status.RETRYABLE_HTTP
+
+
+def test_the_transports_use_these_tables():
+    """No other module decides on HTTP status codes whether to retry."""
+    import re
+    from pathlib import Path
+
+    import relay
+
+    decision = re.compile(r"(==|>=|<=|<|>|in)\s*\(?\s*(429|5\d\d)\b")
+    found = [f"{path.name}:{n}" for path in Path(relay.__file__).parent.rglob("*.py") if path.name != "status.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if decision.search(line.split("#")[0])]
+    assert found == []
 
 
 # --- RetryInfo in trailing metadata -------------------------------------------------------

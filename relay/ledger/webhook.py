@@ -4,7 +4,8 @@ failover) POSTed as JSON to a Slack incoming webhook or any HTTP endpoint.
 ``notify`` only appends to a bounded in-memory queue, so a webhook that is down or
 hangs never slows the ledger: one background task sends the events one at a time,
 each attempt bounded by ``timeout``. 5xx, 429 and answers that never came are
-retried with exponential backoff (a ``Retry-After`` is honoured, up to
+retried (``relay.status.RETRYABLE_WEBHOOK``) by the shared retry sender
+(``relay.retry``), with exponential backoff (a ``Retry-After`` is honoured, up to
 ``max_interval``: an alert an hour late is worth little), at most
 ``retry.max_attempts`` attempts in all; every other status is permanent (a 3xx
 too: redirects are not followed). A full queue drops its OLDEST event: of two
@@ -36,6 +37,8 @@ from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.net.http_client import header_problems, user_agent
 from relay.net.endpoints import display_url, url_problem
+from relay import status
+from relay.retry import RetryConfig, RetrySender, Stopper
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger
 
@@ -398,32 +401,34 @@ class Webhook:
             self._inflight = None
 
     async def _deliver(self, event: dict) -> None:
-        body = payload(event, self.config.format)
-        retry = self.config.retry
-        interval = float(retry.initial_interval)
-        attempt = 0
-        while True:
-            attempt += 1
-            failure = await self._post(body)
-            if failure is None:
-                self._sent.inc()
-                return
-            if isinstance(failure, PermanentError):
-                self._drop("permanent", "budget webhook refused an event; dropped", {
-                    "event": _name(event), "url": self.where, "status": failure.status,
-                    "error": self._scrub(str(failure))})
-                return
-            if attempt >= retry.max_attempts:
-                self._drop("retries_exhausted", "budget webhook gave up on an event", {
-                    "event": _name(event), "url": self.where, "attempts": attempt,
-                    "error": self._scrub(str(failure))})
-                return
-            delay = min(max(interval, failure.retry_after or 0.0), float(retry.max_interval))
-            interval = min(interval * retry.multiplier, float(retry.max_interval))
-            self.log.debug("budget webhook attempt failed; retrying", fields={
-                "event": _name(event), "attempt": attempt, "delay_seconds": delay,
+        poster = _Poster(self)
+        try:
+            await self._retry(poster).send(payload(event, self.config.format))
+        except PermanentError as failure:
+            self._drop("permanent", "budget webhook refused an event; dropped", {
+                "event": _name(event), "url": self.where, "status": failure.status,
                 "error": self._scrub(str(failure))})
+        except RetryableError as error:
+            self._drop("retries_exhausted", "budget webhook gave up on an event", {
+                "event": _name(event), "url": self.where, "attempts": poster.attempts,
+                "error": self._scrub(str(error.__cause__ or error))})
+        else:
+            self._sent.inc()
+
+    def _retry(self, poster) -> RetrySender:
+        """The shared retry sender, without jitter, bounded by attempts; a ``Retry-After`` is
+        waited up to ``max_interval``."""
+        retry = self.config.retry
+        backoff = RetryConfig(initial_interval=retry.initial_interval, max_interval=retry.max_interval,
+                              multiplier=retry.multiplier, randomization_factor=0.0,
+                              max_elapsed_time=Duration(0.0))
+
+        async def wait(delay: float) -> bool:
             await self._sleep(delay)
+            return False  # shutdown cancels the sender's task instead
+
+        return RetrySender(poster, backoff, Stopper(), wait=wait, max_attempts=retry.max_attempts,
+                           hint_limit=float(retry.max_interval))
 
     async def _post(self, body: bytes) -> Exception | None:
         """None on a 2xx; otherwise the failure, classified."""
@@ -443,11 +448,9 @@ class Webhook:
             return None
         lines = text.strip().splitlines()
         message = f"HTTP {code}" + (f": {_clip(lines[0])}" if lines else "")
-        if code == 429 or code >= 500:
-            return RetryableError(message, retry_after)
-        if code < 400:
+        if 300 <= code < 400:
             message += " (a redirect; redirects are not followed: configure the final URL)"
-        return PermanentError(message, status=str(code))
+        return status.classify_http(code, message, retry_after, status.RETRYABLE_WEBHOOK)
 
     def _drop(self, reason: str, message: str, fields: dict) -> None:
         self._dropped[reason].inc()
@@ -457,6 +460,20 @@ class Webhook:
         for secret in self._secrets:
             text = text.replace(secret, self.where if secret == self.config.url else "***")
         return text
+
+
+class _Poster:
+    """The webhook's POST as a sender: what the retry sender tries again."""
+
+    def __init__(self, webhook: Webhook):
+        self.webhook = webhook
+        self.attempts = 0
+
+    async def send(self, body: bytes) -> None:
+        self.attempts += 1
+        failure = await self.webhook._post(body)
+        if failure is not None:
+            raise failure
 
 
 def _name(event: dict) -> str:

@@ -12,31 +12,7 @@ from typing import Literal
 
 from relay.config.decode import Duration
 from relay.errors import Problem
-
-
-@dataclass
-class RetryConfig:
-    enabled: bool = True
-    initial_interval: Duration = Duration(5.0)
-    max_interval: Duration = Duration(30.0)
-    # 0 retries for ever. Past it a request is dropped (counted and logged).
-    max_elapsed_time: Duration = Duration(300.0)
-    multiplier: float = 1.5
-    randomization_factor: float = 0.5
-
-    def validate(self) -> list[Problem]:
-        problems = []
-        if self.initial_interval <= 0:
-            problems.append(Problem(("initial_interval",), "must be positive"))
-        if self.max_interval < self.initial_interval:
-            problems.append(Problem(("max_interval",), "must not be below initial_interval"))
-        if self.max_elapsed_time < 0:
-            problems.append(Problem(("max_elapsed_time",), "must not be negative (0 retries for ever)"))
-        if self.multiplier < 1:
-            problems.append(Problem(("multiplier",), "must be at least 1"))
-        if not 0 <= self.randomization_factor < 1:
-            problems.append(Problem(("randomization_factor",), "must be in [0, 1)"))
-        return problems
+from relay.retry import RetryConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 from relay.errors import RetryableError
 from relay.exporters.helper.config import QueueConfig, RetryConfig
 from relay.exporters.helper.queue import QueueSender
-from relay.exporters.helper.retry import RetrySender, Stopper
+from relay.retry import RetrySender, Stopper
 
 
 class Sender(Protocol):

@@ -30,13 +30,6 @@ SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"
 MAX_ERROR_TEXT = 1024
 
 
-def classify(code: int, message: str, retry_after: float | None) -> Exception:
-    """Remote write retries every 5xx, where OTLP/HTTP retries only 502, 503 and 504."""
-    if 500 <= code < 600:
-        return RetryableError(f"downstream answered HTTP {code}: {message}", retry_after)
-    return status.from_http(code, message, retry_after)
-
-
 class RemoteWriteTransport:
     def __init__(self, id_, config, telemetry):
         self.id = id_
@@ -110,6 +103,6 @@ class RemoteWriteTransport:
                     return
                 text = (await response.content.read(MAX_ERROR_TEXT)).decode("utf-8", "replace").strip()
                 retry_after = status.retry_after_from_http(response.headers.get("Retry-After"))
-                raise classify(response.status, text, retry_after)
+                raise status.from_http(response.status, text, retry_after, status.RETRYABLE_REMOTE_WRITE)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise RetryableError(f"remote write failed: {type(error).__name__}: {error}") from None
