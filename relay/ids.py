@@ -31,8 +31,7 @@ def problem(signal: Signal, request, data: bytes | None = None) -> str | None:
 
 
 def _where(resource: int, scope: int, item: int, what: str, kind: str = "spans") -> str:
-    scopes, items = ("scope_spans", kind) if kind == "spans" else ("scope_logs", "log_records")
-    parent = "resource_spans" if kind == "spans" else "resource_logs"
+    parent, scopes, items = (Signal.TRACES if kind == "spans" else Signal.LOGS).layout
     return f"{parent}[{resource}].{scopes}[{scope}].{items}[{item}]: {what}"
 
 

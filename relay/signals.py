@@ -1,4 +1,4 @@
-"""The three OTLP signals: their request and response types, item names and counts."""
+"""The three OTLP signals: their request and response types, message layout, item names and counts."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ class Signal(enum.Enum):
     def item(self) -> str:
         """The collector's name for one unit of this signal, used in metric names."""
         return _ITEM[self]
+
+    @property
+    def layout(self) -> tuple[str, str, str]:
+        """The field names of its resource list, each resource's scope list and each scope's
+        item list: ("resource_spans", "scope_spans", "spans") for traces."""
+        return _LAYOUT[self]
+
+    @property
+    def resources_field(self) -> str:
+        return _LAYOUT[self][0]
+
+    def resources(self, request):
+        """The request's resource entries (ResourceSpans, ResourceMetrics or ResourceLogs)."""
+        return getattr(request, _LAYOUT[self][0])
 
     @property
     def service(self) -> str:
@@ -62,6 +76,11 @@ _RESPONSE = {
     Signal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
     Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
     Signal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
+}
+_LAYOUT = {
+    Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
+    Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics"),
+    Signal.LOGS: ("resource_logs", "scope_logs", "log_records"),
 }
 _ITEM = {Signal.TRACES: "spans", Signal.METRICS: "metric_points", Signal.LOGS: "log_records"}
 _SERVICE = {

@@ -20,12 +20,6 @@ from google.protobuf.message import Message
 
 from relay.signals import Signal, signal_of
 
-_NESTING = {
-    Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
-    Signal.LOGS: ("resource_logs", "scope_logs", "log_records"),
-    Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics"),
-}
-
 
 def merge(requests: list):
     """A new request holding every request's entries, in order; the inputs are left as they were.
@@ -85,7 +79,7 @@ def _runs(request) -> Iterator[tuple[tuple, list[_Maker], str, object]]:
     level (without its children) to the copy of the level above.
     """
     signal = signal_of(request)
-    resources, scopes, leaves = _NESTING[signal]
+    resources, scopes, leaves = signal.layout
     for r, resource in enumerate(getattr(request, resources)):
         make_resource = _shell(resource, resources, scopes)
         for s, scope in enumerate(getattr(resource, scopes)):

@@ -19,8 +19,6 @@ from relay.telemetry import component_logger
 TYPE = "debug"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
 
-_RESOURCE_FIELD = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics",
-                   Signal.LOGS: "resource_logs"}
 
 
 @dataclass
@@ -44,7 +42,7 @@ class DebugTransport:
 
     async def send(self, request) -> None:
         signal = signal_of(request)
-        resources = getattr(request, _RESOURCE_FIELD[signal])
+        resources = signal.resources(request)
         summary = {"signal": signal.value, "resources": len(resources), signal.item: signal.count(request)}
         if self.verbosity == "detailed":
             summary["content"] = json.loads(otlpjson.encode(request))

@@ -19,13 +19,6 @@ from relay.signals import Signal, signal_of
 TYPE = "attributes"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
 
-# (resource list, scope list, item list) field names of each signal's request.
-_LAYOUT = {
-    Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
-    Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics"),
-    Signal.LOGS: ("resource_logs", "scope_logs", "log_records"),
-}
-
 
 @dataclass
 class Config:
@@ -49,7 +42,7 @@ def process_function(config: Config):
     def process(request):
         signal = signal_of(request)
         run = actions.for_request()
-        items = _chosen(request, _LAYOUT[signal], selections[signal])
+        items = _chosen(request, signal.layout, selections[signal])
         if signal is Signal.METRICS:
             for metric in items:
                 kind = metric.WhichOneof("data")

@@ -17,7 +17,6 @@ from relay.signals import Signal, signal_of
 TYPE = "resource"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
 
-_RESOURCES = {Signal.TRACES: "resource_spans", Signal.METRICS: "resource_metrics", Signal.LOGS: "resource_logs"}
 
 
 @dataclass
@@ -38,7 +37,7 @@ def process_function(config: Config):
 
     def process(request):
         run = actions.for_request()
-        for entry in getattr(request, _RESOURCES[signal_of(request)]):
+        for entry in signal_of(request).resources(request):
             run(entry.resource.attributes)
         return request
 

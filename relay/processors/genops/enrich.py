@@ -28,6 +28,7 @@ from relay.processors.genops import attribution, wire
 from relay.processors.genops import calls
 from relay.processors.genops.drift import Drift
 from relay.processors.genops.plan import Plan, Tally
+from relay.signals import Signal
 from relay.signatures import values as signature_values
 
 # Keys whose values vary span by span; everything else goes into the plan's signature.
@@ -129,7 +130,7 @@ def make(config, price_book, report: Callable[[Tally], None], drift: Drift,
         now = clock()
         if window.enabled:
             window.expire(now)
-        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        spans = Signal.TRACES.count(request)
         data = wire_form(request) if reader.native else None
         try:
             scanned = reader.scan(data) if data is not None else reader.read_python(request)

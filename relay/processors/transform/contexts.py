@@ -192,16 +192,10 @@ ENUMS: dict[str, int] = {
        for n in range(1, 5)},
 }
 
-_LAYOUT = {
-    Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
-    Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics"),
-    Signal.LOGS: ("resource_logs", "scope_logs", "log_records"),
-}
-
 
 def walk(context: str, signal: Signal, request) -> Iterator[Item]:
     """Every item of ``context`` in ``request``; the same Item object, refilled each time."""
-    resources_field, scopes_field, items_field = _LAYOUT[signal]
+    resources_field, scopes_field, items_field = signal.layout
     item = Item()
     for resource_group in getattr(request, resources_field):
         item.resource = resource_group.resource
