@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 
+from relay.config.decode import decode
 from relay.errors import ConfigError
 from relay.pricing import PricingConfig, Usage, build, cost_of
 from relay.pricing.times import describe, parse_instant
@@ -59,7 +60,11 @@ def _rate(value: float | None, default: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        book = build(PricingConfig(openrouter_models_file=args.models_file))
+        settings = {"openrouter_models_file": args.models_file} if args.models_file else {}
+        config, problems = decode(PricingConfig, settings)
+        if problems:
+            raise ConfigError(problems)
+        book = build(config)
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)

@@ -29,7 +29,7 @@ from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError
 from relay.pipeline.registry import default_registry
-from relay.processors import attributes, resource
+from relay.processors import attributes
 from tests.support import Recorder
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -429,7 +429,8 @@ VALID_KEYS = ("action, converted_type, default_value, from_attribute, from_conte
     (["key: k, default_value: 2, action: upsert"],
      ['actions::0: the "upsert" action needs one of "value", "from_attribute" or "from_context"']),
     (["key: k, from_context: auth.subject, action: upsert"],
-     ['actions::0::from_context: "auth.*" is not supported: the relay has no authenticator extensions']),
+     ['actions::0::from_context: "auth.*" is not supported: bearertokenauth, the one authenticator, '
+      'attaches no auth data']),
     (['key: k, from_context: "metadata.", action: insert'],
      ['actions::0::from_context: names no metadata key (e.g. "metadata.x-tenant")']),
     (["key: k, value: 2024-05-01, action: upsert"],
@@ -535,7 +536,7 @@ def test_invalid_processor_settings(raw, problems):
 
 
 def registry():
-    return default_registry().add("processors", attributes).add("processors", resource)
+    return default_registry()
 
 
 def test_every_problem_of_every_processor_is_reported_at_once():

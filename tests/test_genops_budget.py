@@ -125,7 +125,7 @@ def test_spans_that_are_not_llm_calls_are_not_booked(tmp_path):
     ({"flush_interval": "0s"}, "flush_interval: must be positive"),
     ({"retention_days": 0}, "retention_days: must be at least 1"),
     ({"budgets": [{"team": "a", "daily_usd": 1}, {"team": "a", "monthly_usd": 2}]},
-     'budgets::1::name: "a" is used by another budget'),
+     'budgets::1::name: another budget is named "a" (set name to tell them apart)'),
 ])
 def test_ledger_config_problems_name_the_key(tmp_path, raw, problem):
     _, problems = decode(genops_ledger.Config, {"directory": str(tmp_path), **raw})

@@ -18,7 +18,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from relay.config.decode import decode
-from relay.ledger.webhook import BUDGET_EVENT, Webhook, WebhookConfig, payload, slack_message, summary
+from relay.ledger.events import BUDGET_EVENT
+from relay.ledger.webhook import Webhook, WebhookConfig, payload, slack_message, summary
 from relay.telemetry import JsonFormatter, SelfMetrics
 from tests.support import free_port
 

@@ -118,7 +118,7 @@ service:
   pipelines:
     traces: {receivers: [otlp], processors: [memory_limiter], exporters: [debug]}
 """
-    registry = default_registry().add("processors", memory_limiter)
+    registry = default_registry()
     with pytest.raises(ConfigError) as raised:
         load(text, registry, env={})
     assert [str(p) for p in raised.value.problems] == [

@@ -680,8 +680,6 @@ def test_overlapping_overrides_for_one_model_are_rejected():
     problems = config.validate()
     assert [p.path for p in problems] == [("overrides", "1")]
     assert "in force from 2025-06-01 in both overrides 0 and 1" in problems[0].message
-    with pytest.raises(ConfigError):
-        build(config)
 
 
 def test_yaml_with_unquoted_dates_decodes():
@@ -711,3 +709,18 @@ def test_suggest_offers_close_known_names(builtin_book):
     assert "openai/gpt-4o" in builtin_book.suggest("openai/gpt4o")
     assert "anthropic/claude-3-opus" in builtin_book.suggest("anthropic/claude-3-opuss", n=3)
     assert len(builtin_book.suggest("claude", n=2)) <= 2
+
+
+def test_a_validated_models_file_is_read_once(tmp_path, monkeypatch):
+    from relay.pricing import models_file
+
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"data": [entry("openai/gpt-4o", prompt="0.0000025", completion="0.00001")]}))
+    reads = []
+    real = models_file.load
+    monkeypatch.setattr(models_file, "load", lambda p: reads.append(p) or real(p))
+    config, problems = decode(PricingConfig, {"openrouter_models_file": str(path)})
+    assert problems == []
+    book = build(config)
+    assert reads == [str(path)]
+    assert book.rates(["openai/gpt-4o"], None, AT).input == pytest.approx(2.5e-6)

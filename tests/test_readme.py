@@ -35,3 +35,19 @@ def test_the_genops_example_is_valid(tmp_path):
     (discount, claude) = config.pricing.overrides
     assert (discount.model, discount.input, discount.output) == ("openai/gpt-4o", 2.0, 8.0)
     assert claude.model.startswith("regex:")
+
+
+def test_the_sample_error_is_what_validate_prints(tmp_path):
+    """The README's sample of a rejected config is the relay's own output for such a config."""
+    import subprocess
+    import sys
+
+    sample = re.search(r"```\n(invalid configuration in relay\.yaml.*?)```", README, re.S).group(1)
+    (tmp_path / "relay.yaml").write_text(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n"
+        "exporters:\n  datadog:\n    api:\n      key: x\n  otlp/honeycomb:\n    headers:\n      x-team: abc\n"
+        "service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [datadog, otlp/honeycomb]\n")
+    done = subprocess.run([sys.executable, "-m", "relay", "validate", "--config", "relay.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr + done.stdout == sample

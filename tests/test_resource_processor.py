@@ -18,7 +18,7 @@ from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError
 from relay.pipeline.registry import default_registry
-from relay.processors import attributes, resource
+from relay.processors import resource
 from relay.processors.helper import FunctionProcessor
 
 
@@ -170,7 +170,7 @@ service:
     metrics: {receivers: [otlp], processors: [resource/tag], exporters: [debug]}
     logs: {receivers: [otlp], processors: [resource/tag], exporters: [debug]}
 """
-    registry = default_registry().add("processors", attributes).add("processors", resource)
+    registry = default_registry()
     config = load(text, registry, env={})
     id_ = ComponentID("resource", "tag")
     received = []
@@ -202,9 +202,9 @@ service:
   pipelines:
     logs: {receivers: [otlp], processors: [resource], exporters: [debug]}
 """
-    registry = default_registry().add("processors", resource)
+    registry = default_registry()
     with pytest.raises(ConfigError) as caught:
         load(text, registry, env={})
     assert [str(p) for p in caught.value.problems] == [
-        'processors::resource::attributes::1::from_context: "auth.*" is not supported: the relay has no '
-        'authenticator extensions']
+        'processors::resource::attributes::1::from_context: "auth.*" is not supported: bearertokenauth, the '
+        'one authenticator, attaches no auth data']

@@ -63,7 +63,7 @@ service:
 
 
 def registry():
-    return default_registry().add("processors", transform)
+    return default_registry()
 
 
 def make(settings: dict, telemetry=None):

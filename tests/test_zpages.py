@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from relay.component import ComponentID, Host
 from relay.config.decode import decode
 from relay.config.load import load
-from relay.extensions import pprof, zpages
+from relay.extensions import zpages
 from relay.pipeline.registry import default_registry
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
@@ -60,7 +60,7 @@ service:
 
 
 def build_host() -> tuple[Host, zpages.ZPages]:
-    registry = default_registry().add("extensions", zpages).add("extensions", pprof)
+    registry = default_registry()
     config = load(config_yaml(free_port()), registry, env={})
     telemetry = SelfMetrics(CollectorRegistry())
     telemetry.receiver_accepted[Signal.TRACES].labels("otlp", "grpc").inc(5)

@@ -11,8 +11,9 @@ the choices made here where it is silent or unhelpful:
 * ``from_context``: ``metadata.<key>`` (values of a repeated key joined with
   ";"), ``client.address`` (the peer's IP, without port, as the collector
   gives it) and, as the collector's backwards-compatible fallback, any other
-  name is read as a metadata key. ``auth.*`` is refused: the relay has no
-  authenticators. A request with no known peer leaves ``client.address``
+  name is read as a metadata key. ``auth.*`` is refused: the one authenticator,
+  ``bearertokenauth``, attaches no auth data to a request (nor does the
+  collector's). A request with no known peer leaves ``client.address``
   actions undone (the collector writes "").
 * ``default_value`` (newer collectors) is the fallback for a missing
   ``from_attribute`` or ``from_context``; beside ``value``, or alone, it is a
@@ -124,8 +125,8 @@ class ActionConfig:
             problems.append(Problem(("default_value",), 'only used with "from_attribute" or "from_context", '
                                                         'when that source is missing'))
         if self.from_context.startswith("auth."):
-            problems.append(Problem(("from_context",), '"auth.*" is not supported: the relay has no '
-                                                       'authenticator extensions'))
+            problems.append(Problem(("from_context",), '"auth.*" is not supported: bearertokenauth, the '
+                                                       'one authenticator, attaches no auth data'))
         elif self.from_context == "metadata.":
             problems.append(Problem(("from_context",), 'names no metadata key (e.g. "metadata.x-tenant")'))
         return problems

@@ -22,7 +22,7 @@ from aiohttp import web
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.storage.directory import check_directory
-from relay.ledger.budgets import BudgetConfig
+from relay.ledger.budgets import BudgetConfig, duplicate_names
 from relay.ledger.report import build_report, render
 from relay.ledger.runtime import FILE_NAME, Ledger
 from relay.ledger.store import LedgerStore
@@ -60,11 +60,7 @@ class Config:
             problems.append(Problem(("flush_interval",), "must be positive"))
         if self.retention_days < 1:
             problems.append(Problem(("retention_days",), "must be at least 1"))
-        names = [b.name for b in self.budgets]
-        for index, name in enumerate(names):
-            if names.index(name) != index:
-                problems.append(Problem(("budgets", str(index), "name"), f'"{name}" is used by another budget'))
-        return problems
+        return problems + [problem.under("budgets") for problem in duplicate_names(self.budgets)]
 
 
 class GenopsLedger:

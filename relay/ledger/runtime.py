@@ -21,12 +21,12 @@ from pathlib import Path
 from relay import tasks
 from relay.status import describe
 from relay.ledger.budgets import BudgetConfig, crossed
+from relay.ledger.events import BUDGET_EVENT
 from relay.ledger.facts import SpanFacts
 from relay.ledger.periods import Period, period
 from relay.ledger.store import LedgerStore, Pending
 from relay.telemetry import component_logger
 
-EVENT = "openrouter_cost_threshold_exceeded"
 FILE_NAME = "ledger.sqlite"
 
 
@@ -168,7 +168,7 @@ class Ledger:
         self._writes.add(write)
         write.add_done_callback(self._written)
         event = {
-            "event": EVENT, "team": budget.team, "project": budget.project, "customer": budget.customer,
+            "event": BUDGET_EVENT, "team": budget.team, "project": budget.project, "customer": budget.customer,
             "budget": budget.name, "period": when.kind, "period_key": when.key,
             f"{when.kind}_cost_usd": round(spent, 6), "cost_usd": round(spent, 6), "budget_usd": limit,
             "threshold": threshold, "threshold_usd": round(limit * threshold, 6),
@@ -176,7 +176,7 @@ class Ledger:
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         self._crossings.labels(str(self.id), budget.name, when.kind, f"{threshold:g}").inc()
-        self.log.warning(EVENT, fields={k: v for k, v in event.items() if k != "event"})
+        self.log.warning(BUDGET_EVENT, fields={k: v for k, v in event.items() if k != "event"})
         if self.webhook is not None:
             self.webhook.notify(event)
 

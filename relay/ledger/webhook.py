@@ -33,6 +33,7 @@ from multidict import CIMultiDict
 
 from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
+from relay.ledger.events import BUDGET_EVENT, FAILOVER_EVENT
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.net.http_client import header_problems, user_agent
@@ -42,8 +43,6 @@ from relay.retry import RetryConfig, RetrySender, Stopper
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger
 
-BUDGET_EVENT = "openrouter_cost_threshold_exceeded"
-FAILOVER_EVENT = "openrouter_provider_failover"
 DROP_REASONS = ("queue_full", "permanent", "retries_exhausted", "shutdown")
 
 # Only the first bytes of an error answer are read: enough for a reason to log.

@@ -26,9 +26,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
-from relay.errors import ConfigError
 from relay.pricing import names
-from relay.pricing.config import PricingConfig, all_problems
+from relay.pricing.config import PricingConfig
 from relay.pricing.cost import Rates
 from relay.pricing.source import MISS, Answer, Source
 from relay.pricing.times import EARLIEST, LATEST, to_ns
@@ -147,18 +146,16 @@ def _similarity(a: str, b: str) -> float:
 
 
 def build(config: PricingConfig) -> PriceBook:
-    """A price book from config; raises ConfigError on any problem (a bad models file too)."""
+    """A price book from a decoded (so validated) config; a models file that validation did not
+    read is read here, and a bad one raises ConfigError."""
     from relay.pricing.builtin import BuiltinSource, make_updater
     from relay.pricing.models_file import ModelsFileSource
     from relay.pricing.overrides import OverrideSource
 
-    problems = all_problems(config)
-    if problems:
-        raise ConfigError(problems)
     builtin = BuiltinSource(live=config.auto_update)
     sources: list[Source] = [OverrideSource(config.overrides)]
     if config.openrouter_models_file:
-        sources.append(ModelsFileSource(config.openrouter_models_file))
+        sources.append(ModelsFileSource(config.openrouter_models_file, config.models))
     sources.append(builtin)
     fallback = None
     if config.fallback is not None:

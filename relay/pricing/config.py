@@ -124,6 +124,8 @@ class PricingConfig:
     currency: str = "USD"
     # Distinct (candidate models, provider) keys kept; bounds memory under a flood of names.
     cache_size: int = 4096
+    # The models file as validate() read it, so that building the price book reads it once.
+    models: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -138,19 +140,10 @@ class PricingConfig:
         if self.openrouter_models_file:
             from relay.pricing.models_file import load
 
-            _, file_problems = load(self.openrouter_models_file)
+            answers, file_problems = load(self.openrouter_models_file)
             problems += [Problem(("openrouter_models_file",), message) for message in file_problems]
+            self.models = None if file_problems else answers
         return problems
-
-
-def all_problems(config: PricingConfig) -> list[Problem]:
-    """Every problem, nested sections included, for a config not made by ``decode``."""
-    problems = list(config.validate())
-    for index, override in enumerate(config.overrides):
-        problems += [p.under("overrides", str(index)) for p in override.validate()]
-    if config.fallback is not None:
-        problems += [p.under("fallback") for p in config.fallback.validate()]
-    return problems
 
 
 def _overlaps(overrides: list[OverrideConfig]) -> list[Problem]:

@@ -120,10 +120,13 @@ def load(path: str) -> tuple[dict[str, Answer], list[str]]:
 class ModelsFileSource:
     name = "models_file"
 
-    def __init__(self, path: str):
-        self._answers, problems = load(path)
-        if problems:
-            raise ConfigError([Problem(("openrouter_models_file",), message) for message in problems])
+    def __init__(self, path: str, answers: dict | None = None):
+        """``answers``: the file as its config's validation read it; else it is read here."""
+        if answers is None:
+            answers, problems = load(path)
+            if problems:
+                raise ConfigError([Problem(("openrouter_models_file",), message) for message in problems])
+        self._answers = answers
 
     def lookup(self, form: str, provider: str | None, at: int) -> Answer:
         return self._answers.get(form, MISS)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from relay import attrs
 from relay.errors import Problem
+from relay.ledger.events import FAILOVER_EVENT
 from relay.ledger.read import facts_of, failover_of, wanted
 from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal
@@ -21,7 +22,6 @@ from relay.telemetry import component_logger
 
 TYPE = "genops_budget"
 SIGNALS = (Signal.TRACES,)
-FAILOVER_EVENT = "openrouter_provider_failover"
 # How long a team's budget standing is reused for the attributes, rather than looked up per span.
 STANDING_TTL_NS = 10**9
 

@@ -8,8 +8,6 @@ over OTLP/gRPC to a recording sink.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -33,50 +31,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.pipeline.registry import default_registry
 from relay.signals import Signal
-from tests.support import ROOT, RelayProcess, Sink, free_port, traces_request
+from tests.support import RelayProcess, Sink, free_port, traces_request
 from tests.test_receiver_tls import Pki, served_serial, swap_certificate, wait_until
 
 RESOURCE = Resource.create({"service.name": "chat-api"})
 FILE_TOKEN = "file-token-0b9d2c71"
 ROTATED_TOKEN = "file-token-rotated-5e3a"
 ENV_TOKEN = "env-token-77c1f0aa"
-
-# Until the default registry lists bearertokenauth, the relay under test is started
-# with it added; once it is listed, this is the plain ``python -m relay run``.
-LAUNCHER = """
-import sys
-from relay import cli
-from relay.extensions import bearertokenauth
-from relay.pipeline import registry
-
-
-def with_bearertokenauth():
-    found = registry.default_registry()
-    if "bearertokenauth" not in found.extensions:
-        found.add("extensions", bearertokenauth)
-    return found
-
-
-cli.default_registry = with_bearertokenauth
-sys.exit(cli.main(sys.argv[1:]))
-"""
-REGISTERED = "bearertokenauth" in default_registry().extensions
-
-
-class Relay(RelayProcess):
-    def start(self, timeout: float = 20.0) -> "Relay":
-        if REGISTERED:
-            return super().start(timeout)
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, "run", "--config", str(self.config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-        if self.health_port is not None:
-            self.wait_healthy(timeout)
-        return self
-
 
 def pipelines(receivers: str) -> str:
     return "".join(f"    {s.value}:\n      receivers: [{receivers}]\n      exporters: [otlp]\n" for s in Signal)
@@ -191,7 +153,7 @@ def auth_relay(tmp_path_factory):
               f"  health_check:\n    endpoint: 127.0.0.1:{ports['health']}\n"
               f"service:\n  extensions: [health_check, bearertokenauth/file, bearertokenauth/env]\n"
               f"  pipelines:\n{pipelines('otlp')}{telemetry(ports['metrics'])}")
-    process = Relay(config, workdir, ports["health"], env={"RELAY_TOKEN": ENV_TOKEN})
+    process = RelayProcess(config, workdir, ports["health"], env={"RELAY_TOKEN": ENV_TOKEN})
     try:
         process.start()
         yield process, ports, sink, token_file
@@ -293,7 +255,7 @@ def tls_relay(tmp_path):
     ports = {name: free_port() for name in ("grpc", "http", "mtls_grpc", "mtls_http", "health")}
     sink = Sink().start()
     server = {"cert_file": cert, "key_file": key, "reload_interval": "100ms"}
-    process = Relay(tls_relay_config(ports, sink, server, pki.ca_file), tmp_path, ports["health"])
+    process = RelayProcess(tls_relay_config(ports, sink, server, pki.ca_file), tmp_path, ports["health"])
     try:
         process.start()
         yield {"process": process, "ports": ports, "sink": sink, "pki": pki, "cert": cert, "key": key,
@@ -373,7 +335,7 @@ def test_unusable_tls_files_stop_the_relay_naming_the_file(tmp_path):
                   f"exporters:\n  debug: {{}}\n"
                   f"service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n"
                   f"{telemetry()}")
-        processes[name] = Relay(config, workdir).start()  # all at once: each one's start-up overlaps
+        processes[name] = RelayProcess(config, workdir).start()  # all at once: each one's start-up overlaps
     for name, process in processes.items():
         try:
             code = process.process.wait(30)
