@@ -16,6 +16,8 @@ WORKDIR /opt/genops-relay
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY setup.py ./
+# The recorded payloads, so that the image can run genops-relay bench (setup.py packs them).
+COPY proto_fixtures ./proto_fixtures
 # gcc only for the build of the optional native scanner, then removed again.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir . \

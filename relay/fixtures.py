@@ -1,7 +1,7 @@
 """Access to the recorded OTLP payloads in ``proto_fixtures/``.
 
-The fixtures are data, not a package, so they are found by location: next to
-the ``relay`` package in a source checkout, else under the working directory.
+An installed package carries them as ``relay/_fixtures/`` (``setup.py`` copies them there);
+a source checkout has them beside the ``relay`` package; else the working directory may.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _PREFIXES = (
 def fixtures_dir() -> Path:
     """The ``proto_fixtures`` directory; FileNotFoundError if neither place has it."""
     candidates = (
+        Path(__file__).resolve().parent / "_fixtures",
         Path(__file__).resolve().parent.parent / _DIR_NAME,
         Path.cwd() / _DIR_NAME,
     )
@@ -35,7 +36,8 @@ def fixtures_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
-        f"no {_DIR_NAME}/ directory beside the relay package or in the working directory "
+        f"no recorded payloads in the relay package, nor a {_DIR_NAME}/ directory beside it or in the "
+        "working directory "
         f"(looked in: {', '.join(str(c) for c in candidates)})"
     )
 
