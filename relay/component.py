@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from relay.signals import Signal
 
@@ -56,7 +56,7 @@ class Factory:
 
     type: str
     config: type
-    create: Callable[..., Any]
+    create: "ReceiverFactory | ProcessorFactory | ExporterFactory"
     signals: frozenset[Signal]
     # Connectors only: the signals they emit into the pipelines that name them as a receiver.
     to_signals: frozenset[Signal] = frozenset()
@@ -84,3 +84,33 @@ class Host:
 
     def extension(self, name: str) -> Any:
         return self.extensions[ComponentID.parse(name)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every factory is given first, whatever its kind."""
+
+    id: ComponentID
+    # The relay's own metrics (``relay.telemetry.SelfMetrics``).
+    telemetry: Any
+    # The running extensions and the loaded config; a bare Host where nothing is running.
+    host: Host = field(default_factory=Host)
+    # Exporters and connectors: the signals of the pipelines that send to them. Empty where
+    # no pipeline says (a component built on its own): every signal its type takes.
+    signals: frozenset[Signal] = frozenset()
+
+
+class ReceiverFactory(Protocol):
+    """``consumers``: the head of each pipeline the receiver feeds, by signal."""
+
+    def __call__(self, settings: Settings, config: Any, consumers: dict) -> Any: ...
+
+
+class ProcessorFactory(Protocol):
+    def __call__(self, settings: Settings, config: Any, next_consumer: Any) -> Any: ...
+
+
+class ExporterFactory(Protocol):
+    """Exporters, connectors (bound to their pipelines after) and extensions."""
+
+    def __call__(self, settings: Settings, config: Any) -> Any: ...

@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from relay import attrs, client, fixtures
 from relay.client import ClientInfo
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError
@@ -828,7 +828,7 @@ def run_reference(pipeline_id: str, request):
     head = sink
     pipeline = next(p for p in config.pipelines if p.id == pipeline_id)
     for id_ in reversed(pipeline.processors):
-        head = config.factories["processors"][id_].create(id_, config.components["processors"][id_], head, None)
+        head = config.factories["processors"][id_].create(Settings(id_, None), config.components["processors"][id_], head)
     asyncio.run(head.consume(request))
     assert sink.requests == [request]
     return request

@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import attrs, received
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import Duration, decode
 from relay.config.load import load
 from relay.errors import ConfigError, InvalidDataError, PermanentError, RetryableError
@@ -277,7 +277,7 @@ def make(next_consumer=None, telemetry=None, **settings):
     config, problems = decode(batch.Config, settings)
     assert problems == []
     telemetry = telemetry or SelfMetrics()
-    processor = batch.create(ID, config, next_consumer or Recorder(), telemetry)
+    processor = batch.create(Settings(ID, telemetry), config, next_consumer or Recorder())
     return processor, telemetry
 
 
@@ -629,8 +629,7 @@ service:
     config = load(text.replace("send_batch_max_size: 5", "send_batch_max_size: 20"), registry, env={})
     id_ = ComponentID("batch", "small")
     recorder = Recorder()
-    processor = config.factories["processors"][id_].create(
-        id_, config.components["processors"][id_], recorder, SelfMetrics())
+    processor = config.factories["processors"][id_].create(Settings(id_, SelfMetrics()), config.components["processors"][id_], recorder)
     assert processor.id == id_
 
     async def run():

@@ -19,7 +19,7 @@ from aiohttp import web
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry
 
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError
@@ -40,7 +40,7 @@ PROTOBUF, JSON = "application/x-protobuf", "application/json"
 def make_auth(**settings) -> bearertokenauth.BearerTokenAuth:
     config, problems = decode(bearertokenauth.Config, settings)
     assert problems == [], problems
-    return bearertokenauth.create(ComponentID.parse(AUTH_ID), config, None)
+    return bearertokenauth.create(Settings(ComponentID.parse(AUTH_ID), None), config)
 
 
 def started(ext):
@@ -249,7 +249,7 @@ def test_an_empty_auth_section_names_the_missing_key():
 def test_a_receiver_built_without_the_extension_running_is_refused():
     config, _ = decode(otlp.Config, {"protocols": {"grpc": {"auth": {"authenticator": AUTH_ID}}}})
     with pytest.raises(ConfigError) as caught:
-        otlp.create(ComponentID.parse(RECEIVER), config, {}, SelfMetrics(CollectorRegistry()), host=Host())
+        otlp.create(Settings(ComponentID.parse(RECEIVER), SelfMetrics(CollectorRegistry()), host=Host()), config, {})
     assert str(caught.value) == (f'receivers::{RECEIVER}::protocols::grpc::auth::authenticator: extension '
                                  f'"{AUTH_ID}" is not running (list it in service::extensions)')
 
@@ -268,8 +268,7 @@ class Receiver:
         assert problems == []
         self.recorder = Recorder()
         host = Host({ComponentID.parse(AUTH_ID): auth})
-        self.receiver = otlp.create(ComponentID.parse(RECEIVER), config, {Signal.TRACES: self.recorder},
-                                    telemetry, host=host)
+        self.receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), telemetry, host=host), config, {Signal.TRACES: self.recorder})
 
     async def __aenter__(self) -> "Receiver":
         await self.receiver.start()
@@ -424,8 +423,7 @@ def grpc_exporter(endpoint: str, auth, **settings):
         "endpoint": endpoint, "tls": {"insecure": True}, "auth": {"authenticator": AUTH_ID},
         "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}, **settings})
     assert problems == []
-    return otlp_grpc.create(ComponentID.parse("otlp/out"), config, SelfMetrics(CollectorRegistry()),
-                            host=Host({ComponentID.parse(AUTH_ID): auth}))
+    return otlp_grpc.create(Settings(ComponentID.parse("otlp/out"), SelfMetrics(CollectorRegistry()), host=Host({ComponentID.parse(AUTH_ID): auth})), config)
 
 
 def test_the_grpc_exporter_sends_the_token_in_every_calls_metadata(sink, component_log):
@@ -509,8 +507,7 @@ def test_the_http_exporter_sends_the_token_on_every_post_and_follows_rotation(tm
                 "headers": {"Authorization": "Basic replaced", "X-Tenant": "acme"},
                 "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}})
             assert problems == []
-            exporter = otlp_http.create(ComponentID.parse("otlphttp/out"), config, SelfMetrics(CollectorRegistry()),
-                                        host=Host({ComponentID.parse(AUTH_ID): auth}))
+            exporter = otlp_http.create(Settings(ComponentID.parse("otlphttp/out"), SelfMetrics(CollectorRegistry()), host=Host({ComponentID.parse(AUTH_ID): auth})), config)
             await exporter.start()
             try:
                 await exporter.consume(traces_request(1))

@@ -10,7 +10,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from relay import fixtures
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.exporters import debug
 from relay.extensions import health_check
@@ -23,7 +23,7 @@ def run_debug(verbosity: str, request) -> list[dict]:
     telemetry = SelfMetrics(CollectorRegistry())
     config, problems = decode(debug.Config, {"verbosity": verbosity})
     assert not problems
-    exporter = debug.create(ComponentID.parse("debug/x"), config, telemetry)
+    exporter = debug.create(Settings(ComponentID.parse("debug/x"), telemetry), config)
     asyncio.run(exporter.consume(request))
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
@@ -56,7 +56,7 @@ def test_debug_normal_adds_a_line_per_resource():
 def test_health_check_answers_like_the_collector():
     config, problems = decode(health_check.Config, {"endpoint": "127.0.0.1:0"})
     assert not problems
-    ext = health_check.create(ComponentID.parse("health_check"), config, None)
+    ext = health_check.create(Settings(ComponentID.parse("health_check"), None), config)
 
     async def get(session):
         async with session.get(f"http://127.0.0.1:{ext.port}/") as answer:

@@ -889,3 +889,30 @@ service: {pipelines: {traces//x: {receivers: [otlp], exporters: [otlp]}}}
         'exporters::otlp::endpoint: "collector:abc" must be host:port (optionally with an http:// or https:// scheme)',
         'service::pipelines::traces//x: invalid pipeline id "traces//x": expected "type" or "type/name"',
     ]
+
+
+def test_decode_runs_the_validate_of_every_class_a_config_inherits_from():
+    """An exporter's Config need not call its helper settings' checks: decode runs them."""
+    from dataclasses import dataclass
+
+    from relay.config.decode import decode
+    from relay.errors import Problem
+
+    @dataclass(kw_only=True)
+    class Shared:
+        timeout: float = 1.0
+
+        def validate(self):
+            return [Problem(("timeout",), "must not be negative")] if self.timeout < 0 else []
+
+    @dataclass
+    class Own(Shared):
+        endpoint: str = ""
+
+        def validate(self):
+            return [] if self.endpoint else [Problem(("endpoint",), "required")]
+
+    _, problems = decode(Own, {"timeout": -1.0})
+    assert [str(p) for p in problems] == ["timeout: must not be negative", "endpoint: required"]
+    _, problems = decode(Own, {"endpoint": "x", "timeout": 2.0})
+    assert problems == []

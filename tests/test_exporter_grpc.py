@@ -15,7 +15,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.errors import PermanentError, RetryableError
 from relay.exporters import otlp_grpc
@@ -49,8 +49,7 @@ class Harness(ExporterHarness):
 
     def __init__(self, endpoint: str, **settings):
         super().__init__(EXPORTER)
-        self.exporter = otlp_grpc.create(ComponentID.parse(EXPORTER), make_config(endpoint, **settings),
-                                         self.telemetry)
+        self.exporter = otlp_grpc.create(Settings(ComponentID.parse(EXPORTER), self.telemetry), make_config(endpoint, **settings))
 
 
 def export_once(endpoint: str, request, **settings) -> tuple[BaseException | None, Harness]:

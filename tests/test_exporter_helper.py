@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from relay import status
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import Duration, decode
 from relay.errors import PermanentError, QueueFullError, RetryableError, ShutdownError
 from relay.exporters import otlp_grpc
@@ -66,7 +66,7 @@ class Harness(ExporterHarness):
         id_ = ComponentID.parse(EXPORTER)
         if transport is None:
             hooks = {"retry_hooks": retry_hooks} if retry_hooks else {}
-            self.exporter = otlp_grpc.create(id_, config, self.telemetry, host=host, **hooks)
+            self.exporter = otlp_grpc.create(Settings(id_, self.telemetry, host=host), config, **hooks)
         else:
             self.exporter = Exporter(id_, transport, self.telemetry, timeout=config.timeout, settings=config,
                                      host=host, retry_hooks=retry_hooks)

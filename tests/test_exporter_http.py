@@ -21,7 +21,7 @@ from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry
 
 from relay import otlpjson, received, status
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError, RetryableError
@@ -130,7 +130,7 @@ def make_config(**settings) -> otlp_http.Config:
 class Harness(ExporterHarness):
     def __init__(self, config: otlp_http.Config, host: Host | None = None):
         super().__init__(EXPORTER)
-        self.exporter = otlp_http.create(ComponentID.parse(EXPORTER), config, self.telemetry, host)
+        self.exporter = otlp_http.create(Settings(ComponentID.parse(EXPORTER), self.telemetry, host=host), config)
 
 
 def export_once(request, *answers: Answer, sink_tls: ssl.SSLContext | None = None, **settings):
@@ -601,7 +601,7 @@ def test_http_to_a_tls_sink_fails(pki):
 
 def test_a_missing_ca_file_fails_the_start(tmp_path):
     config = make_config(endpoint="https://127.0.0.1:1", tls={"ca_file": str(tmp_path / "absent.pem")})
-    exporter = otlp_http.create(ComponentID.parse(EXPORTER), config, SelfMetrics(CollectorRegistry()))
+    exporter = otlp_http.create(Settings(ComponentID.parse(EXPORTER), SelfMetrics(CollectorRegistry())), config)
 
     async def run():
         try:
@@ -616,7 +616,7 @@ def test_a_missing_ca_file_fails_the_start(tmp_path):
 def test_tls_files_are_not_read_for_http_urls(tmp_path):
     # The scheme decides TLS: with only http:// URLs, TLS settings are never loaded.
     config = make_config(endpoint="http://127.0.0.1:1", tls={"ca_file": str(tmp_path / "absent.pem")})
-    exporter = otlp_http.create(ComponentID.parse(EXPORTER), config, SelfMetrics(CollectorRegistry()))
+    exporter = otlp_http.create(Settings(ComponentID.parse(EXPORTER), SelfMetrics(CollectorRegistry())), config)
 
     async def run():
         await exporter.start()

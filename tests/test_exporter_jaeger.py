@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError, RetryableError
@@ -70,8 +70,7 @@ def make_config(endpoint: str, **settings) -> jaeger.Config:
 class Harness(ExporterHarness):
     def __init__(self, endpoint: str, **settings):
         super().__init__(EXPORTER)
-        self.exporter = jaeger.create(ComponentID.parse(EXPORTER), make_config(endpoint, **settings),
-                                      self.telemetry)
+        self.exporter = jaeger.create(Settings(ComponentID.parse(EXPORTER), self.telemetry), make_config(endpoint, **settings))
 
 
 def export_once(endpoint: str, request, **settings) -> tuple[BaseException | None, Harness]:

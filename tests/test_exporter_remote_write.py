@@ -20,7 +20,7 @@ from aiohttp import web
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import status
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import PermanentError, RetryableError
@@ -148,7 +148,7 @@ def export(*requests, answers=(), receiver_ssl=None, hooks=None, **settings) -> 
         receiver = await Receiver(receiver_ssl).start()
         receiver.answers = list(answers)
         cfg = config(receiver.url, **settings)
-        exporter = remote_write.create(ID, cfg, telemetry, **({"retry_hooks": hooks} if hooks else {}))
+        exporter = remote_write.create(Settings(ID, telemetry), cfg, **{"retry_hooks": hooks} if hooks else {})
         errors = []
         await exporter.start()
         try:
@@ -466,7 +466,7 @@ def test_with_the_queue_a_retried_request_is_not_overtaken():
         receiver.answers = [(503, {}), (503, {})]
         cfg, problems = decode(remote_write.Config, {"endpoint": receiver.url, "target_info": {"enabled": False}})
         assert problems == []
-        exporter = remote_write.create(ID, cfg, SelfMetrics(), retry_hooks={"wait": no_wait})
+        exporter = remote_write.create(Settings(ID, SelfMetrics()), cfg, retry_hooks={"wait": no_wait})
         await exporter.start()
         try:
             for i in range(5):
@@ -490,7 +490,7 @@ def test_nothing_listening_is_retryable():
         receiver = await Receiver().start()
         url = receiver.url
         await receiver.stop()
-        exporter = remote_write.create(ID, config(url), SelfMetrics())
+        exporter = remote_write.create(Settings(ID, SelfMetrics()), config(url))
         await exporter.start()
         try:
             await exporter.consume(request(metric("g", "gauge", number(1, t=T))))

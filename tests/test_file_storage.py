@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config import load
 from relay.extensions import file_storage
 from relay.pipeline.registry import default_registry
@@ -17,8 +17,7 @@ from tests.test_config import problems_of
 
 
 def start(directory, create: bool = False) -> file_storage.FileStorage:
-    extension = file_storage.create(ComponentID.parse("file_storage"),
-                                    file_storage.Config(directory=str(directory), create_directory=create), None)
+    extension = file_storage.create(Settings(ComponentID.parse("file_storage"), None), file_storage.Config(directory=str(directory), create_directory=create))
     asyncio.run(extension.start())
     return extension
 

@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from relay import attrs, fixtures, received, signatures
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.processors import attributes, genops
 from relay.genai import scan as read
@@ -108,11 +108,11 @@ def test_genops_sees_what_an_earlier_processor_changed(native, monkeypatch):
     genops_config, problems = decode(genops.Config, {"pricing": {"overrides": [
         {"model": "acme/cheap", "input": 1.0, "output": 1.0}]}})
     assert problems == []
-    enrich = genops.create(ComponentID("genops"), genops_config, sink, telemetry)
+    enrich = genops.create(Settings(ComponentID("genops"), telemetry), genops_config, sink)
     rename_config, problems = decode(attributes.Config, {"actions": [
         {"key": "gen_ai.request.model", "value": "acme/cheap", "action": "upsert"}]})
     assert problems == []
-    rename = attributes.create(ComponentID("attributes"), rename_config, enrich, telemetry)
+    rename = attributes.create(Settings(ComponentID("attributes"), telemetry), rename_config, enrich)
 
     request = build_request([[("gen_ai.request.model", "acme/unknown"), ("gen_ai.usage.input_tokens", 1000)]])
     token = received.bind(request, request.SerializeToString())  # as the receiver does
@@ -131,7 +131,7 @@ def enriched_wire_form(request) -> bytes | None:
     wire form it leaves bound for the consumers after it."""
     config, problems = decode(genops.Config, {"pricing": {"fallback": {"input": 1.0, "output": 2.0}}})
     assert problems == []
-    enrich = genops.create(ComponentID("genops"), config, Recorder(), SelfMetrics())
+    enrich = genops.create(Settings(ComponentID("genops"), SelfMetrics()), config, Recorder())
 
     async def receive():
         token = received.bind(request, request.SerializeToString())

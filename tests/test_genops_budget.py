@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from relay import attrs
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.config.decode import decode
 from relay.extensions import genops_ledger
 from relay.extensions.genops_ledger import parse_range
@@ -38,13 +38,13 @@ def build(tmp_path, budget_attributes: bool = False, budgets=None):
     telemetry = SelfMetrics(CollectorRegistry())
     host = Host({}, None, telemetry)
     ledger_id = ComponentID("genops_ledger")
-    extension = genops_ledger.create(ledger_id, ledger_config(tmp_path, budgets=budgets or [
-        {"team": "search", "daily_usd": 10}]), telemetry, host)
+    extension = genops_ledger.create(Settings(ledger_id, telemetry, host=host), ledger_config(tmp_path, budgets=budgets or [
+        {"team": "search", "daily_usd": 10}]))
     host.extensions[ledger_id] = extension
     sink = Recorder()
     config, problems = decode(genops_budget.Config, {"budget_attributes": budget_attributes})
     assert problems == []
-    processor = genops_budget.create(ComponentID("genops_budget"), config, sink, telemetry, host=host)
+    processor = genops_budget.create(Settings(ComponentID("genops_budget"), telemetry, host=host), config, sink)
     return extension, processor, sink, telemetry, host
 
 

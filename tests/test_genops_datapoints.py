@@ -6,7 +6,7 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.processors import genops
 from relay.telemetry import SelfMetrics
@@ -17,7 +17,7 @@ def build(settings: dict | None = None):
     config, problems = decode(genops.Config, settings or {})
     assert problems == []
     telemetry = SelfMetrics()
-    return genops.create(ComponentID("genops"), config, Recorder(), telemetry), telemetry
+    return genops.create(Settings(ComponentID("genops"), telemetry), config, Recorder()), telemetry
 
 
 def every_kind(resource: dict, point_attributes: dict | None = None) -> ExportMetricsServiceRequest:

@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.connectors import genops_metrics
@@ -49,7 +49,7 @@ def spans_request(spans: list[tuple[dict, float, bool]]) -> ExportTraceServiceRe
 def connector(settings: dict | None = None, telemetry: SelfMetrics | None = None):
     config, problems = decode(genops_metrics.Config, settings or {})
     assert problems == []
-    made = genops_metrics.create(ComponentID("genops_metrics"), config, telemetry or SelfMetrics())
+    made = genops_metrics.create(Settings(ComponentID("genops_metrics"), telemetry or SelfMetrics()), config)
     sink = Recorder()
     made.bind({genops_metrics.Signal.METRICS: sink})
     made.clock = lambda: START + 60_000_000_000

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from relay import attrs, client
 from relay.client import ClientInfo
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.processors import genops
 from relay.processors.genops import plan
@@ -45,7 +45,7 @@ def build(settings: dict | None = None, telemetry: SelfMetrics | None = None):
     config, problems = decode(genops.Config, settings)
     assert problems == []
     telemetry = telemetry or SelfMetrics()
-    return genops.create(ComponentID("genops"), config, Recorder(), telemetry), telemetry
+    return genops.create(Settings(ComponentID("genops"), telemetry), config, Recorder()), telemetry
 
 
 def request_with(span_attributes: list[dict], resource: dict | None = None) -> ExportTraceServiceRequest:

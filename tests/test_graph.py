@@ -78,10 +78,10 @@ def registry_for(world: World) -> Registry:
 
     all_signals = tuple(Signal)
     return (Registry()
-            .add("receivers", make_module("src", all_signals, lambda id_, c, consumers, t: Receiver(str(id_), consumers)))
-            .add("exporters", make_module("dst", all_signals, lambda id_, c, t, host=None: Exporter(str(id_))))
+            .add("receivers", make_module("src", all_signals, lambda s, c, consumers: Receiver(str(s.id), consumers)))
+            .add("exporters", make_module("dst", all_signals, lambda s, c: Exporter(str(s.id))))
             .add("processors", make_module("tag", (Signal.TRACES,),
-                                           lambda id_, c, nxt, t: Tagger(str(id_), c.tag, nxt))))
+                                           lambda s, c, nxt: Tagger(str(s.id), c.tag, nxt))))
 
 
 CONFIG = """

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from relay import fixtures, otlpjson
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.processors import genops
 from relay.telemetry import SelfMetrics
@@ -28,7 +28,7 @@ def load(name: str) -> ExportTraceServiceRequest:
 def processed(name: str) -> ExportTraceServiceRequest:
     config, problems = decode(genops.Config, expectations.GENOPS_SETTINGS)
     assert problems == []
-    processor = genops.create(ComponentID("genops"), config, Recorder(), SelfMetrics())
+    processor = genops.create(Settings(ComponentID("genops"), SelfMetrics()), config, Recorder())
     request = load(name)
     processor.process(request)
     return request

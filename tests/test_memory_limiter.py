@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from relay import status
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import Duration, decode
 from relay.config.load import load
 from relay.errors import ConfigError, RetryableError
@@ -56,9 +56,7 @@ def config(**raw) -> memory_limiter.Config:
 
 def build(memory: FakeMemory, telemetry=None, next_consumer=None, **raw):
     telemetry = telemetry or SelfMetrics(CollectorRegistry())
-    processor = memory_limiter.create(ID, config(**raw), next_consumer or Recorder(), telemetry,
-                                      usage_reader=memory.usage, total_reader=memory.total_memory,
-                                      force=memory.force)
+    processor = memory_limiter.create(Settings(ID, telemetry), config(**raw), next_consumer or Recorder(), usage_reader=memory.usage, total_reader=memory.total_memory, force=memory.force)
     return processor, telemetry
 
 
@@ -344,8 +342,7 @@ def test_the_checker_checks_on_every_tick():
     async def run():
         nonlocal ticks, checked
         ticks, checked = asyncio.Queue(), asyncio.Queue()
-        processor = memory_limiter.create(ID, config(limit_mib=500), Recorder(), SelfMetrics(CollectorRegistry()),
-                                          usage_reader=usage_reader, tick=tick)
+        processor = memory_limiter.create(Settings(ID, SelfMetrics(CollectorRegistry())), config(limit_mib=500), Recorder(), usage_reader=usage_reader, tick=tick)
         await processor.start()
         try:
             await asyncio.wait_for(checked.get(), 5)  # the check start() makes
@@ -382,8 +379,7 @@ def test_a_failed_check_keeps_the_checker_running(component_log):
     async def run():
         nonlocal ticks, third_reading
         ticks, third_reading = asyncio.Queue(), asyncio.Event()
-        processor = memory_limiter.create(ID, config(limit_mib=500), Recorder(), SelfMetrics(CollectorRegistry()),
-                                          usage_reader=usage_reader, tick=tick)
+        processor = memory_limiter.create(Settings(ID, SelfMetrics(CollectorRegistry())), config(limit_mib=500), Recorder(), usage_reader=usage_reader, tick=tick)
         await processor.start()
         try:
             memory.set(450)

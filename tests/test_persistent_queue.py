@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.errors import QueueFullError, RetryableError
 from relay.storage.disk_queue import DiskQueueFile
 from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
@@ -48,8 +48,7 @@ class Storage:
 
     def __init__(self, tmp_path: Path, name: str = "file_storage"):
         self.id = ComponentID.parse(name)
-        self.extension = file_storage.create(
-            self.id, file_storage.Config(directory=str(tmp_path / "queues"), create_directory=True), None)
+        self.extension = file_storage.create(Settings(self.id, None), file_storage.Config(directory=str(tmp_path / "queues"), create_directory=True))
         asyncio.run(self.extension.start())
         self.host = Host({self.id: self.extension})
         self.path = self.extension.queue_file(ComponentID.parse(EXPORTER)).path

@@ -10,7 +10,7 @@ import time
 import aiohttp
 import pytest
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.extensions import pprof
 
@@ -46,7 +46,7 @@ async def keep_the_loop_busy(stop: asyncio.Event, deadline: float) -> None:
 
 
 async def started() -> pprof.Pprof:
-    ext = pprof.create(ComponentID("pprof"), pprof.Config("127.0.0.1:0"), None)
+    ext = pprof.create(Settings(ComponentID("pprof"), None), pprof.Config("127.0.0.1:0"))
     await ext.start()
     return ext
 

@@ -17,7 +17,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.exporters import debug, prometheus
@@ -587,7 +587,7 @@ def serve(scenario, telemetry: SelfMetrics | None = None, **settings):
     """Runs ``scenario(port)`` against a started exporter that has received the contract request."""
     cfg = config(**settings)
     telemetry = telemetry or SelfMetrics()
-    exporter = prometheus.create(ComponentID.parse("prometheus"), cfg, telemetry)
+    exporter = prometheus.create(Settings(ComponentID.parse("prometheus"), telemetry), cfg)
 
     async def run():
         await exporter.start()

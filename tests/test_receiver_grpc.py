@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client import CollectorRegistry
 
 from relay import status
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.errors import InvalidDataError, PermanentError, RetryableError, TooLargeError
 from relay.receivers import otlp
@@ -52,7 +52,7 @@ class Harness:
         config, problems = decode(otlp.Config, {"protocols": {"grpc": {"endpoint": f"{host}:0",
                                                                          **(grpc_config or {})}}})
         assert problems == [] and config is not None
-        self.receiver = otlp.create(ComponentID.parse(RECEIVER), config, consumers, self.telemetry)
+        self.receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), self.telemetry), config, consumers)
         self.channel: grpc.aio.Channel | None = None
 
     async def __aenter__(self) -> "Harness":

@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client import CollectorRegistry
 
 from relay import client, fixtures, otlpjson, received, status
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import InvalidDataError, PermanentError, QueueFullError, RetryableError, ShutdownError, TooLargeError
@@ -99,7 +99,7 @@ class Harness:
             protocols["grpc"] = {"endpoint": "127.0.0.1:0", **grpc_settings}
         config, problems = decode(otlp.Config, {"protocols": protocols})
         assert problems == [] and config is not None
-        self.receiver = otlp.create(ComponentID.parse(RECEIVER), config, consumers, self.telemetry)
+        self.receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), self.telemetry), config, consumers)
         self.http = getattr(self.receiver, "http", self.receiver)
         self.session: aiohttp.ClientSession | None = None
 
@@ -722,8 +722,7 @@ def test_http_that_cannot_listen_stops_grpc_too():
         config, problems = decode(otlp.Config, {"protocols": {
             "grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": f"127.0.0.1:{port}"}}})
         assert problems == []
-        receiver = otlp.create(ComponentID.parse(RECEIVER), config, all_signals(FakeConsumer()),
-                               SelfMetrics(CollectorRegistry()))
+        receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), SelfMetrics(CollectorRegistry())), config, all_signals(FakeConsumer()))
 
         async def run():
             with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):

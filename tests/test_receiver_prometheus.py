@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.errors import RetryableError
 from relay.receivers import prometheus
@@ -282,7 +282,7 @@ def receiver_for(addresses: list[str], consumer, interval: str = "200ms", **job)
         "static_configs": [{"targets": addresses, "labels": {"env": "test"}}], **job}]}})
     assert problems == []
     telemetry = SelfMetrics(CollectorRegistry())
-    return prometheus.create(ComponentID.parse(RECEIVER), config, {Signal.METRICS: consumer}, telemetry), telemetry
+    return prometheus.create(Settings(ComponentID.parse(RECEIVER), telemetry), config, {Signal.METRICS: consumer}), telemetry
 
 
 async def wait_until(condition, what: str, timeout: float = 10.0):

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry
 
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.errors import ConfigError
 from relay.receivers import otlp
@@ -153,8 +153,7 @@ class Harness:
         config, problems = decode(otlp.Config, {"protocols": protocols})
         assert problems == [], problems
         self.recorder = Recorder()
-        self.receiver = otlp.create(ComponentID.parse(RECEIVER), config, {Signal.TRACES: self.recorder},
-                                    self.telemetry)
+        self.receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), self.telemetry), config, {Signal.TRACES: self.recorder})
         both = hasattr(self.receiver, "grpc")
         self.grpc = self.receiver.grpc if both else (self.receiver if grpc_settings is not None else None)
         self.http = self.receiver.http if both else (self.receiver if http_settings is not None else None)
@@ -444,8 +443,7 @@ def test_nothing_listens_after_a_failed_tls_start(tmp_path, server_files):
                                                           "http": {"endpoint": "127.0.0.1:0",
                                                                    "tls": tls_settings(server_files, key_file=missing)}}})
     assert problems == []
-    receiver = otlp.create(ComponentID.parse(RECEIVER), config, {Signal.TRACES: Recorder()},
-                           SelfMetrics(CollectorRegistry()))
+    receiver = otlp.create(Settings(ComponentID.parse(RECEIVER), SelfMetrics(CollectorRegistry())), config, {Signal.TRACES: Recorder()})
 
     async def run():
         with pytest.raises(ConfigError):

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from relay import attrs, client
 from relay.client import ClientInfo
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError
@@ -181,7 +181,7 @@ service:
         async def consume(self, request):
             received.append(request)
 
-    processor = config.factories["processors"][id_].create(id_, config.components["processors"][id_], Next(), None)
+    processor = config.factories["processors"][id_].create(Settings(id_, None), config.components["processors"][id_], Next())
     assert isinstance(processor, FunctionProcessor) and processor.mutates_data
     request, parts = metrics()
     asyncio.run(processor.consume(request))

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client import CollectorRegistry
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError
@@ -70,7 +70,7 @@ def make(settings: dict, telemetry=None):
     config, problems = decode(transform.Config, settings)
     assert problems == []
     sink = Recorder()
-    return transform.create(ComponentID("transform"), config, sink, telemetry or SelfMetrics()), sink
+    return transform.create(Settings(ComponentID("transform"), telemetry or SelfMetrics()), config, sink), sink
 
 
 def run(settings: dict, request, telemetry=None):
@@ -140,8 +140,7 @@ def test_reference_config_changes_only_the_matching_metric():
     config = load(REFERENCE_CONFIG, registry(), env={})
     id_ = ComponentID("transform")
     sink = Recorder()
-    processor = config.factories["processors"][id_].create(id_, config.components["processors"][id_], sink,
-                                                           SelfMetrics())
+    processor = config.factories["processors"][id_].create(Settings(id_, SelfMetrics()), config.components["processors"][id_], sink)
     request = cost_metrics()
     tokens_before = request.resource_metrics[0].scope_metrics[0].metrics[1].SerializeToString()
 

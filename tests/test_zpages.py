@@ -11,7 +11,7 @@ import platform
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.extensions import zpages
@@ -71,10 +71,9 @@ def build_host() -> tuple[Host, zpages.ZPages]:
     host = Host({}, config, telemetry)
     # A real exporter, not started: it registers its sending queue's size and capacity gauges.
     exporter_id = ComponentID("otlp")
-    config.factories["exporters"][exporter_id].create(
-        exporter_id, config.components["exporters"][exporter_id], telemetry, host)
+    config.factories["exporters"][exporter_id].create(Settings(exporter_id, telemetry, host=host), config.components["exporters"][exporter_id])
     ext_id = ComponentID("zpages")
-    ext = zpages.create(ext_id, config.components["extensions"][ext_id], telemetry, host)
+    ext = zpages.create(Settings(ext_id, telemetry, host=host), config.components["extensions"][ext_id])
     host.extensions[ext_id] = ext
     return host, ext
 
@@ -190,7 +189,7 @@ def test_unknown_paths_are_404_and_a_bad_format_is_400():
 
 
 def test_pages_without_a_host_are_empty_not_broken():
-    ext = zpages.create(ComponentID("zpages"), zpages.Config("127.0.0.1:0"), None)
+    ext = zpages.create(Settings(ComponentID("zpages"), None), zpages.Config("127.0.0.1:0"))
     assert ext.pipelinez() == {"pipelines": []}
     assert ext.extensionz() == {"extensions": []}
     assert ext.servicez()["pipelines"] == []

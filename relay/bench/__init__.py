@@ -279,11 +279,11 @@ def genops_cost_per_span(payload: bytes, spans: int, rounds: int = 20) -> float:
     from prometheus_client import CollectorRegistry
 
     from relay.bench.payload import numbered
-    from relay.component import ComponentID
+    from relay.component import ComponentID, Settings
     from relay.processors import genops
     from relay.telemetry import SelfMetrics
 
-    processor = genops.create(ComponentID("genops"), genops.Config(), None, SelfMetrics(CollectorRegistry()))
+    processor = genops.create(Settings(ComponentID("genops"), SelfMetrics(CollectorRegistry())), genops.Config(), None)
     spent = 0.0
     for number in range(rounds):
         request = ExportTraceServiceRequest.FromString(numbered(payload, number))
@@ -306,17 +306,18 @@ def usage_cost_per_point(payload: bytes, points: int, connector: bool, rounds: i
 
     from relay import received
     from relay.bench.usage_payload import Stream
-    from relay.component import ComponentID
+    from relay.component import ComponentID, Settings
     from relay.config.decode import decode
     from relay.connectors import genops_metrics
     from relay.processors import genops
     from relay.telemetry import SelfMetrics
 
-    processor = genops.create(ComponentID("genops"), genops.Config(), None, SelfMetrics(CollectorRegistry()))
+    processor = genops.create(Settings(ComponentID("genops"), SelfMetrics(CollectorRegistry())), genops.Config(), None)
     aggregate = None
     if connector:
         config, _ = decode(genops_metrics.Config, {"cost_from": "metrics"})
-        aggregate = genops_metrics.create(ComponentID("genops_metrics"), config, SelfMetrics(CollectorRegistry()))
+        aggregate = genops_metrics.create(Settings(ComponentID("genops_metrics"), SelfMetrics(CollectorRegistry())),
+                                          config)
     stream = Stream(payload, 0, time.time_ns())
     spent = [0.0, 0.0]
 

@@ -179,7 +179,10 @@ def _decode_dataclass(cls: type, raw: Any, path: tuple[str, ...]) -> tuple[Any, 
     if problems:
         return None, problems
     instance = cls(**values)
-    validate = getattr(instance, "validate", None)
-    if validate is not None:
-        problems += [p.under(*path) for p in validate()]
+    # Every validate() of the class and its bases runs, so that settings a config inherits
+    # (an exporter's queue, retry and timeout) are checked without the subclass calling them.
+    for klass in reversed(cls.__mro__):
+        validate = vars(klass).get("validate")
+        if validate is not None:
+            problems += [p.under(*path) for p in validate(instance)]
     return instance, problems

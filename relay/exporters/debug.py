@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from relay.component import Settings
 from relay import otlpjson
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
@@ -58,5 +59,6 @@ def _plain(value):
     return getattr(value, kind) if kind in ("string_value", "bool_value", "int_value", "double_value") else kind
 
 
-def create(id_, config: Config, telemetry, host=None) -> Exporter:
+def create(settings: Settings, config: Config) -> Exporter:
+    id_, telemetry = settings.id, settings.telemetry
     return Exporter(id_, DebugTransport(id_, config.verbosity), telemetry, timeout=0)

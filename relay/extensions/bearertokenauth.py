@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from relay.component import Settings
 from relay.errors import ConfigError, Problem
 from relay.net.headers import HTTP_NAME as HEADER_NAME
 from relay.net.auth import header_value
@@ -170,5 +171,5 @@ def _read_token(path: str) -> str:
     return token
 
 
-def create(id_, config: Config, telemetry, host=None) -> BearerTokenAuth:
-    return BearerTokenAuth(id_, config)
+def create(settings: Settings, config: Config) -> BearerTokenAuth:
+    return BearerTokenAuth(settings.id, config)

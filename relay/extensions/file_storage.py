@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.component import Settings
 from relay.errors import Problem
 from relay.storage.disk_queue import DiskQueueFile
 from relay.storage.directory import check_directory
@@ -77,5 +78,5 @@ class FileStorage:
                              max_bytes=self.config.max_size_mib * 1024 * 1024)
 
 
-def create(id_, config: Config, telemetry, host=None) -> FileStorage:
-    return FileStorage(id_, config)
+def create(settings: Settings, config: Config) -> FileStorage:
+    return FileStorage(settings.id, config)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.storage.directory import check_directory
@@ -141,5 +142,6 @@ def ledger_path(config: Config) -> Path:
     return Path(config.directory) / FILE_NAME
 
 
-def create(id_, config: Config, telemetry, host=None) -> GenopsLedger:
+def create(settings: Settings, config: Config) -> GenopsLedger:
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     return GenopsLedger(id_, config, telemetry, host)

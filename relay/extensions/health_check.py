@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from relay.component import Settings
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.httpserver import HttpListener
@@ -73,5 +74,5 @@ class HealthCheck:
         })
 
 
-def create(id_, config: Config, telemetry, host=None) -> HealthCheck:
-    return HealthCheck(id_, config)
+def create(settings: Settings, config: Config) -> HealthCheck:
+    return HealthCheck(settings.id, config)

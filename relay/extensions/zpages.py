@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.component import Settings
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.net.http_client import relay_version
@@ -286,5 +287,6 @@ _RENDER = {
 }
 
 
-def create(id_, config: Config, telemetry, host=None) -> ZPages:
+def create(settings: Settings, config: Config) -> ZPages:
+    id_, host = settings.id, settings.host
     return ZPages(id_, config, host)

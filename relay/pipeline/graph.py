@@ -21,10 +21,9 @@ what is left stays on disk); extensions.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 
-from relay.component import ComponentID, Host
+from relay.component import ComponentID, Host, Settings
 from relay.config.load import RelayConfig
 from relay.consumer import fanout
 from relay.signals import Signal
@@ -36,12 +35,20 @@ class Graph:
     def __init__(self, config: RelayConfig, telemetry):
         self.config = config
         self.host = host = Host({}, config, telemetry)
+        # What each exporter and connector is told it will be sent: its pipelines' signals.
+        signals: dict[ComponentID, frozenset[Signal]] = {}
+        for pipeline in config.pipelines:
+            for id_ in pipeline.exporters:
+                signals[id_] = signals.get(id_, frozenset()) | {pipeline.signal}
+
+        def settings(id_: ComponentID) -> Settings:
+            return Settings(id_, telemetry, host, signals.get(id_, frozenset()))
+
         self.extensions = {id_: config.factories["extensions"][id_].create(
-            id_, config.components["extensions"][id_], telemetry, host) for id_ in config.extensions}
+            settings(id_), config.components["extensions"][id_]) for id_ in config.extensions}
         host.extensions.update(self.extensions)
-        used = {id_ for pipeline in config.pipelines for id_ in pipeline.exporters}
-        self.connectors = {id_: _create(factory, host, id_, config.components["connectors"][id_], telemetry)
-                           for id_, factory in config.factories["connectors"].items() if id_ in used}
+        self.connectors = {id_: factory.create(settings(id_), config.components["connectors"][id_])
+                           for id_, factory in config.factories["connectors"].items() if id_ in signals}
         self.exporters = {}
         self.processors: list[list] = []       # per pipeline fed by receivers
         self.fed_processors: list[list] = []   # per pipeline fed by connectors
@@ -50,20 +57,21 @@ class Graph:
             for id_ in pipeline.exporters:
                 if id_ not in self.exporters and id_ not in self.connectors:
                     self.exporters[id_] = config.factories["exporters"][id_].create(
-                        id_, config.components["exporters"][id_], telemetry, host)
+                        settings(id_), config.components["exporters"][id_])
             consumer = fanout([self.connectors.get(id_) or self.exporters[id_] for id_ in pipeline.exporters])
             chain = []
             for id_ in reversed(pipeline.processors):
-                consumer = _create(config.factories["processors"][id_], host,
-                                   id_, config.components["processors"][id_], consumer, telemetry)
+                consumer = config.factories["processors"][id_].create(
+                    settings(id_), config.components["processors"][id_], consumer)
                 chain.insert(0, consumer)
             fed_by_connector = any(id_ in self.connectors for id_ in pipeline.receivers)
             (self.fed_processors if fed_by_connector else self.processors).append(chain)
             for id_ in pipeline.receivers:
                 heads.setdefault(id_, {}).setdefault(pipeline.signal, []).append(consumer)
         self.receivers = {
-            id_: _create(config.factories["receivers"][id_], host, id_, config.components["receivers"][id_],
-                         {signal: fanout(consumers) for signal, consumers in by_signal.items()}, telemetry)
+            id_: config.factories["receivers"][id_].create(
+                settings(id_), config.components["receivers"][id_],
+                {signal: fanout(consumers) for signal, consumers in by_signal.items()})
             for id_, by_signal in heads.items() if id_ not in self.connectors
         }
         for id_, connector in self.connectors.items():
@@ -117,14 +125,6 @@ class Graph:
         for extension in self.extensions.values():
             if hasattr(extension, "set_ready"):
                 extension.set_ready(ready)
-
-
-def _create(factory, host, *args):
-    """Build a component, handing it the Host when its factory asks for one (a ``host`` parameter):
-    a component that names an extension (a ledger, an authenticator) finds it there."""
-    if "host" in inspect.signature(factory.create).parameters:
-        return factory.create(*args, host=host)
-    return factory.create(*args)
 
 
 def _name(component) -> str:

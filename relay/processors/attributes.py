@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from relay.component import Settings
 from relay.errors import Problem
 from relay.attributes.attraction import ActionConfig, Actions
 from relay.attributes.filterspec import MatchProperties, selection
@@ -30,8 +31,8 @@ class Config:
         return [] if self.actions else [Problem(("actions",), "at least one action is required")]
 
 
-def create(id_, config: Config, next_consumer, telemetry):
-    return FunctionProcessor(id_, process_function(config), next_consumer, mutates=True)
+def create(settings: Settings, config: Config, next_consumer):
+    return FunctionProcessor(settings.id, process_function(config), next_consumer, mutates=True)
 
 
 def process_function(config: Config):

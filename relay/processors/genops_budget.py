@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from relay.component import Settings
 from relay import attrs
 from relay.errors import Problem
 from relay.ledger.events import FAILOVER_EVENT
@@ -39,7 +40,8 @@ class Config:
         return [(("ledger",), self.ledger, "genops_ledger")]
 
 
-def create(id_, config: Config, next_consumer, telemetry, host=None):
+def create(settings: Settings, config: Config, next_consumer):
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     ledger = host.extension(config.ledger).ledger
     return FunctionProcessor(id_, process_function(id_, config, ledger, telemetry), next_consumer,
                              mutates=config.budget_attributes)

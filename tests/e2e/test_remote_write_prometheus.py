@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from relay import attrs
-from relay.component import ComponentID
+from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.exporters import prometheusremotewrite as remote_write
 from relay.telemetry import SelfMetrics
@@ -155,7 +155,7 @@ def export(url: str, *requests) -> SelfMetrics:
         "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}, "timeout": "10s"})
     assert problems == []
     telemetry = SelfMetrics()
-    exporter = remote_write.create(ComponentID.parse("prometheusremotewrite"), cfg, telemetry)
+    exporter = remote_write.create(Settings(ComponentID.parse("prometheusremotewrite"), telemetry), cfg)
 
     async def run():
         await exporter.start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from relay.component import Settings
 from relay import pricing, status, tasks
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
@@ -154,6 +155,7 @@ class GenopsMetrics:
             self.flush_failures.labels(str(self.id)).inc()
             self.log.warning("metrics flush failed", fields={"error": status.describe(error)})
 
-def create(id_, config: Config, telemetry, host=None) -> GenopsMetrics:
+def create(settings: Settings, config: Config) -> GenopsMetrics:
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     ledger = host.extension(config.budgets_from).ledger if config.budgets_from and host is not None else None
     return GenopsMetrics(id_, config, telemetry, ledger=ledger)

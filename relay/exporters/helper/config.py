@@ -42,7 +42,8 @@ class HelperSettings:
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
 
-    def helper_problems(self) -> list[Problem]:
+    def validate(self) -> list[Problem]:
+        """Run by decode for every exporter Config that embeds these settings."""
         if self.timeout < 0:
             return [Problem(("timeout",), "must not be negative")]
         return []

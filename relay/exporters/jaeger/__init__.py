@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from relay.component import Settings
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.net.headers import clean as clean_headers
@@ -32,7 +33,7 @@ class Config(HelperSettings):
     compression: Literal["gzip", "none", ""] = "none"
 
     def validate(self) -> list[Problem]:
-        problems = self.helper_problems()
+        problems = []
         host = self.endpoint.rpartition(":")[0]
         if endpoint_problem(self.endpoint) or not host or self.endpoint.startswith(("http://", "https://")):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
@@ -41,8 +42,9 @@ class Config(HelperSettings):
         return problems
 
 
-def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.jaeger.transport import JaegerTransport
 
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     return Exporter(id_, JaegerTransport(id_, config), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

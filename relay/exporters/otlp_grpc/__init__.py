@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from relay.component import Settings
 from relay.net.endpoints import endpoint_problem, split_target
 from relay.net.tls import GrpcTLSConfig as TLSConfig
 from relay.errors import Problem
@@ -39,7 +40,7 @@ class Config(HelperSettings):
         return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
-        problems = self.helper_problems()
+        problems = []
         target, _ = split_target(self.endpoint)
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
@@ -49,9 +50,10 @@ class Config(HelperSettings):
         return problems + clean_headers(self.headers, grpc=True)[1]
 
 
-def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.otlp_grpc.transport import GrpcTransport
 
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
     return Exporter(id_, GrpcTransport(id_, config, telemetry, authenticator), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
@@ -51,7 +52,7 @@ class Config(HelperSettings):
         return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
-        problems = self.helper_problems()
+        problems = []
         keys = ("endpoint",) + tuple(f"{signal.value}_endpoint" for signal in SIGNALS)
         for key in keys:
             value = getattr(self, key)
@@ -81,17 +82,10 @@ class Config(HelperSettings):
                 for signal in SIGNALS if signal in signals and not self.url(signal)]
 
 
-def used_signals(id_, host) -> frozenset[Signal]:
-    """The signals of the pipelines that name this exporter; none when there is no loaded config."""
-    pipelines = getattr(getattr(host, "config", None), "pipelines", None)
-    if pipelines is None:
-        return frozenset()
-    return frozenset(p.signal for p in pipelines if id_ in p.exporters)
-
-
-def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.otlp_http.transport import HttpTransport
 
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
-    transport = HttpTransport(id_, config, telemetry, used_signals(id_, host), authenticator)
+    transport = HttpTransport(id_, config, telemetry, settings.signals, authenticator)
     return Exporter(id_, transport, telemetry, timeout=config.timeout, settings=config, host=host, **hooks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
@@ -58,7 +59,8 @@ class Config:
         return problems
 
 
-def create(id_, config: Config, telemetry, host=None) -> Exporter:
+def create(settings: Settings, config: Config) -> Exporter:
     from relay.exporters.prometheus.transport import PrometheusTransport
 
+    id_, telemetry = settings.id, settings.telemetry
     return Exporter(id_, PrometheusTransport(id_, config, telemetry), telemetry, timeout=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from relay.component import Settings
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
@@ -63,7 +64,7 @@ class Config(HelperSettings):
     sending_queue: OrderedQueueConfig = field(default_factory=OrderedQueueConfig, kw_only=True)
 
     def validate(self) -> list[Problem]:
-        problems = self.helper_problems()
+        problems = []
         if message := url_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
         header_issues = header_problems(self.headers, credentials_in_url=False)
@@ -98,8 +99,9 @@ def url_problem(endpoint: str) -> str | None:
     return None
 
 
-def create(id_, config: Config, telemetry, host=None, **hooks) -> Exporter:
+def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.prometheusremotewrite.transport import RemoteWriteTransport
 
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     return Exporter(id_, RemoteWriteTransport(id_, config, telemetry), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from relay.component import Settings
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.extensions.pprof import report
@@ -242,5 +243,5 @@ def _index_page(running: bool) -> str:
             "One profile at a time; seconds=1..300.</p>\n</body></html>\n")
 
 
-def create(id_, config: Config, telemetry, host=None) -> Pprof:
-    return Pprof(id_, config)
+def create(settings: Settings, config: Config) -> Pprof:
+    return Pprof(settings.id, config)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.processors.batch.processor import BatchProcessor
@@ -60,5 +61,6 @@ class Config:
         return problems
 
 
-def create(id_, config: Config, next_consumer, telemetry) -> BatchProcessor:
+def create(settings: Settings, config: Config, next_consumer) -> BatchProcessor:
+    id_, telemetry = settings.id, settings.telemetry
     return BatchProcessor(id_, config, next_consumer, telemetry)

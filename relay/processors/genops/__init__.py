@@ -8,6 +8,7 @@ model label bounded so that a flood of made-up names cannot grow memory.
 
 from __future__ import annotations
 
+from relay.component import Settings
 from relay import pricing
 from relay.processors.genops import datapoints
 from relay.processors.genops.config import Config, RuleConfig
@@ -24,7 +25,8 @@ MODEL_LABEL_LIMIT = 500
 __all__ = ["TYPE", "SIGNALS", "Config", "RuleConfig", "create"]
 
 
-def create(id_, config: Config, next_consumer, telemetry):
+def create(settings: Settings, config: Config, next_consumer):
+    id_, telemetry = settings.id, settings.telemetry
     name = str(id_)
     spans = telemetry.counter("otelcol_processor_genops_spans", "LLM spans by where their cost came from",
                               ["processor", "source"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem, RetryableError
 from relay.processors.memory_limiter.limiter import MemoryLimiter
@@ -69,9 +70,10 @@ class Config:
 _shared: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 
 
-def create(id_, config: Config, next_consumer, telemetry, **injected) -> "MemoryLimiterProcessor":
+def create(settings: Settings, config: Config, next_consumer, **injected) -> "MemoryLimiterProcessor":
     """``injected`` (tests): MemoryLimiter's usage_reader, total_reader, force and tick;
     used only by the first processor of an id, which builds the shared limiter."""
+    id_, telemetry = settings.id, settings.telemetry
     limiters = _shared.setdefault(telemetry, {})
     limiter = limiters.get(id_)
     if limiter is None or limiter.config != config:

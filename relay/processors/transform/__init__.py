@@ -8,6 +8,7 @@ the grammar and ``contexts.py`` for the paths of each context.
 
 from __future__ import annotations
 
+from relay.component import Settings
 from relay.processors.helper import FunctionProcessor
 from relay.processors.transform.config import Config
 from relay.processors.transform.processor import Transform
@@ -19,5 +20,6 @@ SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
 __all__ = ["SIGNALS", "TYPE", "Config", "create"]
 
 
-def create(id_, config: Config, next_consumer, telemetry) -> FunctionProcessor:
+def create(settings: Settings, config: Config, next_consumer) -> FunctionProcessor:
+    id_, telemetry = settings.id, settings.telemetry
     return FunctionProcessor(id_, Transform(id_, config.compiled(), telemetry), next_consumer, mutates=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from relay.component import Settings
 from relay.config.decode import Duration
 from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.errors import Problem
@@ -191,8 +192,9 @@ class OtlpReceiver:
         await asyncio.gather(self.http.shutdown(grace), self.grpc.shutdown(grace))
 
 
-def create(id_, config: Config, consumers: dict, telemetry, host=None):
+def create(settings: Settings, config: Config, consumers: dict):
     """``host`` holds the extensions an ``auth.authenticator`` names; only needed when one does."""
+    id_, telemetry, host = settings.id, settings.telemetry, settings.host
     grpc = http = None
     where = ("receivers", str(id_), "protocols")
     if config.protocols.grpc is not None:

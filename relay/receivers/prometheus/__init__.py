@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from relay.component import Settings
 from relay.config.decode import Duration, decode
 from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
@@ -188,7 +189,8 @@ def _positive(config, names: tuple[str, ...]) -> list[Problem]:
             if getattr(config, name) is not None and getattr(config, name) <= 0]
 
 
-def create(id_, config: Config, consumers: dict, telemetry):
+def create(settings: Settings, config: Config, consumers: dict):
     from relay.receivers.prometheus.scrape import PrometheusReceiver
 
+    id_, telemetry = settings.id, settings.telemetry
     return PrometheusReceiver(id_, config.targets(), consumers[Signal.METRICS], telemetry)
