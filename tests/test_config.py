@@ -146,8 +146,9 @@ service:
       exporters: [debug]
 """
 
-AVAILABLE_EXPORTERS = "(available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)"
-AVAILABLE_PROCESSORS = "(available: attributes, batch, genops, genops_budget, memory_limiter, resource, transform)"
+# What the registry holds, aliases included: the message lists every type a config may name.
+AVAILABLE_EXPORTERS = f"(available: {', '.join(sorted(default_registry().types('exporters')))})"
+AVAILABLE_PROCESSORS = f"(available: {', '.join(sorted(default_registry().types('processors')))})"
 OTLP_EXPORTER_KEYS = "(valid keys: auth, compression, endpoint, headers, max_request_size, retry_on_failure, sending_queue, timeout, tls)"
 
 

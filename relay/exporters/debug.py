@@ -19,6 +19,8 @@ from relay.telemetry import component_logger
 
 TYPE = "debug"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"verbosity": "basic"}
 
 
 

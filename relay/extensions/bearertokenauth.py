@@ -29,6 +29,8 @@ from relay.telemetry import Throttled, component_logger
 
 TYPE = "bearertokenauth"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"token": "${env:RELAY_TOKEN:-change-me}"}
 
 # A token file is looked at no more often than this, however many requests check it.
 FILE_CHECK_INTERVAL = 1.0

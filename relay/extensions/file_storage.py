@@ -23,6 +23,8 @@ from relay.telemetry import component_logger
 
 TYPE = "file_storage"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"directory": "/var/lib/genops-relay/queue", "create_directory": True}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

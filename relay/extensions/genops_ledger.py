@@ -31,6 +31,8 @@ from relay.ledger.webhook import Webhook, WebhookConfig
 
 TYPE = "genops_ledger"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"directory": "/var/lib/genops-relay/ledger", "create_directory": True}
 REPORT_PATH = "/api/v1/cost/report"
 BY = ("team", "project", "model", "provider", "customer")
 

@@ -21,6 +21,8 @@ from relay.telemetry import component_logger
 
 TYPE = "health_check"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:13133"}
 
 _NEVER = "0001-01-01T00:00:00Z"
 

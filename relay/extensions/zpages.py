@@ -46,6 +46,8 @@ from relay.telemetry import component_logger
 
 TYPE = "zpages"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:55679"}
 
 PAGES = {
     "/debug/servicez": "Service",

@@ -19,6 +19,8 @@ from relay.signals import Signal, signal_of
 
 TYPE = "attributes"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"actions": [{"key": "deployment.environment", "value": "production", "action": "upsert"}]}
 
 
 @dataclass

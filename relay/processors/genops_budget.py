@@ -23,6 +23,10 @@ from relay.telemetry import component_logger
 
 TYPE = "genops_budget"
 SIGNALS = (Signal.TRACES,)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"ledger": "genops_ledger"}
+# The extensions EXAMPLE names.
+EXAMPLE_NEEDS = {"genops_ledger": {"directory": "/var/lib/genops-relay/ledger", "create_directory": True}}
 # How long a team's budget standing is reused for the attributes, rather than looked up per span.
 STANDING_TTL_NS = 10**9
 

@@ -17,6 +17,8 @@ from relay.signals import Signal, signal_of
 
 TYPE = "resource"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"attributes": [{"key": "service.namespace", "value": "llm", "action": "upsert"}]}
 
 
 

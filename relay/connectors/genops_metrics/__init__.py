@@ -29,6 +29,8 @@ from relay.telemetry import component_logger
 
 TYPE = "genops_metrics"
 SIGNALS = (Signal.TRACES, Signal.METRICS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"cost_from": "auto"}
 _IDENTITIES = 100_000  # service instances remembered by cost_from: auto
 TO_SIGNALS = (Signal.METRICS,)
 RESOURCE = {"service.name": "genops-relay"}

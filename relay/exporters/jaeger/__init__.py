@@ -22,6 +22,8 @@ from relay.signals import Signal
 
 TYPE = "jaeger"
 SIGNALS = (Signal.TRACES,)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:14250", "tls": {"insecure": True}}
 
 
 @dataclass

@@ -22,6 +22,8 @@ from relay.signals import Signal
 TYPE = "otlp_grpc"
 ALIASES = ("otlp",)
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:4317", "tls": {"insecure": True}}
 
 
 @dataclass

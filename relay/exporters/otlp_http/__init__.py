@@ -28,6 +28,8 @@ from relay.signals import Signal
 TYPE = "otlp_http"
 ALIASES = ("otlphttp",)
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "http://127.0.0.1:4318"}
 
 SIGNAL_PATHS = {Signal.TRACES: "v1/traces", Signal.METRICS: "v1/metrics", Signal.LOGS: "v1/logs"}
 

@@ -23,6 +23,8 @@ from relay.signals import Signal
 
 TYPE = "prometheus"
 SIGNALS = (Signal.METRICS,)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:8889", "namespace": "genops"}
 
 
 @dataclass

@@ -24,6 +24,8 @@ from relay.signals import Signal
 
 TYPE = "prometheusremotewrite"
 SIGNALS = (Signal.METRICS,)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "http://127.0.0.1:9090/api/v1/write"}
 
 # The headers that make a request remote write; configured headers cannot replace them.
 PROTOCOL_HEADERS = frozenset({"content-encoding", "content-type", "x-prometheus-remote-write-version"})

@@ -48,6 +48,8 @@ from relay.telemetry import component_logger
 
 TYPE = "pprof"
 SIGNALS = ()
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"endpoint": "127.0.0.1:1777"}
 
 SECONDS = (1, 300, 30)   # low, high, default
 HZ = (1, 1000, 200)

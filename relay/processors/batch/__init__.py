@@ -37,6 +37,8 @@ from relay.signals import Signal
 
 TYPE = "batch"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"timeout": "1s", "send_batch_size": 1024}
 
 __all__ = ["TYPE", "SIGNALS", "Config", "create", "BatchProcessor"]
 

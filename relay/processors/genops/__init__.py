@@ -20,6 +20,8 @@ from relay.telemetry import component_logger
 
 TYPE = "genops"
 SIGNALS = (Signal.TRACES, Signal.METRICS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"defaults": {"team": "unassigned", "project": "unassigned"}}
 MODEL_LABEL_LIMIT = 500
 
 __all__ = ["TYPE", "SIGNALS", "Config", "RuleConfig", "create"]

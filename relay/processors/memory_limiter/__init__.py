@@ -23,6 +23,8 @@ from relay.signals import Signal
 
 TYPE = "memory_limiter"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"check_interval": "1s", "limit_mib": 4000, "spike_limit_mib": 800}
 REFUSED = "data refused due to high memory usage"
 
 __all__ = ["TYPE", "SIGNALS", "Config", "create", "MemoryLimiter", "MemoryLimiterProcessor", "REFUSED"]

@@ -16,6 +16,8 @@ from relay.signals import Signal
 
 TYPE = "transform"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"trace_statements": [{"context": "span", "statements": ['set(attributes["genops.source"], "relay")']}]}
 
 __all__ = ["SIGNALS", "TYPE", "Config", "create"]
 

@@ -19,6 +19,8 @@ from relay.signals import Signal
 
 TYPE = "otlp"
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"}, "http": {"endpoint": "127.0.0.1:4318"}}}
 
 # The collector's default for max_request_body_size.
 DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024

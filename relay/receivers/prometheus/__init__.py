@@ -21,6 +21,9 @@ from relay.signals import Signal
 
 TYPE = "prometheus"
 SIGNALS = (Signal.METRICS,)
+# A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
+EXAMPLE = {"config": {"scrape_configs": [{"job_name": "relay", "scrape_interval": "1h",
+                                           "static_configs": [{"targets": ["127.0.0.1:8888"]}]}]}}
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Prometheus' own defaults.
