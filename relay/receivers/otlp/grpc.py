@@ -4,7 +4,8 @@ Requests arrive as raw bytes and are parsed here, so a payload that does not
 parse is answered INVALID_ARGUMENT in the protocol's terms (gRPC's own
 deserializer would surface it as an opaque INTERNAL). Oversize messages are
 refused by gRPC itself with RESOURCE_EXHAUSTED before they are read whole.
-The client is acknowledged only after the pipeline has taken the data.
+The client is acknowledged only after the pipeline has taken the data; what
+happens between parsing and answering is the shared ``intake``'s.
 
 With ``auth``, a call without the authenticator's header (gRPC metadata keys
 are lowercase) is answered UNAUTHENTICATED before its payload is parsed.
@@ -16,9 +17,10 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from relay import client, ids, received, status
+from relay import status
 from relay.net.endpoints import split_endpoint
-from relay.errors import InvalidDataError, RelayError
+from relay.errors import InvalidDataError
+from relay.receivers.otlp.intake import Intake
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, grpc_server_credentials
 from relay.signals import Signal
 from relay.telemetry import component_logger
@@ -79,10 +81,7 @@ class GrpcReceiver:
 
     def _export_handler(self, signal: Signal, consumer):
         parse = signal.request_type.FromString
-        accepted = self.metrics.receiver_accepted[signal].labels(str(self.id), TRANSPORT)
-        refused = self.metrics.receiver_refused[signal]
-        receiver_id = str(self.id)
-        include_metadata = self.config.include_metadata
+        intake = Intake(self.id, signal, consumer, self.metrics, TRANSPORT, self.log, self.config.include_metadata)
         gate = self._auth
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -93,47 +92,25 @@ class GrpcReceiver:
                 request = parse(data)
             except DecodeError as error:
                 failure = InvalidDataError(f"cannot parse {signal.request_type.__name__}: {error}")
-                return await self._refuse(context, failure, signal, 0)
-            wrong = ids.problem(signal, request, data)
-            if wrong is not None:
-                failure = InvalidDataError(f"invalid {signal.request_type.__name__}: {wrong}")
-                return await self._refuse(context, failure, signal, 0)
-            count = signal.count(request, data)
-            if count == 0:
-                return b""
-            token = client.bind(client.ClientInfo.from_pairs(context.invocation_metadata(), context.peer())
-                                ) if include_metadata else None
-            payload = received.bind(request, data)
-            try:
-                await consumer.consume(request)
-            except Exception as error:  # noqa: BLE001 - classified once, here at the edge
-                refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
-                return await self._refuse(context, error, signal, count)
-            finally:
-                received.unbind(payload)
-                if token is not None:
-                    client.unbind(token)
-            accepted.inc(count)
+                return await _refuse(context, intake, failure, 0)
+            failure = intake.check(request, data)
+            if failure is not None:
+                return await _refuse(context, intake, failure, 0)
+            count, failure = await intake.deliver(request, data, context.invocation_metadata() or (), context.peer())
+            if failure is not None:
+                return await _refuse(context, intake, failure, count)
             return b""
 
         return export
 
-    async def _refuse(self, context, error: BaseException, signal: Signal, count: int) -> bytes:
-        code, retry_after = status.to_grpc(error)
-        message = status.describe(error)
-        if not isinstance(error, RelayError):
-            self.log.error("pipeline failed unexpectedly", exc_info=error,
-                           fields={"signal": signal.value, "items": count})
-            # The client gets no internals, only what to do about it.
-            message = "internal error in the relay; retry later"
-        else:
-            self.log.warning("refused request", fields={"signal": signal.value, "items": count,
-                                                         "status": code.name, "error": message})
-        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, code.name).inc()
-        if retry_after is not None:
-            context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
-        await context.abort(code, message)
-        return b""  # not reached: abort raises
+
+async def _refuse(context, intake: Intake, error: BaseException, count: int) -> bytes:
+    code, retry_after = status.to_grpc(error)
+    message = intake.refusal(error, count, code.name)
+    if retry_after is not None:
+        context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
+    await context.abort(code, message)
+    return b""  # not reached: abort raises
 
 
 def _text_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:

@@ -7,7 +7,8 @@ pipeline has taken the data, else a google.rpc.Status whose HTTP code comes
 from ``relay.status.to_http`` (a retryable refusal carries Retry-After when
 the pipeline named a delay). As in the collector, an unsupported
 Content-Encoding is 400, another content type 415 and another method 405.
-Bodies are bounded on the wire and once inflated (see ``body``).
+Bodies are bounded on the wire and once inflated (see ``body``). What happens
+between decoding and answering is the shared ``intake``'s, as for gRPC.
 
 With ``auth``, every request but a CORS preflight must carry the
 authenticator's header: without it the answer is 401 with
@@ -27,12 +28,13 @@ from aiohttp import web
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
-from relay import client, ids, otlpjson, received, status
+from relay import otlpjson, status
 from relay.net.endpoints import split_endpoint
-from relay.errors import InvalidDataError, RelayError, TooLargeError
+from relay.errors import InvalidDataError, TooLargeError
 from relay.receivers.otlp import body
 from relay.receivers.otlp.connections import ConnectionGuard
 from relay.receivers.otlp.cors import Cors
+from relay.receivers.otlp.intake import Intake
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, HttpServerTls
 from relay.signals import Signal
 from relay.telemetry import component_logger
@@ -42,7 +44,6 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 _UNSUPPORTED_MEDIA = f"415 unsupported media type, supported: [{JSON}, {PROTOBUF}]"
-_INTERNAL = "internal error in the relay; retry later"
 
 
 class HttpReceiver:
@@ -137,10 +138,7 @@ class HttpReceiver:
         type_name = request_type.__name__
         success = {PROTOBUF: signal.response_type().SerializeToString(),
                    JSON: otlpjson.encode(signal.response_type())}
-        accepted = self.metrics.receiver_accepted[signal].labels(str(self.id), TRANSPORT)
-        refused = self.metrics.receiver_refused[signal]
-        receiver_id = str(self.id)
-        include_metadata = self.config.include_metadata
+        intake = Intake(self.id, signal, consumer, self.metrics, TRANSPORT, self.log, self.config.include_metadata)
         limit = self.limit
         cors = self._cors
         in_flight = self._in_flight
@@ -164,71 +162,37 @@ class HttpReceiver:
                     message, data = otlpjson.decode(data, request_type), None
                 except ValueError as error:
                     raise InvalidDataError(f"cannot parse {type_name} as OTLP/JSON: {error}") from None
-            wrong = ids.problem(signal, message, data)
-            if wrong is not None:
-                raise InvalidDataError(f"invalid {type_name}: {wrong}")
+            failure = intake.check(message, data)
+            if failure is not None:
+                raise failure
             return message, data
 
         async def export(request: web.BaseRequest) -> web.Response:
             extra = cors.response_headers(request.headers.get("Origin")) if cors is not None else {}
             media = request.content_type
             if media != PROTOBUF and media != JSON:
-                return self._unsupported_media(signal, media, extra)
+                return self._unsupported_media(intake, media, extra)
             task = asyncio.current_task()
             in_flight.add(task)
             try:
                 try:
                     message, data = await read(request, media)
                 except (InvalidDataError, TooLargeError) as error:
-                    return self._refuse(error, signal, 0, media, extra)
+                    return _refuse(intake, error, 0, media, extra)
                 except ConnectionError:
                     # The client went away mid-body: no one is left to answer.
                     self.log.debug("client went away before sending its whole request",
                                    fields={"signal": signal.value})
                     return web.Response(status=400)
-                count = signal.count(message, data)
-                if count == 0:
-                    return web.Response(body=success[media], headers={"Content-Type": media, **extra})
-                token = client.bind(client.ClientInfo.from_pairs(request.headers.items(), request.remote or "")
-                                    ) if include_metadata else None
-                # Only protobuf is the wire form an exporter may forward as is.
-                payload = received.bind(message, data) if data is not None else None
-                try:
-                    await consumer.consume(message)
-                except Exception as error:  # noqa: BLE001 - classified once, here at the edge
-                    refused.labels(receiver_id, TRANSPORT, type(error).__name__).inc(count)
-                    return self._refuse(error, signal, count, media, extra)
-                finally:
-                    if payload is not None:
-                        received.unbind(payload)
-                    if token is not None:
-                        client.unbind(token)
-                accepted.inc(count)
+                # Only protobuf is the wire form an exporter may forward as is (data is None for JSON).
+                count, failure = await intake.deliver(message, data, request.headers.items(), request.remote or "")
+                if failure is not None:
+                    return _refuse(intake, failure, count, media, extra)
                 return web.Response(body=success[media], headers={"Content-Type": media, **extra})
             finally:
                 in_flight.discard(task)
 
         return export
-
-    def _refuse(self, error: BaseException, signal: Signal, count: int, media: str, extra: dict) -> web.Response:
-        code, retry_after = status.to_http(error)
-        grpc_code, _ = status.to_grpc(error)
-        message = status.describe(error)
-        if not isinstance(error, RelayError):
-            self.log.error("pipeline failed unexpectedly", exc_info=error,
-                           fields={"signal": signal.value, "items": count})
-            # The client gets no internals, only what to do about it.
-            message = _INTERNAL
-        else:
-            self.log.warning("refused request", fields={"signal": signal.value, "items": count,
-                                                         "status": code, "error": message})
-        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, str(code)).inc()
-        reply = status_pb2.Status(code=grpc_code.value[0], message=message)
-        headers = {"Content-Type": media, **extra}
-        if retry_after is not None and code in status.RETRYABLE_HTTP:
-            headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
-        return web.Response(status=code, headers=headers,
-                            body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
 
     def _unauthenticated(self, request: web.BaseRequest) -> web.Response:
         headers = {"WWW-Authenticate": self._auth.challenge}
@@ -242,8 +206,20 @@ class HttpReceiver:
         return web.Response(status=401, headers={"Content-Type": media, **headers},
                             body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
 
-    def _unsupported_media(self, signal: Signal, media: str, extra: dict) -> web.Response:
-        self.log.warning("refused request", fields={"signal": signal.value, "items": 0, "status": 415,
+    def _unsupported_media(self, intake: Intake, media: str, extra: dict) -> web.Response:
+        self.log.warning("refused request", fields={"signal": intake.signal.value, "items": 0, "status": 415,
                                                      "error": f'unsupported content type "{media}"'})
-        self.metrics.receiver_refused_requests.labels(str(self.id), TRANSPORT, signal.value, "415").inc()
+        intake.count_refused(415)
         return web.Response(status=415, text=_UNSUPPORTED_MEDIA, headers=extra)
+
+
+def _refuse(intake: Intake, error: BaseException, count: int, media: str, extra: dict) -> web.Response:
+    code, retry_after = status.to_http(error)
+    grpc_code, _ = status.to_grpc(error)
+    message = intake.refusal(error, count, code)
+    reply = status_pb2.Status(code=grpc_code.value[0], message=message)
+    headers = {"Content-Type": media, **extra}
+    if retry_after is not None and code in status.RETRYABLE_HTTP:
+        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    return web.Response(status=code, headers=headers,
+                        body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
