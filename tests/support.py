@@ -32,6 +32,28 @@ from relay.exporters.jaeger import proto as jaeger_proto
 from relay.signals import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = ROOT / "tests" / "testdata"
+
+
+def reference_config() -> str:
+    """The production monitoring guide's collector config ("Core Configuration"), verbatim."""
+    return (TESTDATA / "reference_collector_config.yaml").read_text()
+
+
+def reference_subset(processors: set[str], signals: tuple[str, ...] = ("traces", "metrics", "logs")) -> str:
+    """The reference config cut to what one processor's tests run: its otlp receiver, the named
+    processors with their settings as written, each pipeline's processors among them in the
+    written order, and a debug exporter in place of the backends."""
+    import yaml
+
+    reference = yaml.safe_load(reference_config())
+    pipelines = {signal: {"receivers": ["otlp"],
+                          "processors": [p for p in reference["service"]["pipelines"][signal]["processors"]
+                                         if p in processors],
+                          "exporters": ["debug"]} for signal in signals}
+    return yaml.safe_dump({"receivers": {"otlp": reference["receivers"]["otlp"]},
+                           "processors": {name: reference["processors"][name] for name in sorted(processors)},
+                           "exporters": {"debug": {}}, "service": {"pipelines": pipelines}}, sort_keys=False)
 
 
 @contextlib.contextmanager

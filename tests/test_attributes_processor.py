@@ -30,7 +30,7 @@ from relay.config.load import load
 from relay.errors import ConfigError
 from relay.pipeline.registry import default_registry
 from relay.processors import attributes
-from tests.support import Recorder
+from tests.support import Recorder, reference_subset
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -769,54 +769,7 @@ def test_log_filters(filters, expected):
 
 # Its resource and attributes/genops processors, verbatim; the pipelines keep their order and drop
 # what this module does not provide (batch, transform, other receivers and exporters).
-REFERENCE = """\
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 0.0.0.0:4317
-
-processors:
-  resource:
-    attributes:
-      - key: service.name
-        value: genops-openrouter
-        action: upsert
-      - key: service.version
-        from_attribute: service_version
-        action: upsert
-      - key: environment
-        from_attribute: deployment_environment
-        action: upsert
-  
-  # GenOps-specific processors
-  attributes/genops:
-    actions:
-      - key: genops.cost.currency
-        value: "USD"
-        action: upsert
-      - key: genops.provider
-        value: "openrouter"
-        action: upsert
-
-exporters:
-  debug: {}
-
-service:
-  pipelines:
-    traces:
-      processors: [resource, attributes/genops]
-      receivers: [otlp]
-      exporters: [debug]
-    metrics:
-      receivers: [otlp]
-      processors: [resource, attributes/genops]
-      exporters: [debug]
-    logs:
-      receivers: [otlp]
-      processors: [resource]
-      exporters: [debug]
-"""
+REFERENCE = reference_subset({"resource", "attributes/genops"})
 
 SDK = [("telemetry.sdk.language", "python"), ("telemetry.sdk.name", "opentelemetry"),
        ("telemetry.sdk.version", "1.45.2")]

@@ -11,6 +11,7 @@ import io
 import json
 
 import pytest
+import yaml
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
 )
@@ -34,32 +35,12 @@ from relay.processors.transform.compiler import Scope, predicate
 from relay.processors.transform.contexts import Item
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics, setup_logging
-from tests.support import Recorder
+from tests.support import Recorder, reference_subset
 
 # The transform processor of the production monitoring guide's "Core Configuration",
 # verbatim, in a pipeline of components the relay has.
-REFERENCE_CONFIG = """\
-receivers:
-  otlp:
-    protocols:
-      grpc:
-processors:
-  # Cost attribution processor
-  transform:
-    metric_statements:
-      - context: metric
-        statements:
-          - set(description, "OpenRouter request cost in USD") where name == "genops.cost.total"
-          - set(unit, "USD") where name == "genops.cost.total"
-exporters:
-  debug:
-service:
-  pipelines:
-    metrics:
-      receivers: [otlp]
-      processors: [transform]
-      exporters: [debug]
-"""
+# The reference config's transform processor, on its metrics pipeline.
+REFERENCE_CONFIG = reference_subset({"transform"}, ("metrics",))
 
 
 def registry():
@@ -346,14 +327,11 @@ def test_structural_problems(settings, expected):
 
 def test_every_problem_of_a_file_is_reported_at_once():
     # Sections in a fixed order (traces, metrics, logs), statements in file order within one.
-    text = REFERENCE_CONFIG.replace(
-        '          - set(unit, "USD") where name == "genops.cost.total"\n',
-        '          - set(unit, "USD") where name == "genops.cost.total"\n'
-        '          - set(colour, "red")\n'
-        '          - set(unit, "USD") where name = "x"\n'
-        '    trace_statements:\n'
-        '      - delete_key(span.attributes, "k") where\n'
-        '      - keep_keys(span.attributes, ["a"])\n')
+    tree = yaml.safe_load(REFERENCE_CONFIG)
+    transform_ = tree["processors"]["transform"]
+    transform_["metric_statements"][0]["statements"] += ['set(colour, "red")', 'set(unit, "USD") where name = "x"']
+    transform_["trace_statements"] = ['delete_key(span.attributes, "k") where', 'keep_keys(span.attributes, ["a"])']
+    text = yaml.safe_dump(tree)
     with pytest.raises(ConfigError) as raised:
         load(text, registry(), env={})
     assert [str(p) for p in raised.value.problems] == [

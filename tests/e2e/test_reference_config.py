@@ -28,14 +28,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from relay.signals import Signal
-from tests.support import JaegerSink, RelayProcess, Sink, free_port, logs_request, metrics_request, traces_request
-from tests.test_config import REFERENCE_COLLECTOR_CONFIG
+from tests.support import (JaegerSink, RelayProcess, Sink, free_port, logs_request, metrics_request, reference_config,
+                           traces_request)
 
 SECRET = "hc-test-key-7d1c"
 
 
 def local_reference_config(ports: dict, honeycomb: str, jaeger: str) -> str:
-    text = REFERENCE_COLLECTOR_CONFIG
+    text = reference_config()
     datadog = re.compile(r"  # Datadog\n  datadog:\n(    .*\n)+  \n")
     assert datadog.search(text)
     text = datadog.sub("", text).replace("exporters: [otlp/honeycomb, datadog, prometheus]",
