@@ -645,3 +645,11 @@ def test_https_scheme_to_a_plaintext_sink_fails(sink):
 ])
 def test_split_target(endpoint, target, tls):
     assert endpoints.split_target(endpoint) == (target, tls)
+
+
+def test_tls_with_inline_pem_and_the_system_pool_delivers(mtls_sink, tls_files):
+    tls = {"ca_pem": tls_files["ca"].read_text(), "include_system_ca_certs_pool": True,
+           "cert_pem": tls_files["client_cert"].read_text(), "key_pem": tls_files["client_key"].read_text()}
+    error, _ = export_once(mtls_sink.endpoint, traces_request(spans=2), tls=tls)
+    assert error is None, error
+    assert mtls_sink.count(Signal.TRACES) == 2

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from relay import otlpjson, received, status
 from relay.component import ComponentID, Host, Settings
-from relay.config.decode import decode
+from relay.config.decode import Duration, decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError, RetryableError
 from relay.exporters import otlp_grpc, otlp_http
@@ -650,7 +650,7 @@ VALIDATION = [
        "Authorization header)")]),
     ({"endpoint": "http://h", "tls": {"cert_file": "c.pem"}},
      ["tls::key_file: cert_file and key_file must be given together"]),
-    ({"endpoint": "http://h", "tls": {"server_name_override": "x"}}, None),  # not a key here
+    ({"endpoint": "http://h", "tls": {"server_name_override": "x", "insecure": True}}, []),  # collector keys
     ({"endpoint": "http://h", "timeout": "soon"}, None),
     ({"endpoint": "http://h", "sending_queue": {"num_consumers": 0}},
      ["sending_queue::num_consumers: must be at least 1"]),
@@ -739,3 +739,67 @@ def _partial_logs() -> bytes:
     response = Signal.LOGS.response_type()
     response.partial_success.rejected_log_records = 1
     return response.SerializeToString()
+
+
+# --- the collector's TLS client keys ---------------------------------------------------------
+
+def test_inline_pem_mutual_tls_delivers(pki):
+    tls = {"ca_pem": pki["ca"].read_text(), "cert_pem": pki["client"].read_text(),
+           "key_pem": pki["client_key"].read_text()}
+    error, _, sink = export_once(metrics_request(), sink_tls=server_tls(pki, require_client_cert=True), tls=tls)
+    assert error is None, error
+    assert sink.posts[0].request(Signal.METRICS) == metrics_request()
+
+
+@pytest.mark.parametrize("name, delivered", [("localhost", True), ("elsewhere.example", False)])
+def test_server_name_override_is_the_name_checked(pki, name, delivered):
+    error, _, sink = export_once(logs_request(), sink_tls=server_tls(pki),
+                                 tls={"ca_file": str(pki["ca"]), "server_name_override": name})
+    if delivered:
+        assert error is None, error
+        assert len(sink.posts) == 1
+    else:
+        assert isinstance(error, RetryableError) and "elsewhere.example" in str(error), error
+        assert sink.posts == []
+
+
+def test_tls_versions_bound_the_handshake(pki):
+    only_13 = server_tls(pki)
+    only_13.minimum_version = ssl.TLSVersion.TLSv1_3
+    error, _, sink = export_once(logs_request(), sink_tls=only_13, tls={"ca_file": str(pki["ca"]), "min_version": "1.3"})
+    assert error is None and len(sink.posts) == 1, error
+    error, _, sink = export_once(logs_request(), sink_tls=only_13, tls={"ca_file": str(pki["ca"]), "max_version": "1.2"})
+    assert isinstance(error, RetryableError) and sink.posts == [], error
+
+
+def test_the_system_pool_beside_a_ca_still_trusts_the_ca(pki):
+    error, _, sink = export_once(logs_request(), sink_tls=server_tls(pki),
+                                 tls={"ca_file": str(pki["ca"]), "include_system_ca_certs_pool": True})
+    assert error is None and len(sink.posts) == 1, error
+
+
+def test_reload_interval_uses_changed_files_for_new_connections(tmp_path):
+    from relay.net.tls import ClientTLS, TLSClientConfig
+
+    pytest.importorskip("cryptography")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _pki(tmp_path / "a"), _pki(tmp_path / "b")
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(first["ca"].read_bytes())
+    now = [0.0]
+    client = ClientTLS(TLSClientConfig(ca_file=str(ca), reload_interval=Duration(30.0)), clock=lambda: now[0])
+    before = client.context()
+    ca.write_bytes(second["ca"].read_bytes())
+    now[0] = 10.0
+    assert client.context() is before  # not yet looked at again
+    now[0] = 31.0
+    renewed = client.context()
+    assert renewed is not before
+    ca.write_text("not a certificate")
+    now[0] = 62.0
+    assert client.context() is renewed  # a set that does not load keeps the last one
+    no_reload = ClientTLS(TLSClientConfig(ca_file=str(first["ca"])), clock=lambda: now[0])
+    kept = no_reload.context()
+    now[0] = 10_000.0
+    assert no_reload.context() is kept

@@ -35,6 +35,7 @@ from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
 from relay.ledger.events import BUDGET_EVENT, FAILOVER_EVENT
 from relay.net.headers import clean as clean_headers
+from relay.net.tls import ClientTLS, TLSClientConfig, request_options
 from relay.net.headers import warn_stripped
 from relay.net.http_client import header_problems, user_agent
 from relay.net.endpoints import display_url, url_problem
@@ -78,6 +79,8 @@ class WebhookConfig:
     timeout: Duration = Duration(5.0)
     max_queue: int = 1000
     retry: WebhookRetry = field(default_factory=WebhookRetry)
+    # For an https:// URL: the collector's TLS client keys (a private CA, mutual TLS).
+    tls: TLSClientConfig = field(default_factory=TLSClientConfig)
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -93,7 +96,6 @@ class WebhookConfig:
             problems.append(Problem(("timeout",), "must be positive"))
         if self.max_queue < 1:
             problems.append(Problem(("max_queue",), "must be at least 1"))
-        problems += [p.under("retry") for p in self.retry.validate()]
         return problems
 
 
@@ -296,6 +298,7 @@ class Webhook:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._tls: ClientTLS | None = None
         self._closing = False  # shutdown began: the sender drains the queue, then ends
         self._closed = False   # shutdown ended: events are dropped as they come
 
@@ -313,6 +316,8 @@ class Webhook:
         for key, value in configured.items():
             headers[key] = value  # replaces, case-insensitively: a configured User-Agent wins
         headers["Content-Type"] = "application/json"
+        if self.config.url.startswith("https://"):
+            self._tls = ClientTLS(self.config.tls, log=self.log)  # a bad file fails the start
         self._session = aiohttp.ClientSession(
             headers=headers, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=float(self.config.timeout)))
@@ -433,7 +438,8 @@ class Webhook:
         """None on a 2xx; otherwise the failure, classified."""
         session = self._session
         try:
-            async with session.post(self.config.url, data=body, allow_redirects=False) as answer:
+            async with session.post(self.config.url, data=body, allow_redirects=False,
+                                    **request_options(self._tls, self.config.url)) as answer:
                 code = answer.status
                 retry_after = retry_after_from_http(answer.headers.get("Retry-After"))
                 text = ""

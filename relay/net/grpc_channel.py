@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
+from relay.net.tls import material
 
 
 def open_channel(target: str, tls, use_tls: bool, compression: str, retry) -> grpc.aio.Channel:
-    """A channel to ``target``; ``tls`` has ca_file, cert_file, key_file, server_name_override."""
+    """A channel to ``target`` with ``tls`` (``relay.net.tls.TLSClientConfig``) where ``use_tls``."""
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     # gRPC's own reconnect backoff grows to 120 s; after a long outage the channel would
     # idle that long past the downstream's return while the retry sender keeps failing
@@ -22,11 +19,8 @@ def open_channel(target: str, tls, use_tls: bool, compression: str, retry) -> gr
     zipped = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
     if not use_tls:
         return grpc.aio.insecure_channel(target, options=options, compression=zipped)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(tls.ca_file) if tls.ca_file else None,
-        private_key=_read(tls.key_file) if tls.key_file else None,
-        certificate_chain=_read(tls.cert_file) if tls.cert_file else None,
-    )
+    ca, cert, key = material(tls)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
     if tls.server_name_override:
         options.append(("grpc.ssl_target_name_override", tls.server_name_override))
     return grpc.aio.secure_channel(target, credentials, options=options, compression=zipped)

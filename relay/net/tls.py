@@ -1,55 +1,182 @@
-"""Client TLS settings."""
+"""One client TLS config, the collector's ``configtls`` keys, for every client the relay has: the
+otlp, otlphttp, jaeger and remote-write exporters and the budget webhook.
+
+- ``insecure``: gRPC without a scheme in the endpoint sends in plain text; an http:// or
+  https:// URL's scheme decides for HTTP clients, as in the collector.
+- ``ca_file`` / ``ca_pem``: the CAs trusted instead of the system's, or beside them with
+  ``include_system_ca_certs_pool``. ``cert_file`` / ``cert_pem`` and ``key_file`` / ``key_pem``:
+  the client certificate (mutual TLS). A file or its PEM, not both.
+- ``insecure_skip_verify``: TLS without checking the server's certificate (HTTP clients; gRPC's
+  Python library cannot, so a gRPC client refuses the setting rather than ignore it).
+- ``server_name_override``: the name sent (SNI) and checked against the certificate.
+- ``min_version`` / ``max_version``: "1.0" to "1.3"; the minimum defaults to 1.2, as in the
+  collector. gRPC always negotiates 1.2 or 1.3, so a gRPC client refuses bounds it cannot keep.
+- ``reload_interval``: how often an HTTP client looks at its files again and, when they
+  changed, uses them for new connections; 0 reads them once, at start.
+"""
 
 from __future__ import annotations
 
+import os
 import ssl
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, field
 
+from relay.config.decode import Duration
 from relay.errors import Problem
+
+VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+            "1.3": ssl.TLSVersion.TLSv1_3}
+DEFAULT_MIN_VERSION = "1.2"
 
 
 @dataclass
-class TLSConfig:
-    """Client TLS for https:// URLs; the URL's scheme alone decides whether TLS is used."""
-
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    # Skips verifying the server's certificate (the collector's key of the same name).
-    insecure_skip_verify: bool = False
-    # Accepted so that collector configs load; as in the collector's HTTP clients, it has
-    # no effect: an http:// URL is plain HTTP already.
+class TLSClientConfig:
     insecure: bool = False
+    insecure_skip_verify: bool = False
+    server_name_override: str = ""
+    ca_file: str = ""
+    ca_pem: str = ""
+    cert_file: str = ""
+    cert_pem: str = ""
+    key_file: str = ""
+    # repr=False: a config dump must not carry a private key.
+    key_pem: str = field(default="", repr=False)
+    include_system_ca_certs_pool: bool = False
+    min_version: str = ""
+    max_version: str = ""
+    reload_interval: Duration = Duration(0.0)
 
     def validate(self) -> list[Problem]:
-        if bool(self.cert_file) != bool(self.key_file):
-            return [Problem(("cert_file" if not self.cert_file else "key_file",),
-                            "cert_file and key_file must be given together")]
-        return []
+        problems = []
+        for kind in ("ca", "cert", "key"):
+            if getattr(self, f"{kind}_file") and getattr(self, f"{kind}_pem"):
+                problems.append(Problem((f"{kind}_pem",), f"give {kind}_file or {kind}_pem, not both"))
+        has_cert, has_key = bool(self.cert_file or self.cert_pem), bool(self.key_file or self.key_pem)
+        if has_cert != has_key:
+            inline = self.cert_pem or self.key_pem
+            problems.append(Problem(("key_file" if has_cert else "cert_file",),
+                                    "a client certificate needs its key, and a key its certificate" if inline
+                                    else "cert_file and key_file must be given together"))
+        for name in ("min_version", "max_version"):
+            value = getattr(self, name)
+            if value and value not in VERSIONS:
+                problems.append(Problem((name,), f'"{value}" is not a TLS version (valid: {", ".join(VERSIONS)})'))
+        low, high = self.min_version or DEFAULT_MIN_VERSION, self.max_version
+        if low in VERSIONS and high in VERSIONS and VERSIONS[low] > VERSIONS[high]:
+            problems.append(Problem(("max_version",), f"must not be below min_version ({low})"))
+        if self.reload_interval < 0:
+            problems.append(Problem(("reload_interval",), "must not be negative"))
+        return problems
+
+    def grpc_problems(self) -> list[Problem]:
+        """What gRPC's Python library cannot do, said instead of silently not done."""
+        if self.insecure:
+            return []
+        problems = []
+        if self.insecure_skip_verify:
+            problems.append(Problem(("insecure_skip_verify",), "gRPC clients cannot skip verifying the server "
+                                                               "here: trust its CA with ca_file or ca_pem"))
+        if self.min_version == "1.3" or self.max_version in ("1.0", "1.1", "1.2"):
+            problems.append(Problem(("min_version" if self.min_version == "1.3" else "max_version",),
+                                    "gRPC clients negotiate TLS 1.2 or 1.3 and cannot be held to less"))
+        return problems
+
+    def files(self) -> tuple[str, ...]:
+        return tuple(path for path in (self.ca_file, self.cert_file, self.key_file) if path)
 
 
-def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    """``ca_file`` alone is trusted when given; otherwise the system's roots."""
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def material(tls: TLSClientConfig) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """(trusted CAs, client certificate, client key) as PEM, None where not given. With
+    ``include_system_ca_certs_pool``, the system's CA bundle follows the configured CAs."""
+    ca = _read(tls.ca_file) if tls.ca_file else tls.ca_pem.encode() if tls.ca_pem else None
+    if ca is not None and tls.include_system_ca_certs_pool:
+        bundle = ssl.get_default_verify_paths().cafile
+        if bundle and os.path.exists(bundle):
+            ca += b"\n" + _read(bundle)
+    cert = _read(tls.cert_file) if tls.cert_file else tls.cert_pem.encode() if tls.cert_pem else None
+    key = _read(tls.key_file) if tls.key_file else tls.key_pem.encode() if tls.key_pem else None
+    return ca, cert, key
+
+
+def ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
+    """An HTTP client's context; a missing or bad file raises (OSError or ssl.SSLError) naming it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca, cert, key = material(tls)
+    if ca is None:
+        context.load_default_certs()
+    else:
+        context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+    if cert is not None:
+        # load_cert_chain reads only files: PEM given inline goes through a private temporary one.
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "client.pem")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
+                handle.write(cert + b"\n" + key)
+            context.load_cert_chain(path)
+    context.minimum_version = VERSIONS[tls.min_version or DEFAULT_MIN_VERSION]
+    if tls.max_version:
+        context.maximum_version = VERSIONS[tls.max_version]
     if tls.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
 
 
+class ClientTLS:
+    """An HTTP client's TLS for each new connection: the context, made again when
+    ``reload_interval`` has passed and the files changed (a set that does not load keeps the last)."""
 
-@dataclass
-class GrpcTLSConfig:
-    insecure: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    server_name_override: str = ""
+    def __init__(self, tls: TLSClientConfig, clock=time.monotonic, log=None):
+        self.tls = tls
+        self.clock = clock
+        self.log = log
+        self._context = ssl_context(tls)  # at start: a bad file stops the start, naming it
+        self._signature = _signature(tls.files())
+        self._next = clock() + float(tls.reload_interval)
 
-    def validate(self) -> list[Problem]:
-        if bool(self.cert_file) != bool(self.key_file):
-            return [Problem(("cert_file" if not self.cert_file else "key_file",),
-                            "cert_file and key_file must be given together")]
-        return []
+    @property
+    def server_hostname(self) -> str | None:
+        return self.tls.server_name_override or None
+
+    def context(self) -> ssl.SSLContext:
+        interval = float(self.tls.reload_interval)
+        if interval > 0 and self.clock() >= self._next:
+            self._next = self.clock() + interval
+            signature = _signature(self.tls.files())
+            if signature != self._signature:
+                try:
+                    self._context = ssl_context(self.tls)
+                    self._signature = signature
+                except (OSError, ssl.SSLError, ValueError) as error:
+                    if self.log is not None:
+                        self.log.warning("TLS files changed but do not load; keeping the last ones",
+                                         fields={"error": f"{type(error).__name__}: {error}"})
+        return self._context
+
+
+def _signature(paths: tuple[str, ...]) -> tuple:
+    out = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            out.append((path, stat.st_mtime_ns, stat.st_size, stat.st_ino))
+        except OSError:
+            out.append((path, None))
+    return tuple(out)
+
+
+def request_options(tls: ClientTLS | None, url: str) -> dict:
+    """aiohttp request arguments for ``url``: the current context and the name to check."""
+    if tls is None or not url.startswith("https://"):
+        return {}
+    options = {"ssl": tls.context()}
+    if tls.server_hostname:
+        options["server_hostname"] = tls.server_hostname
+    return options

@@ -17,7 +17,7 @@ from relay.net.headers import clean as clean_headers
 from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.jaeger.proto import DEFAULT_PORT
-from relay.net.tls import GrpcTLSConfig as TLSConfig
+from relay.net.tls import TLSClientConfig
 from relay.signals import Signal
 
 TYPE = "jaeger"
@@ -30,12 +30,12 @@ EXAMPLE = {"endpoint": "127.0.0.1:14250", "tls": {"insecure": True}}
 class Config(HelperSettings):
     endpoint: str
     headers: dict[str, str] = field(default_factory=dict)
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     # The collector's Jaeger exporter sends uncompressed unless told otherwise.
     compression: Literal["gzip", "none", ""] = "none"
 
     def validate(self) -> list[Problem]:
-        problems = []
+        problems = [problem.under("tls") for problem in self.tls.grpc_problems()]
         host = self.endpoint.rpartition(":")[0]
         if endpoint_problem(self.endpoint) or not host or self.endpoint.startswith(("http://", "https://")):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '

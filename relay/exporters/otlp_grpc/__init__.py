@@ -11,7 +11,7 @@ from typing import Literal
 
 from relay.component import Settings
 from relay.net.endpoints import endpoint_problem, split_target
-from relay.net.tls import GrpcTLSConfig as TLSConfig
+from relay.net.tls import TLSClientConfig
 from relay.errors import Problem
 from relay.net.headers import clean as clean_headers
 from relay.exporters.helper.exporter import Exporter
@@ -30,7 +30,7 @@ EXAMPLE = {"endpoint": "127.0.0.1:4317", "tls": {"insecure": True}}
 class Config(HelperSettings):
     endpoint: str
     headers: dict[str, str] = field(default_factory=dict)
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     compression: Literal["gzip", "none", ""] = "gzip"
     auth: AuthConfig | None = None
     # Larger requests are split by resource, scope and item before sending: the gRPC default
@@ -42,7 +42,7 @@ class Config(HelperSettings):
         return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
-        problems = []
+        problems = [problem.under("tls") for problem in self.tls.grpc_problems()]
         target, _ = split_target(self.endpoint)
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '

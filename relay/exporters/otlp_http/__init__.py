@@ -20,7 +20,7 @@ from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
 from relay.net.http_client import header_problems
-from relay.net.tls import TLSConfig
+from relay.net.tls import TLSClientConfig
 from relay.net.endpoints import url_problem
 from relay.net.auth import AuthConfig, authenticator_for
 from relay.signals import Signal
@@ -44,7 +44,7 @@ class Config(HelperSettings):
     headers: dict[str, str] = field(default_factory=dict)
     encoding: Literal["proto", "json"] = "proto"
     compression: Literal["gzip", "none", ""] = "gzip"
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     # The collector's otlphttp default; HelperSettings' 5 s suits gRPC.
     timeout: Duration = Duration(30.0)
     auth: AuthConfig | None = None

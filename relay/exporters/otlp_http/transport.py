@@ -24,7 +24,7 @@ from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownEr
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.net.http_client import user_agent
-from relay.net.tls import ssl_context
+from relay.net.tls import ClientTLS, request_options as _tls_options
 from relay.net.endpoints import display_url
 from relay.exporters.helper.partial import note_partial_success
 from relay.signals import Signal, signal_of
@@ -61,18 +61,18 @@ class HttpTransport:
             headers.popall("Content-Encoding", None)
         self.headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._tls: ClientTLS | None = None
 
     async def start(self) -> None:
         problems = self.config.signal_problems(self.used)
         if problems:
             raise ConfigError([p.under("exporters", str(self.id)) for p in problems])
-        ssl_option: object = True  # aiohttp: True verifies with the system roots
         if any(url.startswith("https://") for url in self.urls.values()):
-            ssl_option = ssl_context(self.config.tls)  # a missing or bad file fails the start
+            self._tls = ClientTLS(self.config.tls, log=self.log)  # a missing or bad file fails the start
         queue = self.config.sending_queue
         # One connection per queue consumer, so sends never wait on each other for a socket.
         limit = max(16, queue.num_consumers if queue.enabled else 0)
-        connector = aiohttp.TCPConnector(ssl=ssl_option, limit=limit)
+        connector = aiohttp.TCPConnector(limit=limit)
         self._session = aiohttp.ClientSession(
             connector=connector, headers=self.headers, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout or None))
@@ -99,7 +99,8 @@ class HttpTransport:
         try:
             # The authenticator's header, read per POST, replaces a configured one of the same name.
             extra = self.authenticator.client_headers() if self.authenticator is not None else None
-            async with session.post(url, data=body, headers=extra, allow_redirects=False) as answer:
+            async with session.post(url, data=body, headers=extra, allow_redirects=False,
+                                    **_tls_options(self._tls, url)) as answer:
                 code = answer.status
                 content_type = answer.content_type
                 retry_after = status.retry_after_from_http(answer.headers.get("Retry-After"))

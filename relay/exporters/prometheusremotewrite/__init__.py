@@ -17,7 +17,7 @@ from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
 from relay.net.http_client import header_problems
-from relay.net.tls import TLSConfig
+from relay.net.tls import TLSClientConfig
 from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
 from relay.signals import Signal
@@ -62,7 +62,7 @@ class Config(HelperSettings):
     send_metadata: bool = False
     # Uncompressed size of one WriteRequest; a request's series are split over several.
     max_batch_size_bytes: int = 3_000_000
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSClientConfig = field(default_factory=TLSClientConfig)
     sending_queue: OrderedQueueConfig = field(default_factory=OrderedQueueConfig, kw_only=True)
 
     def validate(self) -> list[Problem]:

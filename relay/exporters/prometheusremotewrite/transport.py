@@ -18,7 +18,7 @@ import cramjam
 from relay import status
 from relay.errors import RetryableError
 from relay.net.http_client import user_agent
-from relay.net.tls import ssl_context
+from relay.net.tls import ClientTLS, request_options
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
 from relay.telemetry import component_logger
 from relay.net.headers import clean as clean_headers
@@ -34,6 +34,7 @@ class RemoteWriteTransport:
     def __init__(self, id_, config, telemetry):
         self.id = id_
         self.config = config
+        self._tls: ClientTLS | None = None
         self.log = component_logger(id_)
         self.converter = Converter(
             namespace=config.namespace, external_labels=config.external_labels,
@@ -59,7 +60,8 @@ class RemoteWriteTransport:
     async def start(self) -> None:
         parts = urlsplit(self.config.endpoint)
         https = parts.scheme == "https"
-        connector = aiohttp.TCPConnector(ssl=ssl_context(self.config.tls)) if https else aiohttp.TCPConnector()
+        self._tls = ClientTLS(self.config.tls, log=self.log) if https else None  # a bad file fails the start
+        connector = aiohttp.TCPConnector()
         # The timeout sender bounds each attempt; this also ends connects and reads that hang.
         timeout = aiohttp.ClientTimeout(total=self.config.timeout or None)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
@@ -98,7 +100,8 @@ class RemoteWriteTransport:
             raise RetryableError("the exporter is not started")
         try:
             async with self._session.post(self.config.endpoint, data=body, headers=self.headers,
-                                          allow_redirects=False) as response:
+                                          allow_redirects=False,
+                                          **request_options(self._tls, self.config.endpoint)) as response:
                 if 200 <= response.status < 300:
                     return
                 text = (await response.content.read(MAX_ERROR_TEXT)).decode("utf-8", "replace").strip()
