@@ -239,9 +239,10 @@ def test_unparsable_text_raises(text):
 class Endpoint:
     """An aiohttp server on 127.0.0.1 serving a prometheus_client registry (or a chosen failure)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, port: int = 0):
+    def __init__(self, registry: CollectorRegistry | None = None, port: int = 0, ssl_context=None):
         self.registry = registry or CollectorRegistry()
         self.port = port
+        self.ssl_context = ssl_context
         self.status = 200
         self.body: bytes | None = None
         self.hang: asyncio.Event | None = None
@@ -261,7 +262,7 @@ class Endpoint:
         app.router.add_get("/metrics", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self
@@ -537,7 +538,7 @@ JOB = {"job_name": "app", "static_configs": [{"targets": ["a:1"]}]}
      "config::scrape_configs::0::static_configs::0::labels::a-b: is not a valid Prometheus label name"),
     ({"config": {"scrape_configs": [{**JOB, "relabel_configs": []}]}},
      ("config::scrape_configs::0::relabel_configs: unknown key (valid keys: honor_labels, job_name, metrics_path, "
-      "params, scheme, scrape_interval, scrape_timeout, static_configs)")),
+      "params, scheme, scrape_interval, scrape_timeout, static_configs, tls_config)")),
     ({"config": {"global": {"scrape_interval": "5s"}, "scrape_configs": [JOB]}},
      "config::global::scrape_timeout: must not be greater than scrape_interval"),
     ({"config": {"global": {"external_labels": {}}, "scrape_configs": [JOB]}},
@@ -563,3 +564,42 @@ def test_a_valid_config_has_no_problems_and_an_invalid_one_no_targets():
 def test_nan_values_pass_through():
     found = metrics_of(convert_text("g NaN\n").request)
     assert math.isnan(found["g"].gauge.data_points[0].as_double)
+
+
+def test_an_https_target_is_scraped_with_the_jobs_tls_config(tmp_path):
+    pytest.importorskip("cryptography")
+    from tests.test_exporter_http import _pki, server_tls
+
+    pki = _pki(tmp_path)
+    registry = CollectorRegistry()
+    Gauge("temperature", "Room temperature", registry=registry).set(19.0)
+
+    async def run(tls_config: dict):
+        recorder = Recorder()
+        async with Endpoint(registry, ssl_context=server_tls(pki)) as endpoint:
+            receiver, _ = receiver_for([endpoint.address], recorder, scheme="https", tls_config=tls_config)
+            await receiver.start()
+            try:
+                await wait_until(lambda: recorder.requests, "the first scrape")
+            finally:
+                await receiver.shutdown()
+        return recorder.requests[0]
+
+    trusted = asyncio.run(run({"ca_file": str(pki["ca"]), "server_name": "localhost"}))
+    assert gauge_value(trusted, "up") == 1.0 and gauge_value(trusted, "temperature") == 19.0
+    untrusted = asyncio.run(run({}))  # the system roots do not know the test CA
+    assert gauge_value(untrusted, "up") == 0.0
+    skipped = asyncio.run(run({"insecure_skip_verify": True}))
+    assert gauge_value(skipped, "up") == 1.0
+
+
+@pytest.mark.parametrize("tls_config, problem", [
+    ({"min_version": "TLS14"}, 'tls_config::min_version: "TLS14" is not one of: TLS10, TLS11, TLS12, TLS13'),
+    ({"cert_file": "c.pem"}, "tls_config::key_file: cert_file and key_file must be given together"),
+    ({"ca_file": "a.pem", "ca": "x"}, "tls_config::ca: give ca_file or ca, not both"),
+])
+def test_a_bad_tls_config_is_a_problem_in_prometheus_terms(tls_config, problem):
+    _, problems = decode(prometheus.Config, {"config": {"scrape_configs": [{
+        "job_name": "app", "scheme": "https", "static_configs": [{"targets": ["127.0.0.1:1"]}],
+        "tls_config": tls_config}]}})
+    assert [str(p).split("scrape_configs::0::", 1)[-1] for p in problems] == [problem]

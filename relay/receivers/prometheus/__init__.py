@@ -16,6 +16,7 @@ from typing import Any, Literal
 from relay.component import Settings
 from relay.config.decode import Duration, decode
 from relay.net.endpoints import endpoint_problem
+from relay.net.tls import TLSClientConfig
 from relay.errors import Problem
 from relay.signals import Signal
 
@@ -64,6 +65,48 @@ class StaticConfig:
         return problems
 
 
+# Prometheus's names of the TLS versions.
+_TLS_VERSIONS = {"TLS10": "1.0", "TLS11": "1.1", "TLS12": "1.2", "TLS13": "1.3"}
+# Where a key of the client TLS config is called otherwise in Prometheus's tls_config.
+_PROMETHEUS_TLS_KEY = {"ca_pem": "ca", "cert_pem": "cert", "key_pem": "key", "server_name_override": "server_name"}
+
+
+@dataclass
+class ScrapeTLSConfig:
+    """A job's ``tls_config``, in Prometheus's keys, for an https scheme."""
+
+    ca_file: str = ""
+    ca: str = ""
+    cert_file: str = ""
+    cert: str = ""
+    key_file: str = ""
+    key: str = field(default="", repr=False)
+    server_name: str = ""
+    insecure_skip_verify: bool = False
+    min_version: str = ""
+    max_version: str = ""
+
+    def validate(self) -> list[Problem]:
+        problems = [Problem((name,), f'"{getattr(self, name)}" is not one of: {", ".join(_TLS_VERSIONS)}')
+                    for name in ("min_version", "max_version")
+                    if getattr(self, name) and getattr(self, name) not in _TLS_VERSIONS]
+        if problems:
+            return problems
+        def ours(text: str) -> str:
+            return re.sub(r"\b(ca_pem|cert_pem|key_pem|server_name_override)\b",
+                          lambda m: _PROMETHEUS_TLS_KEY[m.group(1)], text)
+
+        return [Problem(tuple(_PROMETHEUS_TLS_KEY.get(part, part) for part in p.path), ours(p.message))
+                for p in self.client().validate()]
+
+    def client(self) -> TLSClientConfig:
+        return TLSClientConfig(ca_file=self.ca_file, ca_pem=self.ca, cert_file=self.cert_file, cert_pem=self.cert,
+                               key_file=self.key_file, key_pem=self.key, server_name_override=self.server_name,
+                               insecure_skip_verify=self.insecure_skip_verify,
+                               min_version=_TLS_VERSIONS.get(self.min_version, ""),
+                               max_version=_TLS_VERSIONS.get(self.max_version, ""))
+
+
 @dataclass
 class ScrapeConfig:
     job_name: str
@@ -75,6 +118,7 @@ class ScrapeConfig:
     scheme: Literal["http", "https"] = "http"
     params: dict[str, list[str]] = field(default_factory=dict)
     honor_labels: bool = False
+    tls_config: ScrapeTLSConfig = field(default_factory=ScrapeTLSConfig)
 
     def validate(self) -> list[Problem]:
         problems = _positive(self, ("scrape_interval", "scrape_timeout"))
@@ -115,6 +159,8 @@ class Target:
     honor_labels: bool
     interval: float
     timeout: float
+    # For https: the job's TLS settings (not part of what makes two targets the same).
+    tls: TLSClientConfig | None = field(default=None, compare=False, hash=False)
 
     @property
     def url(self) -> str:
@@ -183,7 +229,8 @@ class Config:
                 for address in static.targets:
                     found.setdefault((job.job_name, address, labels), Target(
                         job.job_name, address, job.scheme, job.metrics_path, params, labels,
-                        job.honor_labels, interval, timeout))
+                        job.honor_labels, interval, timeout,
+                        job.tls_config.client() if job.scheme == "https" else None))
         return list(found.values())
 
 

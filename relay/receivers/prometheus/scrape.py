@@ -19,6 +19,7 @@ import time
 
 import aiohttp
 
+from relay.net.tls import ClientTLS, request_options
 from relay.errors import RelayError
 from relay.receivers.prometheus.convert import Conversion, StartTimes, TargetLabels, convert, parse
 from relay.signals import Signal
@@ -76,9 +77,14 @@ class PrometheusReceiver:
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task] = []
+        self._tls: dict[str, ClientTLS] = {}  # by job, for https targets
 
     async def start(self) -> None:
         self._stopping.clear()
+        for state in self.targets:  # a missing or bad TLS file stops the start, naming it
+            target = state.target
+            if target.tls is not None and target.job not in self._tls:
+                self._tls[target.job] = ClientTLS(target.tls, log=self.log)
         # No connection limit: each target has at most one scrape in flight anyway.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), headers={"User-Agent": USER_AGENT})
@@ -152,7 +158,8 @@ class PrometheusReceiver:
         headers = {"Accept": ACCEPT, "X-Prometheus-Scrape-Timeout-Seconds": f"{target.timeout:g}"}
         try:
             async with self._session.get(target.url, params=list(target.params) or None, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=target.timeout)) as response:
+                                         timeout=aiohttp.ClientTimeout(total=target.timeout),
+                                         **request_options(self._tls.get(target.job), target.url)) as response:
                 if response.status != 200:
                     raise ScrapeError(f"server returned HTTP status {response.status} {response.reason or ''}"
                                       .rstrip())
