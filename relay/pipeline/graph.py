@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from relay import received
 from relay.component import ComponentID, Host, Settings
 from relay.config.load import RelayConfig
 from relay.consumer import fanout
@@ -61,9 +62,12 @@ class Graph:
             consumer = fanout([self.connectors.get(id_) or self.exporters[id_] for id_ in pipeline.exporters])
             chain = []
             for id_ in reversed(pipeline.processors):
-                consumer = config.factories["processors"][id_].create(
-                    settings(id_), config.components["processors"][id_], consumer)
-                chain.insert(0, consumer)
+                exit_ = received.Exit(consumer)
+                processor = config.factories["processors"][id_].create(
+                    settings(id_), config.components["processors"][id_], exit_)
+                exit_.changes = getattr(processor, "changes_data", True)
+                chain.insert(0, processor)
+                consumer = received.Entered(processor)
             fed_by_connector = any(id_ in self.connectors for id_ in pipeline.receivers)
             (self.fed_processors if fed_by_connector else self.processors).append(chain)
             for id_ in pipeline.receivers:

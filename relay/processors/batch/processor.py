@@ -36,6 +36,8 @@ class _Batch:
 
 
 class BatchProcessor:
+    changes_data = False  # it merges and splits requests, binding each chunk's wire form itself
+
     def __init__(self, id_, config, next_consumer, telemetry):
         self.id = id_
         self.next = next_consumer

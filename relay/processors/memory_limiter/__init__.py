@@ -84,6 +84,8 @@ def create(settings: Settings, config: Config, next_consumer, **injected) -> "Me
 
 
 class MemoryLimiterProcessor:
+    changes_data = False  # it passes requests on or refuses them
+
     def __init__(self, id_, limiter: MemoryLimiter, next_consumer, telemetry):
         self.id = id_
         self.limiter = limiter
