@@ -1,5 +1,6 @@
 """One client TLS config, the collector's ``configtls`` keys, for every client the relay has: the
-otlp, otlphttp, jaeger and remote-write exporters and the budget webhook.
+otlp, otlphttp, jaeger and remote-write exporters, the budget webhook and the prometheus
+receiver's scrapes; and one server TLS config, for the OTLP receiver's listeners.
 
 - ``insecure``: gRPC without a scheme in the endpoint sends in plain text; an http:// or
   https:// URL's scheme decides for HTTP clients, as in the collector.
@@ -85,6 +86,30 @@ class TLSClientConfig:
 
     def files(self) -> tuple[str, ...]:
         return tuple(path for path in (self.ca_file, self.cert_file, self.key_file) if path)
+
+
+@dataclass
+class TLSServerConfig:
+    """The one server TLS config: the OTLP receiver's gRPC and HTTP listeners (``relay.receivers.otlp.security``)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    # Set: every client must present a certificate signed by one of these CAs (mutual TLS).
+    client_ca_file: str = ""
+    # How often, at most, the files are looked at for a change (on a new connection);
+    # a changed certificate is served without a restart. 0 never reloads.
+    reload_interval: Duration = Duration(30.0)
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if not self.cert_file and not self.key_file:
+            problems.append(Problem(("cert_file",), "required: a TLS server needs cert_file and key_file"))
+        elif bool(self.cert_file) != bool(self.key_file):
+            problems.append(Problem(("cert_file" if not self.cert_file else "key_file",),
+                                    "cert_file and key_file must be given together"))
+        if self.reload_interval < 0:
+            problems.append(Problem(("reload_interval",), "must not be negative (0 never reloads)"))
+        return problems
 
 
 def _read(path: str) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from relay.component import Settings
 from relay.config.decode import Duration
+from relay.net.tls import TLSServerConfig
 from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.errors import Problem
 from relay.net.auth import AuthConfig, authenticator_for
@@ -24,28 +25,6 @@ EXAMPLE = {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"}, "http": {"endpo
 
 # The collector's default for max_request_body_size.
 DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
-
-
-@dataclass
-class TLSServerConfig:
-    cert_file: str = ""
-    key_file: str = ""
-    # Set: every client must present a certificate signed by one of these CAs (mutual TLS).
-    client_ca_file: str = ""
-    # How often, at most, the files are looked at for a change (on a new connection);
-    # a changed certificate is served without a restart. 0 never reloads.
-    reload_interval: Duration = Duration(30.0)
-
-    def validate(self) -> list[Problem]:
-        problems = []
-        if not self.cert_file and not self.key_file:
-            problems.append(Problem(("cert_file",), "required: a TLS server needs cert_file and key_file"))
-        elif bool(self.cert_file) != bool(self.key_file):
-            problems.append(Problem(("cert_file" if not self.cert_file else "key_file",),
-                                    "cert_file and key_file must be given together"))
-        if self.reload_interval < 0:
-            problems.append(Problem(("reload_interval",), "must not be negative (0 never reloads)"))
-        return problems
 
 
 @dataclass
