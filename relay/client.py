@@ -9,8 +9,8 @@ tasks without being threaded through every call.
 from __future__ import annotations
 
 import contextvars
-from urllib.parse import unquote
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from relay.config.load import load
 from relay.errors import ConfigError, InvalidDataError, PermanentError, RetryableError
 from relay.pipeline.registry import default_registry
 from relay.processors import batch
-from relay.split import merge, split
 from relay.signals import Signal
+from relay.split import merge, split
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder, traces_request
 

@@ -24,8 +24,8 @@ from relay.component import ComponentID, Settings
 from relay.config.decode import Duration, decode
 from relay.errors import PermanentError, QueueFullError, RetryableError, ShutdownError
 from relay.exporters import otlp_grpc
-from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import RetryConfig
+from relay.exporters.helper.exporter import Exporter
 from relay.retry import Backoff, RetrySender, Stopper
 from relay.signals import Signal
 from tests.support import ExporterHarness, logs_request, traces_request

@@ -14,8 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from relay import attrs, fixtures, received, signatures
 from relay.component import ComponentID, Settings
 from relay.config.decode import decode
-from relay.processors import attributes, genops
 from relay.genai import scan as read
+from relay.processors import attributes, genops
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder
 

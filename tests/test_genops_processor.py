@@ -13,9 +13,9 @@ from relay import attrs, client
 from relay.client import ClientInfo
 from relay.component import ComponentID, Settings
 from relay.config.decode import decode
+from relay.genai import scan as read
 from relay.processors import genops
 from relay.processors.genops import plan
-from relay.genai import scan as read
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder
 

@@ -11,9 +11,9 @@ import math
 import pytest
 
 from relay import attrs
-from relay.signals import Signal
 from relay.genai.bounds import MARKER, cap
 from relay.processors.genops import calls
+from relay.signals import Signal
 from tests.test_genops_metrics import connector, flushed, points
 from tests.test_genops_processor import GPT4O, build, per_million, reader, request_with, run  # noqa: F401
 

@@ -23,7 +23,6 @@ import pytest
 import yaml
 
 from relay.config.load import load
-
 from relay.net.endpoints import split_endpoint
 from relay.pipeline.registry import default_registry
 

@@ -15,7 +15,8 @@ from relay.config.load import load
 from relay.errors import ConfigError, RetryableError
 from relay.pipeline.registry import default_registry
 from relay.processors import memory_limiter
-from relay.processors.memory_limiter import limiter as limiter_module, usage
+from relay.processors.memory_limiter import limiter as limiter_module
+from relay.processors.memory_limiter import usage
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
 from tests.support import Recorder, logs_request, metrics_request, traces_request

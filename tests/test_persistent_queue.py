@@ -21,11 +21,11 @@ import pytest
 
 from relay.component import ComponentID, Host, Settings
 from relay.errors import QueueFullError, RetryableError
-from relay.storage.disk_queue import DiskQueueFile
 from relay.exporters.helper.queue import DiskStore, QueueSender, sizer
-from relay.retry import RetrySender, Stopper
 from relay.extensions import file_storage
+from relay.retry import RetrySender, Stopper
 from relay.signals import Signal, signal_of
+from relay.storage.disk_queue import DiskQueueFile
 from tests.support import kill_after_commit, logs_request, metrics_request, traces_request
 from tests.test_exporter_helper import (
     EXPORTER,

@@ -13,8 +13,20 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from relay import attrs
 from relay.prometheus import naming
-from tests.test_prometheus_exporter import (CUMULATIVE, DELTA, OPENMETRICS, S, SCOPE, hist, make, metric, number,
-                                            request, scrape, send)
+from tests.test_prometheus_exporter import (
+    CUMULATIVE,
+    DELTA,
+    OPENMETRICS,
+    SCOPE,
+    S,
+    hist,
+    make,
+    metric,
+    number,
+    request,
+    scrape,
+    send,
+)
 
 H = ("_bucket", "_sum", "_count")
 

@@ -51,8 +51,8 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from relay import attrs, client
-from relay.errors import Problem
 from relay.attributes.values import CONVERTERS, digest
+from relay.errors import Problem
 
 ACTIONS = ("insert", "update", "upsert", "delete", "hash", "extract", "convert")
 CONVERTED_TYPES = ("int", "double", "string")

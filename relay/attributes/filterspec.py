@@ -33,9 +33,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from relay import attrs
-from relay.errors import Problem
 from relay.attributes.attraction import compile_regex, to_any_value, value_problem
 from relay.attributes.values import scalar_text
+from relay.errors import Problem
 from relay.signals import Signal
 
 _KIND_NAMES = {number: name for name, number in Span.SpanKind.items()}

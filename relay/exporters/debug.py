@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from relay.component import Settings
 from relay import otlpjson
+from relay.component import Settings
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
 from relay.signals import Signal, signal_of

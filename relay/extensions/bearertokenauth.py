@@ -23,8 +23,8 @@ from typing import Any, Mapping
 
 from relay.component import Settings
 from relay.errors import ConfigError, Problem
-from relay.net.headers import HTTP_NAME as HEADER_NAME
 from relay.net.auth import header_value
+from relay.net.headers import HTTP_NAME as HEADER_NAME
 from relay.telemetry import Throttled, component_logger
 
 TYPE = "bearertokenauth"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from relay.component import Settings
 from relay.errors import Problem
-from relay.storage.disk_queue import DiskQueueFile
 from relay.storage.directory import check_directory
+from relay.storage.disk_queue import DiskQueueFile
 from relay.telemetry import component_logger
 
 TYPE = "file_storage"

@@ -22,12 +22,12 @@ from aiohttp import web
 from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
-from relay.storage.directory import check_directory
 from relay.ledger.budgets import BudgetConfig, duplicate_names
 from relay.ledger.report import build_report, render
 from relay.ledger.runtime import FILE_NAME, Ledger
 from relay.ledger.store import LedgerStore
 from relay.ledger.webhook import Webhook, WebhookConfig
+from relay.storage.directory import check_directory
 
 TYPE = "genops_ledger"
 SIGNALS = ()

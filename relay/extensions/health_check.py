@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from relay.component import Settings
-from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.httpserver import HttpListener
+from relay.net.endpoints import endpoint_problem
 from relay.telemetry import component_logger
 
 TYPE = "health_check"

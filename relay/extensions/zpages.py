@@ -37,10 +37,10 @@ from typing import Any
 from aiohttp import web
 
 from relay.component import Settings
-from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
-from relay.net.http_client import relay_version
 from relay.httpserver import HttpListener
+from relay.net.endpoints import endpoint_problem
+from relay.net.http_client import relay_version
 from relay.signals import Signal
 from relay.telemetry import component_logger
 

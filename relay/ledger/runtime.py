@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay import tasks
-from relay.status import describe
 from relay.ledger.budgets import BudgetConfig, crossed
 from relay.ledger.events import BUDGET_EVENT
 from relay.ledger.facts import SpanFacts
 from relay.ledger.periods import Period, period
 from relay.ledger.store import LedgerStore, Pending
+from relay.status import describe
 from relay.telemetry import component_logger
 
 FILE_NAME = "ledger.sqlite"

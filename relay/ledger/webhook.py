@@ -31,15 +31,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
+from relay import status
 from relay.config.decode import Duration
 from relay.errors import PermanentError, Problem, RetryableError
 from relay.ledger.events import BUDGET_EVENT, FAILOVER_EVENT
+from relay.net.endpoints import display_url, url_problem
 from relay.net.headers import clean as clean_headers
-from relay.net.tls import ClientTLS, TLSClientConfig, request_options
 from relay.net.headers import warn_stripped
 from relay.net.http_client import header_problems, user_agent
-from relay.net.endpoints import display_url, url_problem
-from relay import status
+from relay.net.tls import ClientTLS, TLSClientConfig, request_options
 from relay.retry import RetryConfig, RetrySender, Stopper
 from relay.status import retry_after_from_http
 from relay.telemetry import Throttled, component_logger

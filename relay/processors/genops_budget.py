@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from relay.component import Settings
 from relay import attrs
+from relay.component import Settings
 from relay.errors import Problem
 from relay.ledger.events import FAILOVER_EVENT
 from relay.ledger.read import facts_of, failover_of, wanted

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from relay.attributes.attraction import ActionConfig, Actions
 from relay.component import Settings
 from relay.errors import Problem
-from relay.attributes.attraction import ActionConfig, Actions
 from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal, signal_of
 

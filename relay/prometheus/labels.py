@@ -7,8 +7,8 @@ can never hold a duplicate line, whatever the attribute keys sanitize to.
 
 from __future__ import annotations
 
-from relay.prometheus.naming import label_name, value_string
 from relay.genai.bounds import cap
+from relay.prometheus.naming import label_name, value_string
 
 SERVICE_NAME = "service.name"
 SERVICE_NAMESPACE = "service.namespace"

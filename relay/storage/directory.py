@@ -6,7 +6,6 @@ import errno
 import os
 from pathlib import Path
 
-
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 

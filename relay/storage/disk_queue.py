@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.errors import QueueFullError, RetryableError
-from relay.storage.salvage import Salvage, read_wal, salvage
 from relay.signals import Signal
 from relay.sqlitefile import is_corruption, is_full, is_io_error, move_aside
+from relay.storage.salvage import Salvage, read_wal, salvage
 
 MIB = 1024 * 1024
 # Room kept free on the disk: the WAL up to its checkpoint size, and the database

@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from relay import fixtures
 from relay.signals import Signal
-from tests.support import emit_sample_metrics, ROOT, RelayProcess, Sink, free_port
+from tests.support import ROOT, RelayProcess, Sink, emit_sample_metrics, free_port
 
 RESOURCE = Resource.create({"service.name": "chat-api", "genops.team": "search"})
 

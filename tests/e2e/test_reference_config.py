@@ -28,8 +28,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from relay.signals import Signal
-from tests.support import (JaegerSink, RelayProcess, Sink, free_port, logs_request, metrics_request, reference_config,
-                           traces_request)
+from tests.support import (
+    JaegerSink,
+    RelayProcess,
+    Sink,
+    free_port,
+    logs_request,
+    metrics_request,
+    reference_config,
+    traces_request,
+)
 
 SECRET = "hc-test-key-7d1c"
 

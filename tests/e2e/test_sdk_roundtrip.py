@@ -6,7 +6,6 @@ encode; the sink must then hold exactly those requests, byte for byte.
 
 from __future__ import annotations
 
-
 import pytest
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -20,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from relay.signals import Signal
-from tests.support import emit_sample_metrics, RelayProcess, free_port, passthrough_config
+from tests.support import RelayProcess, emit_sample_metrics, free_port, passthrough_config
 
 RESOURCE = Resource.create({"service.name": "chat-api", "service.version": "1.4.2",
                             "genops.team": "search", "deployment.environment.name": "prod"})

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
+
 from tests.llm_libraries.loopback import LoopbackServer
 
 MODEL = "openai/gpt-4o-mini"

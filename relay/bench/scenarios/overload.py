@@ -16,8 +16,7 @@ from pathlib import Path
 import grpc
 
 from relay.bench.scenarios.config import scenario_config, self_metric
-from relay.bench.scenarios.parts import (CountingSink, RelayRun, free_port, llm_request, scratch_dir,
-                                         wait_until)
+from relay.bench.scenarios.parts import CountingSink, RelayRun, free_port, llm_request, scratch_dir, wait_until
 from relay.signals import Signal
 
 # What may sit above limit_mib: one check interval's worth of arrivals before the

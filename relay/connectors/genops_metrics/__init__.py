@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from relay.component import Settings
 from relay import pricing, status, tasks
+from relay.component import Settings
 from relay.connectors.genops_metrics.aggregate import Aggregator
 from relay.connectors.genops_metrics.config import Config, DimensionConfig
 from relay.connectors.genops_metrics.emit import add_budget_gauges, build, new_request

@@ -30,8 +30,8 @@ from typing import Awaitable, Callable
 
 from relay import received
 from relay.errors import QueueFullError, ShutdownError, TooLargeError
-from relay.storage.disk_queue import CorruptEntry, DiskQueueFile
 from relay.signals import Signal, signal_of
+from relay.storage.disk_queue import CorruptEntry, DiskQueueFile
 
 
 @dataclass(slots=True)

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from relay.component import Settings
-from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
-from relay.net.headers import clean as clean_headers
-from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
+from relay.exporters.helper.exporter import Exporter
 from relay.exporters.jaeger.proto import DEFAULT_PORT
+from relay.net.endpoints import endpoint_problem
+from relay.net.headers import clean as clean_headers
 from relay.net.tls import TLSClientConfig
 from relay.signals import Signal
 

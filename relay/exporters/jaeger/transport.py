@@ -13,11 +13,11 @@ from __future__ import annotations
 import grpc
 
 from relay import status
-from relay.net.grpc_channel import open_channel
 from relay.exporters.jaeger import proto, translate
-from relay.telemetry import component_logger
+from relay.net.grpc_channel import open_channel
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
+from relay.telemetry import component_logger
 
 
 class JaegerTransport:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import grpc
 
 from relay import received, split, status
+from relay.exporters.helper.partial import note_partial_success
+from relay.net.endpoints import split_target
 from relay.net.grpc_channel import open_channel
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
-from relay.exporters.helper.partial import note_partial_success
-from relay.net.endpoints import split_target
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
-from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings
+from relay.exporters.helper.exporter import Exporter
+from relay.net.auth import AuthConfig, authenticator_for
+from relay.net.endpoints import url_problem
 from relay.net.http_client import header_problems
 from relay.net.tls import TLSClientConfig
-from relay.net.endpoints import url_problem
-from relay.net.auth import AuthConfig, authenticator_for
 from relay.signals import Signal
 
 TYPE = "otlp_http"

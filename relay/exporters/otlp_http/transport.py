@@ -21,12 +21,13 @@ from multidict import CIMultiDict
 
 from relay import otlpjson, received, status
 from relay.errors import ConfigError, PermanentError, RetryableError, ShutdownError
+from relay.exporters.helper.partial import note_partial_success
+from relay.net.endpoints import display_url
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.net.http_client import user_agent
-from relay.net.tls import ClientTLS, request_options as _tls_options
-from relay.net.endpoints import display_url
-from relay.exporters.helper.partial import note_partial_success
+from relay.net.tls import ClientTLS
+from relay.net.tls import request_options as _tls_options
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from relay.component import Settings
 from relay.config.decode import Duration
-from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
-from relay.prometheus.settings import ResourceToTelemetryConfig
+from relay.net.endpoints import endpoint_problem
 from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.signals import Signal
 
 TYPE = "prometheus"

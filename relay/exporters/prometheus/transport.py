@@ -19,8 +19,8 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from relay.exporters.prometheus.exposition import StoreCollector
-from relay.prometheus.store import SeriesStore
 from relay.httpserver import HttpListener
+from relay.prometheus.store import SeriesStore
 from relay.telemetry import component_logger
 
 # Spelled out: older prometheus_client releases have no constant for exactly this.

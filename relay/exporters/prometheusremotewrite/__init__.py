@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 from relay.component import Settings
 from relay.errors import Problem
-from relay.exporters.helper.exporter import Exporter
 from relay.exporters.helper.config import HelperSettings, QueueConfig
+from relay.exporters.helper.exporter import Exporter
 from relay.net.http_client import header_problems
 from relay.net.tls import TLSClientConfig
-from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.signals import Signal
 
 TYPE = "prometheusremotewrite"

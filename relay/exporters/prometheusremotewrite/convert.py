@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from relay.exporters.prometheusremotewrite import proto
 from relay.prometheus import naming
 from relay.prometheus.labels import LabelMaker
 from relay.prometheus.series import (
@@ -37,7 +38,6 @@ from relay.prometheus.store import (
     UNSUPPORTED_TYPE,
     Drops,
 )
-from relay.exporters.prometheusremotewrite import proto
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE

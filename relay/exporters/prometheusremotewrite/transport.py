@@ -17,12 +17,12 @@ import cramjam
 
 from relay import status
 from relay.errors import RetryableError
-from relay.net.http_client import user_agent
-from relay.net.tls import ClientTLS, request_options
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
-from relay.telemetry import component_logger
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
+from relay.net.http_client import user_agent
+from relay.net.tls import ClientTLS, request_options
+from relay.telemetry import component_logger
 
 DROPPED_POINTS = "otelcol_exporter_prometheusremotewrite_dropped_points"
 SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"

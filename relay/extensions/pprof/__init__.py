@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from relay.component import Settings
-from relay.net.endpoints import endpoint_problem
 from relay.errors import Problem
 from relay.extensions.pprof import report
 from relay.extensions.pprof.sampler import MODES, sample
 from relay.httpserver import HttpListener
+from relay.net.endpoints import endpoint_problem
 from relay.telemetry import component_logger
 
 TYPE = "pprof"

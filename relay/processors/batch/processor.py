@@ -8,8 +8,8 @@ import contextvars
 from relay import received, status
 from relay.consumer import combine
 from relay.errors import PermanentError, RetryableError
-from relay.split import merge, split
 from relay.signals import Signal, signal_of
+from relay.split import merge, split
 from relay.telemetry import component_logger
 
 

@@ -8,8 +8,8 @@ model label bounded so that a flood of made-up names cannot grow memory.
 
 from __future__ import annotations
 
-from relay.component import Settings
 from relay import pricing
+from relay.component import Settings
 from relay.processors.genops import datapoints
 from relay.processors.genops.config import Config, RuleConfig
 from relay.processors.genops.drift import Drift

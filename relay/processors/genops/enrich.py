@@ -24,8 +24,7 @@ from relay.attrs import to_python
 from relay.genai import dialects, keys, provider
 from relay.genai.bounds import cap
 from relay.genai.scan import Reader, splice, wire_form
-from relay.processors.genops import attribution, wire
-from relay.processors.genops import calls
+from relay.processors.genops import attribution, calls, wire
 from relay.processors.genops.drift import Drift
 from relay.processors.genops.plan import Plan, Tally
 from relay.signals import Signal

@@ -15,6 +15,7 @@ from relay.processors.transform.contexts import EvalError, walk
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 
+
 def error_counter(telemetry):
     return telemetry.counter("otelcol_processor_transform_errors",
                              "Number of times an OTTL statement failed on an item (error_mode ignore or silent)",

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from relay.component import Settings
 from relay.config.decode import Duration
-from relay.net.tls import TLSServerConfig
-from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.errors import Problem
 from relay.net.auth import AuthConfig, authenticator_for
+from relay.net.endpoints import endpoint_problem, split_endpoint
+from relay.net.tls import TLSServerConfig
 from relay.signals import Signal
 
 TYPE = "otlp"

@@ -29,8 +29,8 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from relay import otlpjson, status
-from relay.net.endpoints import split_endpoint
 from relay.errors import InvalidDataError, TooLargeError
+from relay.net.endpoints import split_endpoint
 from relay.receivers.otlp import body
 from relay.receivers.otlp.connections import ConnectionGuard
 from relay.receivers.otlp.cors import Cors

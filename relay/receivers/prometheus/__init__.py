@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from relay.component import Settings
 from relay.config.decode import Duration, decode
+from relay.errors import Problem
 from relay.net.endpoints import endpoint_problem
 from relay.net.tls import TLSClientConfig
-from relay.errors import Problem
 from relay.signals import Signal
 
 TYPE = "prometheus"

@@ -19,8 +19,8 @@ import time
 
 import aiohttp
 
-from relay.net.tls import ClientTLS, request_options
 from relay.errors import RelayError
+from relay.net.tls import ClientTLS, request_options
 from relay.receivers.prometheus.convert import Conversion, StartTimes, TargetLabels, convert, parse
 from relay.signals import Signal
 from relay.telemetry import Throttled, component_logger
