@@ -653,3 +653,35 @@ def test_tls_with_inline_pem_and_the_system_pool_delivers(mtls_sink, tls_files):
     error, _ = export_once(mtls_sink.endpoint, traces_request(spans=2), tls=tls)
     assert error is None, error
     assert mtls_sink.count(Signal.TRACES) == 2
+
+
+
+@pytest.mark.parametrize("tls", [
+    {"insecure_skip_verify": True},                          # no CA given: nothing checks the server
+    {"ca_file": "CA", "max_version": "1.2"},
+    {"ca_file": "CA", "min_version": "1.3"},
+    {"ca_file": "CA", "reload_interval": "1m"},
+])
+def test_what_grpcs_own_tls_cannot_do_goes_through_pythons(tls_sink, tls_files, tls):
+    """Each of these is carried by the TLS bridge (relay/net/tls_bridge.py) and still delivers."""
+    settings = {key: str(tls_files["ca"]) if value == "CA" else value for key, value in tls.items()}
+    request = traces_request(spans=2)
+    error, h = export_once(tls_sink.endpoint, request, tls=settings)
+    assert error is None, error
+    assert tls_sink.requests[Signal.TRACES] == [request]
+
+
+def test_mutual_tls_through_the_bridge(mtls_sink, tls_files):
+    tls = {"ca_file": str(tls_files["ca"]), "cert_file": str(tls_files["client_cert"]),
+           "key_file": str(tls_files["client_key"]), "min_version": "1.3"}
+    error, _ = export_once(mtls_sink.endpoint, traces_request(spans=1), tls=tls)
+    assert error is None, error
+    error, _ = export_once(mtls_sink.endpoint, traces_request(spans=1),
+                           tls={"ca_file": str(tls_files["ca"]), "min_version": "1.3"}, timeout="2s")
+    assert isinstance(error, RetryableError), error  # without the client certificate the server refuses
+
+
+def test_the_bridge_checks_the_server_unless_told_not_to(tls_sink):
+    error, _ = export_once(tls_sink.endpoint, traces_request(spans=1), tls={"min_version": "1.3"}, timeout="2s")
+    assert isinstance(error, RetryableError), error  # the system roots do not know the test CA
+    assert tls_sink.requests[Signal.TRACES] == []

@@ -7,13 +7,16 @@ receiver's scrapes; and one server TLS config, for the OTLP receiver's listeners
 - ``ca_file`` / ``ca_pem``: the CAs trusted instead of the system's, or beside them with
   ``include_system_ca_certs_pool``. ``cert_file`` / ``cert_pem`` and ``key_file`` / ``key_pem``:
   the client certificate (mutual TLS). A file or its PEM, not both.
-- ``insecure_skip_verify``: TLS without checking the server's certificate (HTTP clients; gRPC's
-  Python library cannot, so a gRPC client refuses the setting rather than ignore it).
+- ``insecure_skip_verify``: TLS without checking the server's certificate.
 - ``server_name_override``: the name sent (SNI) and checked against the certificate.
 - ``min_version`` / ``max_version``: "1.0" to "1.3"; the minimum defaults to 1.2, as in the
-  collector. gRPC always negotiates 1.2 or 1.3, so a gRPC client refuses bounds it cannot keep.
-- ``reload_interval``: how often an HTTP client looks at its files again and, when they
-  changed, uses them for new connections; 0 reads them once, at start.
+  collector.
+- ``reload_interval``: how often a client looks at its files again and, when they changed,
+  uses them for new connections; 0 reads them once, at start.
+
+gRPC's own TLS cannot skip verification, hold TLS to 1.3 only or below 1.3, or reload its
+files; with those settings a gRPC client's channel goes through ``tls_bridge`` (Python's TLS,
+more CPU per byte), and otherwise uses gRPC's TLS.
 """
 
 from __future__ import annotations
@@ -71,18 +74,11 @@ class TLSClientConfig:
             problems.append(Problem(("reload_interval",), "must not be negative"))
         return problems
 
-    def grpc_problems(self) -> list[Problem]:
-        """What gRPC's Python library cannot do, said instead of silently not done."""
-        if self.insecure:
-            return []
-        problems = []
-        if self.insecure_skip_verify:
-            problems.append(Problem(("insecure_skip_verify",), "gRPC clients cannot skip verifying the server "
-                                                               "here: trust its CA with ca_file or ca_pem"))
-        if self.min_version == "1.3" or self.max_version in ("1.0", "1.1", "1.2"):
-            problems.append(Problem(("min_version" if self.min_version == "1.3" else "max_version",),
-                                    "gRPC clients negotiate TLS 1.2 or 1.3 and cannot be held to less"))
-        return problems
+    def needs_python_tls(self) -> bool:
+        """Whether a gRPC channel must go through ``tls_bridge``: what gRPC's own TLS cannot do
+        (it verifies always, negotiates 1.2 or 1.3, and reads its files once)."""
+        return (self.insecure_skip_verify or self.min_version == "1.3" or self.max_version in ("1.0", "1.1", "1.2")
+                or self.reload_interval > 0)
 
     def files(self) -> tuple[str, ...]:
         return tuple(path for path in (self.ca_file, self.cert_file, self.key_file) if path)
@@ -130,9 +126,11 @@ def material(tls: TLSClientConfig) -> tuple[bytes | None, bytes | None, bytes | 
     return ca, cert, key
 
 
-def ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
-    """An HTTP client's context; a missing or bad file raises (OSError or ssl.SSLError) naming it."""
+def ssl_context(tls: TLSClientConfig, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """A client context; a missing or bad file raises (OSError or ssl.SSLError) naming it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     ca, cert, key = material(tls)
     if ca is None:
         context.load_default_certs()
@@ -155,14 +153,15 @@ def ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
 
 
 class ClientTLS:
-    """An HTTP client's TLS for each new connection: the context, made again when
+    """A client's TLS for each new connection: the context, made again when
     ``reload_interval`` has passed and the files changed (a set that does not load keeps the last)."""
 
-    def __init__(self, tls: TLSClientConfig, clock=time.monotonic, log=None):
+    def __init__(self, tls: TLSClientConfig, clock=time.monotonic, log=None, alpn: tuple[str, ...] = ()):
         self.tls = tls
         self.clock = clock
         self.log = log
-        self._context = ssl_context(tls)  # at start: a bad file stops the start, naming it
+        self.alpn = alpn
+        self._context = ssl_context(tls, alpn)  # at start: a bad file stops the start, naming it
         self._signature = _signature(tls.files())
         self._next = clock() + float(tls.reload_interval)
 
@@ -177,7 +176,7 @@ class ClientTLS:
             signature = _signature(self.tls.files())
             if signature != self._signature:
                 try:
-                    self._context = ssl_context(self.tls)
+                    self._context = ssl_context(self.tls, self.alpn)
                     self._signature = signature
                 except (OSError, ssl.SSLError, ValueError) as error:
                     if self.log is not None:

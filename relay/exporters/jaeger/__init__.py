@@ -35,7 +35,7 @@ class Config(HelperSettings):
     compression: Literal["gzip", "none", ""] = "none"
 
     def validate(self) -> list[Problem]:
-        problems = [problem.under("tls") for problem in self.tls.grpc_problems()]
+        problems = []
         host = self.endpoint.rpartition(":")[0]
         if endpoint_problem(self.endpoint) or not host or self.endpoint.startswith(("http://", "https://")):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '

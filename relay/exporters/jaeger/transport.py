@@ -29,12 +29,14 @@ class JaegerTransport:
         warn_stripped(self.log, stripped)
         self.metadata = tuple(metadata.items())
         self._channel: grpc.aio.Channel | None = None
+        self._bridge = None  # a TlsBridge where Python's TLS carries the channel
         self._post = None
 
     async def start(self) -> None:
         tls = self.config.tls
-        self._channel = open_channel(self.config.endpoint, tls, not tls.insecure, self.config.compression,
-                                     self.config.retry_on_failure)
+        self._channel, self._bridge = await open_channel(self.config.endpoint, tls, not tls.insecure,
+                                                         self.config.compression, self.config.retry_on_failure,
+                                                         self.log)
         self._post = self._channel.unary_unary(proto.POST_SPANS,
                                                request_serializer=proto.PostSpansRequest.SerializeToString,
                                                response_deserializer=proto.PostSpansResponse.FromString)
@@ -45,6 +47,9 @@ class JaegerTransport:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        if self._bridge is not None:
+            await self._bridge.close()
+            self._bridge = None
 
     async def send(self, request) -> None:
         for batch in translate.batches(request):

@@ -42,7 +42,7 @@ class Config(HelperSettings):
         return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
-        problems = [problem.under("tls") for problem in self.tls.grpc_problems()]
+        problems = []
         target, _ = split_target(self.endpoint)
         if endpoint_problem(target):
             problems.append(Problem(("endpoint",), f'"{self.endpoint}" must be host:port '
