@@ -29,14 +29,14 @@ class JaegerTransport:
         warn_stripped(self.log, stripped)
         self.metadata = tuple(metadata.items())
         self._channel: grpc.aio.Channel | None = None
-        self._bridge = None  # a TlsBridge where Python's TLS carries the channel
+        self._link = None  # the channel, and its TLS bridge where Python's TLS carries it
         self._post = None
 
     async def start(self) -> None:
         tls = self.config.tls
-        self._channel, self._bridge = await open_channel(self.config.endpoint, tls, not tls.insecure,
-                                                         self.config.compression, self.config.retry_on_failure,
-                                                         self.log)
+        self._link = await open_channel(self.config.endpoint, tls, not tls.insecure, self.config.compression,
+                                        self.config.retry_on_failure, self.log)
+        self._channel = self._link.channel
         self._post = self._channel.unary_unary(proto.POST_SPANS,
                                                request_serializer=proto.PostSpansRequest.SerializeToString,
                                                response_deserializer=proto.PostSpansResponse.FromString)
@@ -44,12 +44,9 @@ class JaegerTransport:
                                                             "tls": not tls.insecure})
 
     async def shutdown(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-        if self._bridge is not None:
-            await self._bridge.close()
-            self._bridge = None
+        if self._link is not None:
+            await self._link.close()
+            self._link = self._channel = None
 
     async def send(self, request) -> None:
         for batch in translate.batches(request):

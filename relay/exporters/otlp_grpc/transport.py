@@ -30,26 +30,24 @@ class GrpcTransport:
         self.metadata = tuple(metadata.items())
         self.authenticator = authenticator
         self._channel: grpc.aio.Channel | None = None
-        self._bridge = None  # a TlsBridge where Python's TLS carries the channel
+        self._link = None  # the channel, and its TLS bridge where Python's TLS carries it
         self._calls: dict[Signal, object] = {}
 
     async def start(self) -> None:
         target, scheme_tls = split_target(self.config.endpoint)
         use_tls = scheme_tls if scheme_tls is not None else not self.config.tls.insecure
-        self._channel, self._bridge = await open_channel(target, self.config.tls, use_tls, self.config.compression,
-                                                         self.config.retry_on_failure, self.log)
+        self._link = await open_channel(target, self.config.tls, use_tls, self.config.compression,
+                                        self.config.retry_on_failure, self.log)
+        self._channel = self._link.channel
         self._calls = {signal: self._channel.unary_unary(signal.method) for signal in Signal}
         self.log.info("OTLP/gRPC exporter ready", fields={
             "endpoint": target, "tls": use_tls,
             **({"auth": self.config.auth.authenticator} if self.authenticator is not None else {})})
 
     async def shutdown(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-        if self._bridge is not None:
-            await self._bridge.close()
-            self._bridge = None
+        if self._link is not None:
+            await self._link.close()
+            self._link = self._channel = None
 
     async def send(self, request) -> None:
         signal = signal_of(request)
