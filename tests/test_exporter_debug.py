@@ -1,4 +1,4 @@
-"""The debug exporter and the health_check extension, driven in-process."""
+"""The debug exporter, driven in-process."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 import io
 import json
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 
 from relay import fixtures
 from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.exporters import debug
-from relay.extensions import health_check
 from relay.telemetry import SelfMetrics, setup_logging
 
 
@@ -51,32 +49,3 @@ def test_debug_normal_adds_a_line_per_resource():
     lines = run_debug("normal", request)
     assert len(lines) == 1 + len(request.resource_logs)
     assert lines[1]["attributes"]["service.name"]
-
-
-def test_health_check_answers_like_the_collector():
-    config, problems = decode(health_check.Config, {"endpoint": "127.0.0.1:0"})
-    assert not problems
-    ext = health_check.create(Settings(ComponentID.parse("health_check"), None), config)
-
-    async def get(session):
-        async with session.get(f"http://127.0.0.1:{ext.port}/") as answer:
-            return answer.status, await answer.json()
-
-    async def run():
-        await ext.start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                before = await get(session)
-                ext.set_ready(True)
-                during = await get(session)
-                ext.set_ready(False)
-                after = await get(session)
-        finally:
-            await ext.shutdown()
-        return before, during, after
-
-    before, during, after = asyncio.run(run())
-    assert before == (503, {"status": "Server not available", "upSince": "0001-01-01T00:00:00Z", "uptime": ""})
-    assert during[0] == 200 and during[1]["status"] == "Server available"
-    assert during[1]["upSince"].endswith("Z") and during[1]["uptime"].endswith("s")
-    assert after[0] == 503
