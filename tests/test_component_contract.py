@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import itertools
 import re
 import sys
 
@@ -30,6 +31,7 @@ REGISTRY = default_registry()
 # One entry per type (aliases name the same factory).
 TYPES = sorted({(kind, factory.type) for kind in KINDS for factory in REGISTRY.types(kind).values()})
 _ENDPOINT = re.compile(r"127\.0\.0\.1:\d+")
+_DIRECTORIES = itertools.count()
 
 
 def module_of(kind: str, type_name: str):
@@ -45,8 +47,7 @@ def localized(example, tmp_path):
             return [walk(v, key) for v in value]
         if isinstance(value, str):
             if key == "directory":
-                path = tmp_path / f"dir{len(list(tmp_path.iterdir()))}"
-                return str(path)
+                return str(tmp_path / f"dir{next(_DIRECTORIES)}")
             return _ENDPOINT.sub(lambda _: f"127.0.0.1:{free_port()}", value)
         return value
     return walk(copy.deepcopy(example))
