@@ -113,14 +113,25 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
-def material(tls: TLSClientConfig) -> tuple[bytes | None, bytes | None, bytes | None]:
+def system_bundle() -> str | None:
+    """The system's CA bundle file, where it has one (OpenSSL's default, else SSL_CERT_FILE)."""
+    for path in (ssl.get_default_verify_paths().cafile, os.environ.get("SSL_CERT_FILE"),
+                 "/etc/ssl/certs/ca-certificates.crt"):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def material(tls: TLSClientConfig, with_system: bool = True) -> tuple[bytes | None, bytes | None, bytes | None]:
     """(trusted CAs, client certificate, client key) as PEM, None where not given. With
-    ``include_system_ca_certs_pool``, the system's CA bundle follows the configured CAs."""
+    ``include_system_ca_certs_pool`` (and ``with_system``), the system's bundle follows the
+    configured CAs; a system without a bundle file is an error rather than a silent miss."""
     ca = _read(tls.ca_file) if tls.ca_file else tls.ca_pem.encode() if tls.ca_pem else None
-    if ca is not None and tls.include_system_ca_certs_pool:
-        bundle = ssl.get_default_verify_paths().cafile
-        if bundle and os.path.exists(bundle):
-            ca += b"\n" + _read(bundle)
+    if ca is not None and tls.include_system_ca_certs_pool and with_system:
+        bundle = system_bundle()
+        if bundle is None:
+            raise OSError("include_system_ca_certs_pool: this system has no CA bundle file to add")
+        ca += b"\n" + _read(bundle)
     cert = _read(tls.cert_file) if tls.cert_file else tls.cert_pem.encode() if tls.cert_pem else None
     key = _read(tls.key_file) if tls.key_file else tls.key_pem.encode() if tls.key_pem else None
     return ca, cert, key
@@ -131,10 +142,10 @@ def ssl_context(tls: TLSClientConfig, alpn: tuple[str, ...] = ()) -> ssl.SSLCont
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if alpn:
         context.set_alpn_protocols(list(alpn))
-    ca, cert, key = material(tls)
-    if ca is None:
+    ca, cert, key = material(tls, with_system=False)
+    if ca is None or tls.include_system_ca_certs_pool:
         context.load_default_certs()
-    else:
+    if ca is not None:
         context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
     if cert is not None:
         # load_cert_chain reads only files: PEM given inline goes through a private temporary one.
