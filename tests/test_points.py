@@ -210,15 +210,26 @@ def test_histograms(name, data):
         assert points.rows(native[0][1][0][5], False)[0][:4] == (6, 9, 2222.0, 7)
 
 
-def test_equal_shapes_are_equal_series_on_both_paths():
+@pytest.mark.parametrize("native", [True, False])
+def test_a_shape_changes_with_attributes_or_bounds_and_not_with_numbers(native):
     """Within each path the shape is what says two exports hold the same series in the same order."""
-    rng = random.Random(3)
-    for _ in range(40):
-        data = random_request(rng).SerializeToString()
-        for native in (True, False):
-            first = both(points.histograms, data, NAMES, WITH_BUCKETS)[0 if native else 1]
-            again = both(points.histograms, parsed(data).SerializeToString(), NAMES, WITH_BUCKETS)[0 if native else 1]
-            assert [[m[4] for m in ms] for _, ms in first] == [[m[4] for m in ms] for _, ms in again]
+    def shape(points_: list[tuple]) -> bytes:
+        request = ExportMetricsServiceRequest()
+        metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name=DURATION.decode())
+        metric.histogram.aggregation_temporality = 2
+        for team, bounds, total, count in points_:
+            point = metric.histogram.data_points.add(start_time_unix_nano=1, time_unix_nano=count + 2, sum=total,
+                                                     count=count, explicit_bounds=bounds,
+                                                     bucket_counts=[count] + [0] * len(bounds))
+            attrs.put(point.attributes, "genops.team", team)
+        data = request.SerializeToString()
+        return both(points.histograms, data, NAMES, WITH_BUCKETS)[0 if native else 1][0][1][0][4]
+
+    base = shape([("search", [0.5, 2.0], 10.0, 3), ("ads", [0.5, 2.0], 1.0, 1)])
+    assert shape([("search", [0.5, 2.0], 99.0, 7), ("ads", [0.5, 2.0], 5.0, 2)]) == base  # numbers only
+    assert shape([("search", [0.5, 2.0], 10.0, 3), ("other", [0.5, 2.0], 1.0, 1)]) != base  # a value
+    assert shape([("search", [0.5, 3.0], 10.0, 3), ("ads", [0.5, 2.0], 1.0, 1)]) != base  # a bound
+    assert shape([("ads", [0.5, 2.0], 1.0, 1), ("search", [0.5, 2.0], 10.0, 3)]) != base  # the order
 
 
 def additions_for(request: ExportMetricsServiceRequest, rng: random.Random) -> tuple[list[bytes], list]:
