@@ -18,14 +18,12 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-
 def split_target(endpoint: str) -> tuple[str, bool | None]:
     """(host:port, use_tls) where a scheme decides TLS, and None means "not said"."""
     for scheme, tls in (("https://", True), ("http://", False)):
         if endpoint.startswith(scheme):
             return endpoint[len(scheme):].rstrip("/"), tls
     return endpoint, None
-
 
 
 def url_problem(url: str) -> str | None:
