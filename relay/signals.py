@@ -35,10 +35,6 @@ class Signal(enum.Enum):
         item list: ("resource_spans", "scope_spans", "spans") for traces."""
         return _LAYOUT[self]
 
-    @property
-    def resources_field(self) -> str:
-        return _LAYOUT[self][0]
-
     def resources(self, request):
         """The request's resource entries (ResourceSpans, ResourceMetrics or ResourceLogs)."""
         return getattr(request, _LAYOUT[self][0])

@@ -59,7 +59,8 @@ def test_every_key_is_accepted_on_every_client(client, key):
         settings = {"cert_file": SETTINGS["cert_file"], "key_file": SETTINGS["key_file"]}
     config, problems = decode(config_type, {**required, "tls": settings})
     assert problems == [], [str(p) for p in problems]
-    assert getattr(config.tls, key) is not None
+    expected = 3600.0 if key == "reload_interval" else SETTINGS[key]
+    assert getattr(config.tls, key) == expected
 
 
 @pytest.mark.parametrize("client", ["otlp", "otlphttp"])

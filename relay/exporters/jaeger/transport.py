@@ -14,7 +14,7 @@ import grpc
 
 from relay import status
 from relay.exporters.jaeger import proto, translate
-from relay.net.grpc_channel import open_channel
+from relay.net.grpc_channel import Link, open_channel
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.telemetry import component_logger
@@ -28,16 +28,14 @@ class JaegerTransport:
         metadata, _, stripped = clean_headers(config.headers, grpc=True)
         warn_stripped(self.log, stripped)
         self.metadata = tuple(metadata.items())
-        self._channel: grpc.aio.Channel | None = None
-        self._link = None  # the channel, and its TLS bridge where Python's TLS carries it
+        self._link: Link | None = None  # the channel, and its TLS bridge where Python's TLS carries it
         self._post = None
 
     async def start(self) -> None:
         tls = self.config.tls
         self._link = await open_channel(self.config.endpoint, tls, not tls.insecure, self.config.compression,
                                         self.config.retry_on_failure, self.log)
-        self._channel = self._link.channel
-        self._post = self._channel.unary_unary(proto.POST_SPANS,
+        self._post = self._link.channel.unary_unary(proto.POST_SPANS,
                                                request_serializer=proto.PostSpansRequest.SerializeToString,
                                                response_deserializer=proto.PostSpansResponse.FromString)
         self.log.info("Jaeger gRPC exporter ready", fields={"endpoint": self.config.endpoint,
@@ -46,7 +44,7 @@ class JaegerTransport:
     async def shutdown(self) -> None:
         if self._link is not None:
             await self._link.close()
-            self._link = self._channel = None
+            self._link = None
 
     async def send(self, request) -> None:
         for batch in translate.batches(request):

@@ -12,7 +12,7 @@ import grpc
 from relay import received, split, status
 from relay.exporters.helper.partial import note_partial_success
 from relay.net.endpoints import split_target
-from relay.net.grpc_channel import open_channel
+from relay.net.grpc_channel import Link, open_channel
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
 from relay.signals import Signal, signal_of
@@ -29,8 +29,7 @@ class GrpcTransport:
         warn_stripped(self.log, stripped)
         self.metadata = tuple(metadata.items())
         self.authenticator = authenticator
-        self._channel: grpc.aio.Channel | None = None
-        self._link = None  # the channel, and its TLS bridge where Python's TLS carries it
+        self._link: Link | None = None  # the channel, and its TLS bridge where Python's TLS carries it
         self._calls: dict[Signal, object] = {}
 
     async def start(self) -> None:
@@ -38,8 +37,7 @@ class GrpcTransport:
         use_tls = scheme_tls if scheme_tls is not None else not self.config.tls.insecure
         self._link = await open_channel(target, self.config.tls, use_tls, self.config.compression,
                                         self.config.retry_on_failure, self.log)
-        self._channel = self._link.channel
-        self._calls = {signal: self._channel.unary_unary(signal.method) for signal in Signal}
+        self._calls = {signal: self._link.channel.unary_unary(signal.method) for signal in Signal}
         self.log.info("OTLP/gRPC exporter ready", fields={
             "endpoint": target, "tls": use_tls,
             **({"auth": self.config.auth.authenticator} if self.authenticator is not None else {})})
@@ -47,7 +45,7 @@ class GrpcTransport:
     async def shutdown(self) -> None:
         if self._link is not None:
             await self._link.close()
-            self._link = self._channel = None
+            self._link = None
 
     async def send(self, request) -> None:
         signal = signal_of(request)

@@ -207,9 +207,7 @@ class HttpReceiver:
                             body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))
 
     def _unsupported_media(self, intake: Intake, media: str, extra: dict) -> web.Response:
-        self.log.warning("refused request", fields={"signal": intake.signal.value, "items": 0, "status": 415,
-                                                     "error": f'unsupported content type "{media}"'})
-        intake.count_refused(415)
+        intake.refusal(InvalidDataError(f'unsupported content type "{media}"'), 0, 415)
         return web.Response(status=415, text=_UNSUPPORTED_MEDIA, headers=extra)
 
 

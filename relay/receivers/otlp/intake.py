@@ -70,8 +70,5 @@ class Intake:
         else:
             self.log.warning("refused request", fields={"signal": self.signal.value, "items": count,
                                                          "status": code, "error": message})
-        self.count_refused(code)
-        return message
-
-    def count_refused(self, code: str | int) -> None:
         self._refused_requests.labels(self._id, self.transport, self.signal.value, str(code)).inc()
+        return message

@@ -69,6 +69,7 @@ class StaticConfig:
 _TLS_VERSIONS = {"TLS10": "1.0", "TLS11": "1.1", "TLS12": "1.2", "TLS13": "1.3"}
 # Where a key of the client TLS config is called otherwise in Prometheus's tls_config.
 _PROMETHEUS_TLS_KEY = {"ca_pem": "ca", "cert_pem": "cert", "key_pem": "key", "server_name_override": "server_name"}
+_PROMETHEUS_TLS_WORDS = re.compile(r"\b(" + "|".join(_PROMETHEUS_TLS_KEY) + r")\b")
 
 
 @dataclass
@@ -92,12 +93,8 @@ class ScrapeTLSConfig:
                     if getattr(self, name) and getattr(self, name) not in _TLS_VERSIONS]
         if problems:
             return problems
-        def ours(text: str) -> str:
-            return re.sub(r"\b(ca_pem|cert_pem|key_pem|server_name_override)\b",
-                          lambda m: _PROMETHEUS_TLS_KEY[m.group(1)], text)
-
-        return [Problem(tuple(_PROMETHEUS_TLS_KEY.get(part, part) for part in p.path), ours(p.message))
-                for p in self.client().validate()]
+        return [Problem(tuple(_PROMETHEUS_TLS_KEY.get(part, part) for part in p.path), _PROMETHEUS_TLS_WORDS.sub(
+            lambda m: _PROMETHEUS_TLS_KEY[m.group(1)], p.message)) for p in self.client().validate()]
 
     def client(self) -> TLSClientConfig:
         return TLSClientConfig(ca_file=self.ca_file, ca_pem=self.ca, cert_file=self.cert_file, cert_pem=self.cert,
