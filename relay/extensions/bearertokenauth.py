@@ -23,11 +23,11 @@ from typing import Any, Mapping
 
 from relay.component import Settings
 from relay.errors import ConfigError, Problem
-from relay.net.auth import header_value
+from relay.net.auth import AUTHENTICATOR_TYPE, header_value
 from relay.net.headers import HTTP_NAME as HEADER_NAME
 from relay.telemetry import Throttled, component_logger
 
-TYPE = "bearertokenauth"
+TYPE = AUTHENTICATOR_TYPE  # the type an auth.authenticator reference must name
 SIGNALS = ()
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"token": "${env:RELAY_TOKEN:-change-me}"}
