@@ -4,9 +4,12 @@
 FROM python:3.11-slim
 
 # Nothing is written next to the code at run time (the root file system is read-only in
-# Kubernetes), and log lines leave the process as they are written.
+# Kubernetes), and log lines leave the process as they are written. The data directory
+# (where the built-in config keeps the cost ledger, and genops-relay report finds it) is
+# the state volume below.
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    GENOPS_RELAY_DATA=/var/lib/genops-relay
 
 RUN groupadd --system --gid 10001 relay \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

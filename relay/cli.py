@@ -1,4 +1,4 @@
-"""``genops-relay``: run | validate | price | report | bench."""
+"""genops-relay: run | validate | price | report | bench."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 
 from relay.config.load import load, load_file
+from relay.datadir import config_env, data_dir
 from relay.defaults import DEFAULT_CONFIG
 from relay.errors import ConfigError
 from relay.pipeline.graph import describe
@@ -18,9 +19,10 @@ from relay.telemetry import SelfMetrics, setup_logging
 log = logging.getLogger("relay.service")
 
 
-def _load(path: str | None):
-    registry = default_registry()
-    return load_file(path, registry) if path else load(DEFAULT_CONFIG, registry)
+def _load(path: str | None, data: str | None = None):
+    # Every config, the built-in one above all, may name the data directory as ${env:GENOPS_RELAY_DATA}.
+    registry, env = default_registry(), config_env(data_dir(data))
+    return load_file(path, registry, env) if path else load(DEFAULT_CONFIG, registry, env)
 
 
 def cmd_validate(args) -> int:
@@ -43,7 +45,7 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     setup_logging("info")
     try:
-        config = _load(args.config)
+        config = _load(args.config, args.data_dir)
     except ConfigError as error:
         for problem in error.problems:
             log.error("invalid configuration", extra={"fields": {"file": args.config or "(built-in)",
@@ -51,7 +53,8 @@ def cmd_run(args) -> int:
         return 1
     setup_logging(config.telemetry.logs.level)
     if not args.config:
-        log.info("no --config given: running the built-in default configuration")
+        log.info("no --config given: running the built-in default configuration",
+                 extra={"fields": {"data_dir": str(data_dir(args.data_dir))}})
     try:
         asyncio.run(_run(config, args.shutdown_timeout))
     except (OSError, ConfigError) as error:
@@ -78,11 +81,15 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The module docstring is the --help text as is: it stays plain, without reStructuredText markup.
     parser = argparse.ArgumentParser(prog="genops-relay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the relay")
     run.add_argument("--config", help="collector-format YAML (default: the built-in config)")
+    run.add_argument("--data-dir", help="where the built-in config keeps the cost ledger (default: "
+                     "$GENOPS_RELAY_DATA, else the platform's user data directory); ${env:GENOPS_RELAY_DATA} "
+                     "in a config")
     run.add_argument("--shutdown-timeout", type=float, default=4.0,
                      help="seconds allowed for a graceful shutdown (default 4)")
     run.set_defaults(func=cmd_run)

@@ -3,13 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 
 from relay.config.load import RelayConfig
+from relay.ledger.query import with_report_hint
 from relay.pipeline.graph import Graph
-from relay.telemetry import SelfMetrics, metrics_listener
+from relay.telemetry import (
+    InitialFields,
+    SampledLogs,
+    Sampler,
+    SelfMetrics,
+    TargetInfo,
+    install_filters,
+    metrics_listener,
+    remove_filters,
+    resource_attributes,
+)
 
 log = logging.getLogger("relay.service")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("genops-relay")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def log_advisories(config: RelayConfig) -> None:
+    """One line per setting the config gives that has no effect here (the README lists them)."""
+    for note in config.advisories:
+        log.warning(f"accepted, has no effect here: {note}", extra={"fields": {"reason": note.reason}})
+
+
+def log_filters(logs) -> list:
+    """What ``service.telemetry.logs`` asks of every line beyond its level."""
+    filters = []
+    if logs.sampling is not None and logs.sampling.enabled:
+        filters.append(SampledLogs(Sampler(logs.sampling.initial, logs.sampling.thereafter,
+                                           tick=logs.sampling.tick)))
+    if logs.initial_fields:
+        filters.append(InitialFields(logs.initial_fields))
+    return filters
 
 
 async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event,
@@ -19,13 +55,27 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
     A failure to start (a port in use, a bad certificate) shuts down what did
     start and raises, so the process exits non-zero with the reason logged.
     """
+    installed = install_filters(log_filters(config.telemetry.logs))
+    log_advisories(config)
     graph = Graph(config, telemetry)
-    listener = None
-    if config.telemetry.metrics.level != "none":
-        listener = metrics_listener(telemetry.registry, config.telemetry.metrics.address, graph.host.routes)
+    metrics = config.telemetry.metrics
+    listeners = []
+    target_info = None
+    if metrics.level != "none":
+        # One listener per pull reader (or the one address); each serves the same registry.
+        listeners = [metrics_listener(telemetry.registry, address, with_report_hint(graph.host.routes))
+                     for address in dict.fromkeys(metrics.listen_addresses())]
+        if not any(reader.pull.exporter.prometheus.without_target_info for reader in metrics.readers or ()
+                   if reader.pull is not None and reader.pull.exporter.prometheus is not None):
+            target_info = TargetInfo(resource_attributes(config.telemetry.resource_attributes(), _version()))
+            telemetry.registry.register(target_info)
     try:
-        if listener is not None:
+        for listener in listeners:
             await listener.start()
+            # Every listener's start is logged with its port, this one (8888 by default) too.
+            host = listener.endpoint.rpartition(":")[0]
+            log.info("self telemetry listening", extra={"fields": {
+                "endpoint": f"{host}:{listener.port}", "port": listener.port, "path": "/metrics"}})
         await graph.start()
         graph.set_ready(True)
         log.info("relay started", extra={"fields": {"pipelines": [p.id for p in config.pipelines]}})
@@ -34,6 +84,9 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
     finally:
         graph.set_ready(False)
         await graph.shutdown(shutdown_timeout)
-        if listener is not None:
+        for listener in listeners:
             await listener.shutdown()
+        if target_info is not None:
+            telemetry.registry.unregister(target_info)
+        remove_filters(installed)
     log.info("relay stopped")

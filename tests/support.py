@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from relay import status
-from relay.exporters.jaeger import proto as jaeger_proto
+from relay.jaeger import proto as jaeger_proto
 from relay.signals import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,9 @@ class RelayProcess:
         self.config_path.write_text(config)
         self.log_path = tmp_path / "relay.log"
         self.health_port = health_port
-        self.env = dict(os.environ, **(env or {}))
+        # The data directory (the built-in config's cost ledger) in the test's own directory,
+        # never the user's: a config that names ${env:GENOPS_RELAY_DATA} writes there.
+        self.env = {**os.environ, "GENOPS_RELAY_DATA": str(tmp_path / "data"), **(env or {})}
         self.nofile = nofile
         self.process: subprocess.Popen | None = None
 
@@ -212,7 +214,11 @@ class RelayProcess:
                    else [sys.executable, "-c", self._WITH_NOFILE, str(self.nofile), *run])
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         if self.health_port is not None:
-            self.wait_healthy(timeout)
+            try:
+                self.wait_healthy(timeout)
+            except BaseException:  # a relay that never got healthy is stopped, not left running
+                self.stop(signal.SIGKILL)
+                raise
         return self
 
     def health(self) -> tuple[int, dict]:

@@ -13,7 +13,7 @@ from relay.defaults import DEFAULT_CONFIG
 DEFAULT_GRAPH = """\
 pipeline traces:
   receivers:  otlp
-  processors: memory_limiter, genops
+  processors: memory_limiter, genops, genops_budget
   exporters:  debug, genops_metrics
 pipeline metrics:
   receivers:  otlp
@@ -22,12 +22,12 @@ pipeline metrics:
 pipeline metrics/genops:
   receivers:  genops_metrics
   processors: (none)
-  exporters:  debug, prometheus
+  exporters:  prometheus
 pipeline logs:
   receivers:  otlp
   processors: memory_limiter
   exporters:  debug
-extensions: health_check
+extensions: health_check, genops_ledger
 telemetry: metrics on 0.0.0.0:8888, logs at info
 """
 
@@ -96,7 +96,9 @@ INVALID_PROBLEMS = [
     "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
     "exporters::otlp::endpoitn: unknown key (valid keys: auth, compression, endpoint, headers, max_request_size, retry_on_failure, sending_queue, timeout, tls)",
     "exporters::otlp::endpoint: required key is missing",
-    'exporters::datadog: unsupported exporter type "datadog" (available: debug, jaeger, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite)',
+    'exporters::datadog: unsupported exporter type "datadog" (available: debug, jaeger, logging, otlp, otlp_grpc, otlp_http, otlphttp, prometheus, prometheusremotewrite); '
+    "send to Datadog through the Datadog Agent's OTLP intake with an otlp exporter, as the README section "
+    '"Datadog" shows',
     'service::pipelines::traces::exporters::1: references exporter "jaeger", which is not configured '
     "under exporters",
 ]
@@ -139,7 +141,7 @@ def test_validate_single_problem_is_singular(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (f'invalid configuration in {path} (1 problem):\n'
-                   '  service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error\n')
+                   '  service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error, dpanic, panic, fatal\n')
 
 
 def test_validate_missing_file(tmp_path, capsys):

@@ -43,6 +43,9 @@ service:
 # What the registry holds, aliases included: the message lists every type a config may name.
 AVAILABLE_EXPORTERS = f"(available: {', '.join(sorted(default_registry().types('exporters')))})"
 AVAILABLE_PROCESSORS = f"(available: {', '.join(sorted(default_registry().types('processors')))})"
+# The datadog exporter is not carried: its error names the route the README describes instead.
+DATADOG_ROUTE = ("send to Datadog through the Datadog Agent's OTLP intake with an otlp exporter, "
+                 'as the README section "Datadog" shows')
 OTLP_EXPORTER_KEYS = "(valid keys: auth, compression, endpoint, headers, max_request_size, retry_on_failure, sending_queue, timeout, tls)"
 
 
@@ -132,11 +135,12 @@ INVALID = [
         id="unknown-signal"),
     pytest.param(
         with_exporter("  datadog:\n    api:\n      key: abc\n"),
-        [f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}'],
+        [f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}; {DATADOG_ROUTE}'],
         id="unknown-component-type-lists-available"),
     pytest.param(
-        BASE.replace("  otlp:\n    protocols", "  jaeger:\n    protocols").replace("[otlp]", "[jaeger]"),
-        ['receivers::jaeger: unsupported receiver type "jaeger" (available: otlp, prometheus)'],
+        BASE.replace("  otlp:\n    protocols", "  kafka:\n    protocols").replace("[otlp]", "[kafka]"),
+        ['receivers::kafka: unsupported receiver type "kafka" '
+         f"(available: {', '.join(sorted(default_registry().types('receivers')))})"],
         id="unknown-receiver-type"),
     pytest.param(
         with_exporter("  otlp:\n    compression: gzip\n"),
@@ -228,11 +232,11 @@ INVALID = [
         id="section-not-a-mapping-no-reference-noise"),
     pytest.param(
         BASE + "connectors:\n  forward:\n",
-        ['connectors::forward: unsupported connector type "forward" (available: genops_metrics)'],
+        ['connectors::forward: unsupported connector type "forward" (available: genops_metrics, span_metrics, spanmetrics)'],
         id="connector-type-unknown"),
     pytest.param(
         BASE + "  telemetry:\n    logs:\n      level: loud\n",
-        ['service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error'],
+        ['service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error, dpanic, panic, fatal'],
         id="telemetry-bad-level"),
 ]
 
@@ -355,7 +359,7 @@ def test_all_problems_are_reported_together():
         "receivers::otlp::protocols::grpc::max_recv_msg_size_mib: expected an integer, got string",
         'exporters::otlp/honeycomb::timeout: invalid duration "soon" (use e.g. "5s", "200ms", "1m")',
         'exporters::otlp/honeycomb::compression: "zstd" is not one of: gzip, none, ""',
-        f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
+        f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}; {DATADOG_ROUTE}',
         "extensions::health_check::endpoitn: unknown key (valid keys: endpoint, path)",
         # An invalid pipeline (the empty receivers list) does not hide the other pipelines' problems.
         "service::pipelines::traces::receivers: must name at least one component",
@@ -373,7 +377,7 @@ def test_invalid_service_settings_do_not_hide_reference_problems():
     text = BASE.replace("service:\n", "service:\n  extensions: [zpages]\n  telemetry: {logs: {level: loud}}\n")
     text = text.replace("[debug]", "[debug, nowhere]")
     assert problems_of(text) == [
-        'service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error',
+        'service::telemetry::logs::level: "loud" is not one of: debug, info, warn, error, dpanic, panic, fatal',
         'service::pipelines::traces::exporters::1: references exporter "nowhere", which is not configured '
         "under exporters",
         'service::extensions::0: references extension "zpages", which is not configured under extensions',
@@ -581,7 +585,7 @@ def test_component_id_parse_rejects(text):
 # --- the reference collector config from the production monitoring guide ---------------------------------
 
 REFERENCE_PROBLEMS = [
-    f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}',
+    f'exporters::datadog: unsupported exporter type "datadog" {AVAILABLE_EXPORTERS}; {DATADOG_ROUTE}',
 ]
 
 
@@ -700,7 +704,7 @@ service:
     assert exporter.compression == "gzip"
     assert exporter.headers == {}
     assert (exporter.tls.insecure, exporter.tls.ca_file, exporter.tls.cert_file) == (False, "", "")
-    assert config.components["exporters"][ComponentID("debug")].verbosity == "basic"
+    assert config.components["exporters"][ComponentID("debug")].effective_verbosity() == "basic"
     health = config.components["extensions"][ComponentID("health_check")]
     assert (health.endpoint, health.path) == ("0.0.0.0:13133", "/")
     assert config.extensions == [ComponentID("health_check")]
@@ -711,13 +715,13 @@ service:
 
 
 def test_builtin_default_config_loads():
-    config = load(DEFAULT_CONFIG, default_registry(), env={})
+    config = load(DEFAULT_CONFIG, default_registry(), env={"GENOPS_RELAY_DATA": "/data"})
     otlp, debug, metrics = ComponentID("otlp"), ComponentID("debug"), ComponentID("genops_metrics")
-    limiter = ComponentID("memory_limiter")
+    limiter, budget, ledger = ComponentID("memory_limiter"), ComponentID("genops_budget"), ComponentID("genops_ledger")
     assert [(p.id, p.receivers, p.processors, p.exporters) for p in config.pipelines] == [
-        ("traces", [otlp], [limiter, ComponentID("genops")], [debug, metrics]),
+        ("traces", [otlp], [limiter, ComponentID("genops"), budget], [debug, metrics]),
         ("metrics", [otlp], [limiter, ComponentID("genops")], [debug, ComponentID("prometheus"), metrics]),
-        ("metrics/genops", [metrics], [], [debug, ComponentID("prometheus")]),
+        ("metrics/genops", [metrics], [], [ComponentID("prometheus")]),
         ("logs", [otlp], [limiter], [debug]),
     ]
     assert config.components["connectors"][metrics].cost_from == "auto"
@@ -726,7 +730,11 @@ def test_builtin_default_config_loads():
     prometheus = config.components["exporters"][ComponentID("prometheus")]
     assert (prometheus.endpoint, prometheus.namespace, prometheus.const_labels) == (
         "0.0.0.0:8889", "genops_openrouter", {"service": "openrouter"})
-    assert config.extensions == [ComponentID("health_check")]
+    assert config.extensions == [ComponentID("health_check"), ledger]
+    # The cost ledger, in the data directory the CLI found, fed by genops_budget.
+    kept = config.components["extensions"][ledger]
+    assert (kept.directory, kept.create_directory) == ("/data/ledger", True)
+    assert config.components["processors"][budget].ledger == "genops_ledger"
 
 
 def test_empty_document_reports_missing_service():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import time
 
@@ -133,13 +134,30 @@ def test_ledger_config_problems_name_the_key(tmp_path, raw, problem):
 
 
 @pytest.mark.parametrize("start, end, message", [
-    ("", "2026-01-02", "from is required"),
     ("2026-13-01", "2026-01-02", 'from "2026-13-01" is not a date'),
+    ("2026-01-01", "01/02/2026", 'to "01/02/2026" is not a date'),
     ("2026-01-03", "2026-01-02", "to must not be before from"),
 ])
 def test_report_ranges_are_checked(start, end, message):
     with pytest.raises(ValueError, match=message):
         parse_range(start, end, "UTC")
+
+
+def test_without_from_or_to_the_range_is_this_month_so_far():
+    now = datetime.datetime(2026, 3, 31, 23, 30, tzinfo=datetime.timezone.utc)   # 1 April in Berlin
+    first, last = parse_range("", "", "Europe/Berlin", now=now)
+    assert (first.isoformat(), last.isoformat()) == ("2026-04-01T00:00:00+02:00", "2026-04-02T00:00:00+02:00")
+    first, last = parse_range("", "", "UTC", now=now)
+    assert (first.isoformat(), last.isoformat()) == ("2026-03-01T00:00:00+00:00", "2026-04-01T00:00:00+00:00")
+    # One bound given: from the first of to's month, or up to the end of today.
+    first, last = parse_range("", "2026-02-10", "UTC", now=now)
+    assert (first.isoformat(), last.isoformat()) == ("2026-02-01T00:00:00+00:00", "2026-02-11T00:00:00+00:00")
+    first, last = parse_range("2026-03-30", "", "UTC", now=now)
+    assert (first.isoformat(), last.isoformat()) == ("2026-03-30T00:00:00+00:00", "2026-04-01T00:00:00+00:00")
+    with pytest.raises(ValueError, match="to must not be before from"):
+        parse_range("2026-04-02", "", "UTC", now=now)
+    with pytest.raises(ValueError, match="unknown time zone"):
+        parse_range("", "", "Mars/Olympus", now=now)
 
 
 def test_a_date_range_covers_whole_days_in_the_ledgers_zone():

@@ -502,3 +502,14 @@ def test_dockerfile_prepares_the_user_the_state_directory_and_the_default_config
     assert order[-1] == "VOLUME"
     (default,) = [r for r in runs if CONFIG_PATH in r]
     assert "DEFAULT_CONFIG" in default
+
+
+@pytest.mark.parametrize("which", WORKLOADS)
+def test_the_images_data_directory_is_the_state_volume(which):
+    """The built-in config keeps its cost ledger in $GENOPS_RELAY_DATA: the image points it at the
+    volume every workload mounts, and no workload points it elsewhere."""
+    settings = dict(pair.split("=", 1) for line in instruction("ENV") for pair in shlex.split(line))
+    assert settings["GENOPS_RELAY_DATA"] == STATE_PATH
+    workload = workloads()[which]
+    assert STATE_PATH in mounts(workload)
+    assert "GENOPS_RELAY_DATA" not in {item["name"] for item in relay_container(workload).get("env", [])}

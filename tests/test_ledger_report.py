@@ -55,13 +55,17 @@ def expected_report(facts: list[SpanFacts], by: str) -> dict:
     tokens = {dim: defaultdict(int) for dim in DIMENSIONS}
     counts = defaultdict(lambda: [0, 0])
     pair_cost, pair_tokens = defaultdict(float), defaultdict(int)
+
+    def name(f, dim):
+        return getattr(f, dim) or "(none)"   # a call without a customer id
+
     for f in inside:
         used = sum(f.tokens.values())
         for dim in DIMENSIONS:
-            cost[dim][getattr(f, dim)] += f.cost
-            tokens[dim][getattr(f, dim)] += used
-        counts[getattr(f, by)][0] += 1
-        counts[getattr(f, by)][1] += f.error
+            cost[dim][name(f, dim)] += f.cost
+            tokens[dim][name(f, dim)] += used
+        counts[name(f, by)][0] += 1
+        counts[name(f, by)][1] += f.error
         pair_cost[f.provider, f.model] += f.cost
         pair_tokens[f.provider, f.model] += used
     total_cost, total_tokens = sum(f.cost for f in inside), sum(sum(f.tokens.values()) for f in inside)
@@ -143,7 +147,7 @@ def test_an_empty_range_has_the_whole_shape_with_zeros():
         "by": "team",
         "rows": [],
     }
-    assert render(report, "csv") == "group,cost_usd,tokens,requests,errors\n"
+    assert render(report, "csv") == "team,cost_usd,tokens,requests,errors\n"
     assert json.loads(render(report, "json")) == report
     assert render(report, "table").endswith("(no spend recorded in this period)\n")
 
@@ -209,18 +213,18 @@ def test_the_table_rendering():
     assert render(build_report(SMALL, START, END, "customer"), "table") == TABLE_BY_CUSTOMER
 
 
-def test_csv_parses_into_one_line_per_group():
+def test_csv_parses_into_one_line_per_group_under_the_dimensions_name():
     for by, groups in ((None, ["alpha", "beta"]), ("provider", ["openai", "anthropic"]),
-                       ("customer", ["acme", ""])):
+                       ("customer", ["acme", "(none)"])):
         report = build_report(SMALL, START, END, by)
         lines = list(csv.DictReader(io.StringIO(render(report, "csv"))))
-        assert [line["group"] for line in lines] == groups
+        assert [line[by or "team"] for line in lines] == groups
         for line, row in zip(lines, report["rows"]):
             assert float(line["cost_usd"]) == row["cost_usd"]            # written exactly
             assert (int(line["tokens"]), int(line["requests"]), int(line["errors"])) == (
                 row["tokens"], row["requests"], row["errors"])
     lines = list(csv.reader(io.StringIO(render(build_report(SMALL, START, END), "csv"))))
-    assert lines == [["group", "cost_usd", "tokens", "requests", "errors"],
+    assert lines == [["team", "cost_usd", "tokens", "requests", "errors"],
                      ["alpha", "1.3125", "5950", "30", "3"], ["beta", "0.5", "2400", "4", "0"]]
     # A name with a comma or a quote stays one field.
     odd = [Row(START, 'team "a", the first', "p", "m", "q", "", 1.0, {}, 1, 0)]
@@ -232,7 +236,7 @@ def test_json_is_the_report_indented_with_sorted_keys():
     report = build_report(SMALL, START, END, "project")
     text = render(report, "json")
     assert json.loads(text) == report
-    assert text.startswith('{\n  "breakdown": {\n    "by_customer": {\n      "": 0.5625,')
+    assert text.startswith('{\n  "breakdown": {\n    "by_customer": {\n      "(none)": 0.5625,')
     assert text == render(json.loads(text), "json")
 
 
@@ -252,3 +256,15 @@ def test_unknown_dimension_or_format_is_an_error():
         build_report(SMALL, START, END, "region")
     with pytest.raises(ValueError, match="unknown report format"):
         render(build_report(SMALL, START, END), "xml")
+
+
+def test_a_call_without_a_customer_id_is_the_customer_none_in_every_rendering():
+    report = build_report(SMALL, START, END, "customer")
+    assert [row["customer"] for row in report["rows"]] == ["acme", "(none)"]
+    assert report["breakdown"]["by_customer"] == {"(none)": 0.5625, "acme": 1.25}
+    assert "" not in json.loads(render(report, "json"))["breakdown"]["by_customer"]
+    [_, _, none] = list(csv.reader(io.StringIO(render(report, "csv"))))
+    assert none[0] == "(none)"
+    assert "\n(none)    0.562500" in render(report, "table")
+    # Only the report names it: the other dimensions keep their own values.
+    assert set(report["breakdown"]["by_team"]) == {"alpha", "beta"}

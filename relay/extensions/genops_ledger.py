@@ -2,7 +2,9 @@
 
 The ``genops_budget`` processor feeds it; the ``genops_metrics`` connector
 (``budgets_from``) exposes its budget gauges; ``genops-relay report`` and
-``GET /api/v1/cost/report`` on the telemetry port read it.
+``GET /api/v1/cost/report`` on the telemetry port read it (``from`` and ``to``
+default to this month so far). The built-in default config keeps one in the
+relay's data directory (relay.datadir).
 
 The ledger file holds this relay's share only: with many replicas (a
 DaemonSet), fleet-wide budgets are evaluated in Prometheus from the budget
@@ -11,7 +13,6 @@ gauges summed over replicas (deploy/prometheus/budget-rules.yaml).
 
 from __future__ import annotations
 
-import datetime
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,9 @@ from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.ledger.budgets import BudgetConfig, duplicate_names
-from relay.ledger.report import build_report, render
+from relay.ledger.query import REPORT_PATH, parse_range, report_from_file
+from relay.ledger.report import render
 from relay.ledger.runtime import FILE_NAME, Ledger
-from relay.ledger.store import LedgerStore
 from relay.ledger.webhook import Webhook, WebhookConfig
 from relay.storage.directory import check_directory
 
@@ -33,7 +34,6 @@ TYPE = "genops_ledger"
 SIGNALS = ()
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"directory": "/var/lib/genops-relay/ledger", "create_directory": True}
-REPORT_PATH = "/api/v1/cost/report"
 BY = ("team", "project", "model", "provider", "customer")
 
 
@@ -76,7 +76,7 @@ class GenopsLedger:
             host.routes.append(("GET", REPORT_PATH, self._report))
 
     async def start(self) -> None:
-        check_directory(Path(self.config.directory), self.config.create_directory)
+        check_directory(Path(self.config.directory), self.config.create_directory, component=str(self.id))
         await self.ledger.start()
 
     async def shutdown(self) -> None:
@@ -100,44 +100,6 @@ class GenopsLedger:
             return web.json_response(report)
         return web.Response(text=render(report, fmt),
                             content_type="text/csv" if fmt == "csv" else "text/plain")
-
-
-def parse_range(start: str, end: str, tz: str) -> tuple[datetime.datetime, datetime.datetime]:
-    """``from`` and ``to`` as dates (YYYY-MM-DD, ``to`` inclusive) or ISO times, in the ledger's zone."""
-    zone = zoneinfo.ZoneInfo(tz)
-
-    def one(text: str, name: str, end_of_day: bool) -> datetime.datetime:
-        if not text:
-            raise ValueError(f"{name} is required (YYYY-MM-DD or an ISO 8601 time)")
-        try:
-            if len(text) == 10:
-                day = datetime.date.fromisoformat(text)
-                moment = datetime.datetime.combine(day, datetime.time(), zone)
-                return moment + datetime.timedelta(days=1) if end_of_day else moment
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f'{name} "{text}" is not a date (YYYY-MM-DD) or an ISO 8601 time') from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-
-    first, last = one(start, "from", False), one(end, "to", True)
-    if last <= first:
-        raise ValueError("to must not be before from")
-    return first, last
-
-
-async def report_from_file(path: Path, start: datetime.datetime, end: datetime.datetime, by: str | None) -> dict:
-    import asyncio
-
-    return await asyncio.to_thread(read_report, path, start, end, by)
-
-
-def read_report(path: Path, start: datetime.datetime, end: datetime.datetime, by: str | None) -> dict:
-    store = LedgerStore.open_readonly(path)
-    try:
-        rows = store.rows(int(start.timestamp() * 10**9), int(end.timestamp() * 10**9))
-    finally:
-        store.close()
-    return build_report(rows, start, end, by)
 
 
 def ledger_path(config: Config) -> Path:

@@ -6,6 +6,10 @@ comparison and rows grouped by one dimension. Sums of costs use ``math.fsum``,
 so a report is the exact (correctly rounded) sum of its rows whatever their
 order. Token types are disjoint, so a row's tokens are the sum over types. An
 empty range gives the same shape with zeros, never an error.
+
+Calls without a customer id are the customer ``(none)`` in every rendering (JSON too,
+whose breakdown is keyed by name and so could not hold a null). The CSV's first column
+is named for the dimension its rows are grouped by.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from relay.ledger.store import Row
 
 DIMENSIONS = ("team", "project", "model", "provider", "customer")
 TOP = 10
+# The name of an empty dimension value (a call without a customer id).
+NONE = "(none)"
 _COLUMNS = ("cost_usd", "tokens", "requests", "errors")
 
 
@@ -82,7 +88,7 @@ def build_report(rows: Iterable[Row], start: int | datetime, end: int | datetime
         tokens = sum(row.tokens.values())
         total.add(row, tokens)
         for dim in DIMENSIONS:
-            name = getattr(row, dim)
+            name = getattr(row, dim) or NONE
             sums = dims[dim].get(name)
             if sums is None:
                 sums = dims[dim][name] = _Sums()
@@ -135,8 +141,8 @@ def render(report: dict, fmt: str) -> str:
 def _csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("group",) + _COLUMNS)
     by = report["by"]
+    writer.writerow((by,) + _COLUMNS)
     for row in report["rows"]:
         writer.writerow([row[by]] + [row[column] for column in _COLUMNS])
     return out.getvalue()
@@ -159,7 +165,7 @@ def _table(report: dict) -> str:
     by = report["by"]
     total = summary["total_cost_usd"]
     header = (by, "cost_usd", "share", "tokens", "requests", "errors")
-    body = [(row[by] or "(none)", f"{row['cost_usd']:.6f}",
+    body = [(row[by], f"{row['cost_usd']:.6f}",
              f"{100 * row['cost_usd'] / total:.1f}%" if total > 0 else "-",
              str(row["tokens"]), str(row["requests"]), str(row["errors"])) for row in report["rows"]]
     widths = [max(len(cells[i]) for cells in [header, *body]) for i in range(len(header))]

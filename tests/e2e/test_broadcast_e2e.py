@@ -39,13 +39,10 @@ def config(ledger) -> tuple[str, dict]:
     text = text.replace("exporters:\n  debug:", f"exporters:\n  otlp/sink:\n    endpoint: 127.0.0.1:{ports['sink']}\n"
                                                "    tls: {insecure: true}\n  debug:")
     text = text.replace("      exporters: [debug, genops_metrics]", "      exporters: [otlp/sink, genops_metrics]")
-    text = text.replace("extensions:\n  health_check:", f"extensions:\n  genops_ledger:\n    directory: {ledger}\n"
-                                                     "    flush_interval: 1s\n  health_check:")
-    text = text.replace("  extensions: [health_check]", "  extensions: [health_check, genops_ledger]")
-    # The traces pipeline, the first to name genops; the budget processor takes spans only.
-    text = text.replace("      processors: [memory_limiter, genops]\n",
-                        "      processors: [memory_limiter, genops, genops_budget]\n", 1)
-    return text.replace("processors:\n", "processors:\n  genops_budget:\n    ledger: genops_ledger\n", 1), ports
+    # The built-in config's ledger (fed by its genops_budget), here in the test's directory.
+    ledger_settings = "    directory: ${env:GENOPS_RELAY_DATA}/ledger\n"
+    assert ledger_settings in text
+    return text.replace(ledger_settings, f"    directory: {ledger}\n    flush_interval: 1s\n"), ports
 
 
 def post_json(port: int, path) -> int:

@@ -343,7 +343,7 @@ def test_the_report_matches_the_spans_sent_in_every_format(tmp_path):
             team: round(cost, 9) for team, cost in by_team.items()}
     rows = list(csv.DictReader(io.StringIO(report_via_cli(ledger, "--from", "2026-05-10", "--to", "2026-05-10",
                                                           "--format", "csv", "--by", "team"))))
-    assert {row["group"]: round(float(row["cost_usd"]), 9) for row in rows} == {
+    assert {row["team"]: round(float(row["cost_usd"]), 9) for row in rows} == {
         team: round(cost, 9) for team, cost in by_team.items()}
     table = report_via_cli(ledger, "--from", "2026-05-10", "--to", "2026-05-10", "--format", "table")
     assert "search" in table and f"{total:.6f}" in table   # the layout itself is pinned in test_ledger_report
@@ -394,9 +394,14 @@ def test_an_over_budget_team_crosses_1_and_the_shipped_alert_fires_in_prometheus
     ports = ports_for("prom")
     ledger = tmp_path / "ledger"
     ledger.mkdir()
-    relay = start(tmp_path, "relay", config_text(ports, ledger, budgets=BUDGET, prometheus=True), ports)
+    # Prometheus first: without its binary the test skips before the relay has started.
     prometheus = Prometheus(tmp_path, ports["prom"], ports["telemetry"],
                             rules=promtools.BUDGET_RULES.read_text(encoding="utf-8"))
+    try:
+        relay = start(tmp_path, "relay", config_text(ports, ledger, budgets=BUDGET, prometheus=True), ports)
+    except BaseException:
+        prometheus.stop()
+        raise
     try:
         request = new_request()
         llm_span(request, team="search", cost=12.5, when_ns=time.time_ns(), rng=random.Random(6))
