@@ -7,6 +7,7 @@ configs go through ``decode`` (or ``load`` for a whole file), as the relay does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 
@@ -28,11 +29,11 @@ from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError
+from relay.ottl import parse as ottl
+from relay.ottl.compile import Scope, predicate
+from relay.ottl.contexts import Item
 from relay.pipeline.registry import default_registry
 from relay.processors import transform
-from relay.processors.transform import ottl
-from relay.processors.transform.compiler import Scope, predicate
-from relay.processors.transform.contexts import Item
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics, setup_logging
 from tests.support import Recorder, reference_subset
@@ -225,9 +226,10 @@ P = "processors::transform::metric_statements::0::statements::0"
 
 @pytest.mark.parametrize("statement, why", [
     ('frobnicate(name)', ('unknown editor "frobnicate" (supported: delete_key, delete_matching_keys, keep_keys, '
-                         'keep_matching_keys, set)')),
-    ('Concat(name, "x")', ('unknown editor "Concat" (supported: delete_key, delete_matching_keys, keep_keys, '
-                          'keep_matching_keys, set)')),
+                         'keep_matching_keys, limit, replace_all_patterns, replace_match, replace_pattern, set, '
+                         'truncate_all)')),
+    ('Concat(name, "x")', ('"Concat" is a converter, which returns a value; a statement starts with an editor '
+                          'such as set(...) (column 1)')),
     ('set(colour, "red")', ('unknown path "colour" (metric paths: aggregation_temporality, description, '
                            'is_monotonic, name, type, unit)')),
     ('set(resource.name, "x")', 'unknown path "resource.name" (resource paths: attributes, dropped_attributes_count)'),
@@ -257,7 +259,11 @@ P = "processors::transform::metric_statements::0::statements::0"
     ('set(description "x")', 'expected ")" to close set( at column 17, got "\\"x\\""'),
     ('set description', 'a statement starts with an editor call such as set(...), got "set" at column 1'),
     ('', 'a statement starts with an editor call such as set(...), got the end of the text at column 1'),
-    ('set(description, Concat("a", "b"))', 'function calls are not supported as values ("Concat(" at column 18)'),
+    ('set(description, Concat("a", "b"))', 'the values of Concat must be a list such as [name, "x"], got "a"'),
+    ('set(description, Frob(name))', ('unknown converter "Frob" (supported: Concat, IsMap, IsMatch, IsString, '
+                                     'ParseJSON, SHA256)')),
+    ('set(description, set(name, "x"))', ('"set" is an editor, which changes data and returns nothing; only '
+                                         'converters (such as Concat or IsMatch) can be used as values (column 18)')),
     ('set(unit, "a" + "b")', 'unexpected "+" at column 15 (arithmetic is not supported)'),
     ('set(unit, 0xff)', 'byte literals (0x...) are not supported (column 11)'),
     ('set(unit, 12ab)', 'invalid number "12ab" at column 11'),
@@ -296,17 +302,17 @@ def test_unsupported_statements_are_config_problems_quoting_them(statement, why)
     ({"trace_statements": ['set(span.name, "x") where name == "a"']},
      [('processors::transform::trace_statements::0: unsupported OTTL statement "set(span.name, \"x\") where '
       'name == \"a\"": path "name" needs a context prefix (e.g. span.name) when the context is inferred')]),
-    ({"trace_statements": [{"context": "spanevent", "statements": ['set(name, "x")']}]},
-     [('processors::transform::trace_statements::0::context: "spanevent" is not a context for traces '
-      '(use one of: resource, scope, span)')]),
-    ({"trace_statements": [{"context": "spanevent", "statements": ['set(name, "x")', "set(name"]}]},
-     [('processors::transform::trace_statements::0::context: "spanevent" is not a context for traces '
-      '(use one of: resource, scope, span)'),
+    ({"trace_statements": [{"context": "span_event", "statements": ['set(name, "x")']}]},
+     [('processors::transform::trace_statements::0::context: "span_event" is not a context for traces '
+      '(use one of: resource, scope, span, spanevent)')]),
+    ({"trace_statements": [{"context": "span_event", "statements": ['set(name, "x")', "set(name"]}]},
+     [('processors::transform::trace_statements::0::context: "span_event" is not a context for traces '
+      '(use one of: resource, scope, span, spanevent)'),
       ('processors::transform::trace_statements::0::statements::1: unsupported OTTL statement "set(name": expected '
       '")" to close set( at column 9, got the end of the text')]),
     ({"trace_statements": [{"statements": ['set(name, "x")']}]},
      [('processors::transform::trace_statements::0: cannot infer the context: no path starts with one of resource, '
-      'scope, span (write e.g. span.attributes, or give a context); or set "context"')]),
+      'scope, span, spanevent (write e.g. spanevent.attributes, or give a context); or set "context"')]),
     ({"log_statements": [{"context": "log", "statement": ['set(body, "x")']}]},
      [('processors::transform::log_statements::0::statement: unknown key (valid keys: conditions, context, '
       'error_mode, statements)'),
@@ -367,7 +373,7 @@ def span_item() -> Item:
     item = Item()
     item.resource = request.resource_spans[0].resource
     item.scope = request.resource_spans[0].scope_spans[0].scope
-    item.item = request.resource_spans[0].scope_spans[0].spans[0]
+    item.span = item.item = request.resource_spans[0].scope_spans[0].spans[0]
     attrs.put(item.item.attributes, "ratio", 0.5)
     attrs.put(item.item.attributes, "ok", True)
     return item
@@ -646,3 +652,22 @@ def test_counters_are_shared_by_processors_on_one_registry():
     for _ in range(2):  # one processor instance per pipeline, as the graph builds them
         run({"trace_statements": [MISMATCH]}, llm_spans(), telemetry)
     assert errors_counted(telemetry) == 2
+
+
+# --- span events and converters (relay.ottl) ------------------------------------------------------
+
+def test_spanevent_context_reads_its_span_and_converters_work_in_statements():
+    request = llm_spans()
+    chat = request.resource_spans[0].scope_spans[0].spans[0]
+    chat.events.add(name="gen_ai.choice")
+    chat.events.add(name="exception")
+    run({"trace_statements": [
+        {"context": "spanevent", "statements": [
+            'set(attributes["span"], span.name) where IsMatch(name, "^gen_ai\\\\.")']},
+        'set(span.attributes["secret"], SHA256(span.attributes["secret"])) where IsString(span.attributes["secret"])',
+        'replace_pattern(span.name, "^chat (.*)$", "llm.chat $1")',
+    ]}, request)
+    assert [as_dict(event.attributes) for event in chat.events] == [{"span": "chat gpt-4o"}, {}]
+    # As the collector's SHA256 converter writes it: the digest in lower-case hex.
+    assert attrs.get(chat.attributes, "secret") == hashlib.sha256(b"s3cr3t").hexdigest()
+    assert chat.name == "llm.chat gpt-4o"

@@ -32,21 +32,30 @@ class Registry:
 
 def default_registry() -> Registry:
     from relay.connectors import genops_metrics
+    from relay.connectors import spanmetrics as span_metrics
     from relay.exporters import debug, jaeger, otlp_grpc, otlp_http, prometheus, prometheusremotewrite
     from relay.extensions import bearertokenauth, file_storage, genops_ledger, health_check, pprof, zpages
     from relay.processors import attributes, batch, genops, genops_budget, memory_limiter, resource, transform
+    from relay.processors import filter as filter_processor
+    from relay.processors import resourcedetection as resource_detection
+    from relay.receivers import jaeger as jaeger_receiver
     from relay.receivers import otlp
     from relay.receivers import prometheus as prometheus_receiver
+    from relay.receivers import zipkin as zipkin_receiver
 
     return (Registry()
             .add("receivers", otlp)
+            .add("receivers", jaeger_receiver)
             .add("receivers", prometheus_receiver)
+            .add("receivers", zipkin_receiver)
             .add("processors", attributes)
             .add("processors", batch)
+            .add("processors", filter_processor)
             .add("processors", genops)
             .add("processors", genops_budget)
             .add("processors", memory_limiter)
             .add("processors", resource)
+            .add("processors", resource_detection)
             .add("processors", transform)
             .add("exporters", otlp_grpc)
             .add("exporters", otlp_http)
@@ -55,6 +64,7 @@ def default_registry() -> Registry:
             .add("exporters", debug)
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
+            .add("connectors", span_metrics)
             .add("extensions", bearertokenauth)
             .add("extensions", file_storage)
             .add("extensions", genops_ledger)

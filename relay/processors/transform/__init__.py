@@ -1,9 +1,11 @@
 """The ``transform`` processor: a subset of OTTL over traces, metrics and logs.
 
-Contexts resource, scope, span, metric, datapoint and log; editors set,
-delete_key, keep_keys, delete_matching_keys and keep_matching_keys; ``where``
-clauses with comparisons, and, or, not and parentheses. See ``ottl.py`` for
-the grammar and ``contexts.py`` for the paths of each context.
+Contexts resource, scope, span, spanevent, metric, datapoint and log; the
+editors and converters of ``relay.ottl`` (set, delete_key, keep_keys,
+replace_pattern, limit, ..., Concat, IsMatch, SHA256, ...); ``where``
+clauses with comparisons, converters, and, or, not and parentheses. See
+``relay.ottl.parse`` for the grammar and ``relay.ottl.contexts`` for the
+paths of each context.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from relay.config.decode import decode
 from relay.errors import ConfigError, Problem
-from relay.processors.transform.compiler import Scope, compile_statement, infer_context, predicate
-from relay.processors.transform.contexts import BY_SIGNAL, Item
-from relay.processors.transform.ottl import StatementError, parse_condition, parse_statement
+from relay.ottl.compile import Scope, compile_statement, infer_context, predicate
+from relay.ottl.contexts import BY_SIGNAL, Item
+from relay.ottl.parse import StatementError, parse_condition, parse_statement
 from relay.signals import Signal
 
 ErrorMode = Literal["ignore", "silent", "propagate"]

@@ -10,8 +10,8 @@ than once per item, so one bad statement cannot flood the log.
 from __future__ import annotations
 
 from relay.errors import PermanentError
+from relay.ottl.contexts import EvalError, walk
 from relay.processors.transform.config import Compiled, Group, Plan
-from relay.processors.transform.contexts import EvalError, walk
 from relay.signals import Signal, signal_of
 from relay.telemetry import component_logger
 

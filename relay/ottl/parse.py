@@ -2,20 +2,25 @@
 
 Only syntax is decided here. Which editors, paths and enums exist depends on
 the context a statement runs in, so that is checked when compiling
-(``compiler.py``); one tree shape serves every context.
+(``compile.py``); one tree shape serves every context.
 
 Grammar (precedence: ``not`` binds tighter than ``and``, which binds tighter
 than ``or``)::
 
-    statement  = call [ "where" condition ] END
-    call       = IDENT "(" [ arg { "," arg } ] ")"
+    statement  = editor [ "where" condition ] END
+    editor     = LOWER_IDENT "(" [ arg { "," arg } ] ")"
+    converter  = UPPER_IDENT "(" [ arg { "," arg } ] ")"
     arg        = value | "[" [ value { "," value } ] "]"
     condition  = and_expr { "or" and_expr }
     and_expr   = not_expr { "and" not_expr }
-    not_expr   = "not" not_expr | "(" condition ")" | comparison | "true" | "false"
+    not_expr   = "not" not_expr | "(" condition ")" | comparison | converter | "true" | "false"
     comparison = value ( "==" | "!=" | "<" | "<=" | ">" | ">=" ) value
-    value      = STRING | INT | FLOAT | "true" | "false" | "nil" | ENUM | path
+    value      = STRING | INT | FLOAT | "true" | "false" | "nil" | ENUM | converter | path
     path       = IDENT { "." IDENT } { "[" ( STRING | INT ) "]" }
+
+As in the collector, editors (which change data) are lower case and
+converters (pure functions returning a value) start with an upper-case
+letter; a converter stands alone as a condition when it returns a bool.
 """
 
 from __future__ import annotations
@@ -61,7 +66,15 @@ class ListOf:
     items: tuple[Value, ...]
 
 
-Value = Const | EnumRef | Path | ListOf
+@dataclass(frozen=True)
+class Call:
+    """An editor call (a statement's head) or a converter call (a value)."""
+
+    name: str
+    args: tuple[Value, ...]
+
+
+Value = Const | EnumRef | Path | ListOf | Call
 
 
 @dataclass(frozen=True)
@@ -86,13 +99,8 @@ class Or:
     operands: tuple[Condition, ...]
 
 
-Condition = Compare | Not | And | Or | Const
-
-
-@dataclass(frozen=True)
-class Call:
-    name: str
-    args: tuple[Value, ...]
+# A Call here is a converter returning a bool, e.g. IsMatch(name, "^a").
+Condition = Compare | Not | And | Or | Const | Call
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,9 @@ def paths_in(node) -> list[Path]:
     if isinstance(node, Path):
         return [node]
     if isinstance(node, Statement):
-        return [p for arg in node.call.args for p in paths_in(arg)] + (paths_in(node.where) if node.where else [])
+        return paths_in(node.call) + (paths_in(node.where) if node.where else [])
+    if isinstance(node, Call):
+        return [p for arg in node.args for p in paths_in(arg)]
     if isinstance(node, ListOf):
         return [p for item in node.items for p in paths_in(item)]
     if isinstance(node, Compare):
@@ -222,9 +232,13 @@ _KEYWORDS = {"where", "and", "or", "not", "true", "false", "nil"}
 _ENUM = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
+def is_converter(name: str) -> bool:
+    return name[:1].isupper()
+
+
 def parse_statement(text: str) -> Statement:
     parser = _Parser(text)
-    call = parser.call()
+    call = parser.editor()
     where = None
     if parser.at_keyword("where"):
         parser.advance()
@@ -279,12 +293,19 @@ class _Parser:
             raise StatementError(f"unexpected {token.show()} at column {token.column}; "
                                  f"expected {alternatives} or the end of the text")
 
-    def call(self) -> Call:
-        token = self.advance()
-        if token.kind != "ident" or not self.at_punct("("):
+    def editor(self) -> Call:
+        token = self.peek()
+        if token.kind != "ident" or self.peek(1).kind != "punct" or self.peek(1).value != "(":
             raise StatementError(f"a statement starts with an editor call such as set(...), "
                                  f"got {token.show()} at column {token.column}")
+        if is_converter(token.value):
+            raise StatementError(f'"{token.value}" is a converter, which returns a value; a statement starts '
+                                 f"with an editor such as set(...) (column {token.column})")
         self.advance()
+        return self.call(token)
+
+    def call(self, token: Token) -> Call:
+        self.advance()  # the "(" after the name
         args: list[Value] = []
         if not self.at_punct(")"):
             args.append(self.argument())
@@ -320,8 +341,11 @@ class _Parser:
         if token.value in _KEYWORDS:
             raise StatementError(f'expected a value at column {token.column}, got the keyword "{token.value}"')
         if self.at_punct("("):
-            raise StatementError(f'function calls are not supported as values ("{token.value}(" '
-                                 f"at column {token.column})")
+            if not is_converter(token.value):
+                raise StatementError(f'"{token.value}" is an editor, which changes data and returns nothing; '
+                                     f"only converters (such as Concat or IsMatch) can be used as values "
+                                     f"(column {token.column})")
+            return self.call(token)
         if _ENUM.fullmatch(token.value) and not self.at_punct("."):
             return EnumRef(token.value)
         return self.path(token)
@@ -373,7 +397,7 @@ class _Parser:
         if token.kind == "op":
             self.advance()
             return Compare(token.value, left, self.value())
-        if isinstance(left, Const) and isinstance(left.value, bool):
-            return left
+        if isinstance(left, Call) or (isinstance(left, Const) and isinstance(left.value, bool)):
+            return left  # whether a converter returns a bool is checked when compiling
         raise StatementError(f"expected a comparison operator (==, !=, <, <=, >, >=) at column {token.column}, "
                              f"got {token.show()}")

@@ -2,7 +2,7 @@
 
 A walk yields one reused ``Item`` per telemetry item, holding the protos every
 path of that context may reach (its own item, plus the resource, scope and,
-for data points, metric above it). Compiled statements read it when called,
+for data points, the metric, for span events, the span above it). Compiled statements read it when called,
 so nothing is allocated per item.
 """
 
@@ -22,10 +22,10 @@ class EvalError(Exception):
 
 
 class Item:
-    __slots__ = ("item", "metric", "resource", "scope")
+    __slots__ = ("item", "metric", "resource", "scope", "span")
 
     def __init__(self):
-        self.resource = self.scope = self.metric = self.item = None
+        self.resource = self.scope = self.metric = self.span = self.item = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,13 @@ CONTEXTS: dict[str, Context] = {c.name: c for c in (
         "span_id.string": _hex("span_id"),
         "parent_span_id.string": _hex("parent_span_id"),
         "dropped_attributes_count": _read_only("dropped_attributes_count"),
-    }, ("resource", "scope"), lambda item: item.item),
+    }, ("resource", "scope"), lambda item: item.span),
+    Context("spanevent", {
+        "name": _string("name"),
+        "time_unix_nano": _int("time_unix_nano"),
+        "attributes": _ATTRIBUTES,
+        "dropped_attributes_count": _read_only("dropped_attributes_count"),
+    }, ("resource", "scope", "span"), lambda item: item.item),
     Context("metric", {
         "name": _string("name"),
         "description": _string("description"),
@@ -170,11 +176,11 @@ CONTEXTS: dict[str, Context] = {c.name: c for c in (
 
 # The scope is "instrumentation_scope" in paths of the pre-0.120 form and "scope" in the newer one.
 PREFIXES = {"resource": "resource", "scope": "scope", "instrumentation_scope": "scope", "span": "span",
-            "metric": "metric", "datapoint": "datapoint", "log": "log"}
+            "spanevent": "spanevent", "metric": "metric", "datapoint": "datapoint", "log": "log"}
 
 # Outermost first: an inferred context is the innermost one a statement names.
 BY_SIGNAL: dict[Signal, tuple[str, ...]] = {
-    Signal.TRACES: ("resource", "scope", "span"),
+    Signal.TRACES: ("resource", "scope", "span", "spanevent"),
     Signal.METRICS: ("resource", "scope", "metric", "datapoint"),
     Signal.LOGS: ("resource", "scope", "log"),
 }
@@ -212,15 +218,28 @@ def walk(context: str, signal: Signal, request) -> Iterator[Item]:
             for element in getattr(scope_group, items_field):
                 if context == "datapoint":
                     item.metric = element
-                    kind = element.WhichOneof("data")
-                    for point in (getattr(element, kind).data_points if kind else ()):
+                    for point in data_points(element):
                         item.item = point
+                        yield item
+                    continue
+                if context == "spanevent":
+                    item.span = element
+                    for event in element.events:
+                        item.item = event
                         yield item
                     continue
                 item.item = element
                 if signal is Signal.METRICS:
                     item.metric = element
+                elif signal is Signal.TRACES:
+                    item.span = element
                 yield item
+
+
+def data_points(metric):
+    """The repeated data points of a metric of any type (none for a metric without data)."""
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind else ()
 
 
 def type_name(value: Any) -> str:
