@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 
 from relay import status
 from relay.errors import InvalidDataError
+from relay.intake import Intake
 from relay.net.endpoints import split_endpoint
-from relay.receivers.otlp.intake import Intake
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, grpc_server_credentials
 from relay.signals import Signal
 from relay.telemetry import component_logger

@@ -30,11 +30,11 @@ from google.rpc import status_pb2
 
 from relay import otlpjson, status
 from relay.errors import InvalidDataError, TooLargeError
+from relay.intake import Intake
+from relay.net import body
 from relay.net.endpoints import split_endpoint
-from relay.receivers.otlp import body
 from relay.receivers.otlp.connections import ConnectionGuard
 from relay.receivers.otlp.cors import Cors
-from relay.receivers.otlp.intake import Intake
 from relay.receivers.otlp.security import UNAUTHENTICATED_MESSAGE, AuthGate, HttpServerTls
 from relay.signals import Signal
 from relay.telemetry import component_logger

@@ -1,4 +1,5 @@
-"""Reading an OTLP/HTTP request body within a size limit, inflating it if compressed.
+"""Reading an HTTP request body within a size limit, inflating it if compressed: shared by the
+receivers that take HTTP posts (OTLP/HTTP, Zipkin).
 
 The limit bounds both the bytes on the wire and the bytes they inflate to.
 Inflation is streamed, each step producing at most what is left of the limit

@@ -1,7 +1,8 @@
-"""What the OTLP receiver does with a request once a transport has decoded it, the same for gRPC
-and HTTP: check its ids, count it, bind its wire form and the client's metadata while the
-pipeline consumes it, count what was accepted or refused, and log a refusal. The transports only
-decode requests and encode answers (``grpc.py``, ``http.py``).
+"""What a receiver does with a request once a transport has decoded it into OTLP, the same for
+every transport (the otlp receiver's gRPC and HTTP, the zipkin receiver's formats): check its
+ids, count it, bind its wire form and the client's metadata while the pipeline consumes it,
+count what was accepted or refused, and log a refusal. The transports only decode requests and
+encode answers.
 
 Errors are classified once, here at the edge: whatever the pipeline raised reaches the client
 as the status ``relay.status`` maps it to, and a failure that is not a ``RelayError`` (a bug)
