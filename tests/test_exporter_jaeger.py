@@ -34,7 +34,7 @@ from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, PermanentError, RetryableError
 from relay.exporters import jaeger
-from relay.exporters.jaeger import proto
+from relay.jaeger import proto
 from relay.pipeline.registry import Registry
 from relay.receivers import otlp as otlp_receiver
 from relay.signals import Signal

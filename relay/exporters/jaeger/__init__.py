@@ -14,7 +14,7 @@ from relay.component import Settings
 from relay.errors import Problem
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.helper.exporter import Exporter
-from relay.exporters.jaeger.proto import DEFAULT_PORT
+from relay.jaeger.proto import DEFAULT_PORT
 from relay.net.endpoints import endpoint_problem
 from relay.net.headers import clean as clean_headers
 from relay.net.tls import TLSClientConfig

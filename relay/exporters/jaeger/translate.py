@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from relay.attributes.values import plain_double, scalar_text
-from relay.exporters.jaeger import proto
+from relay.jaeger import proto
 
 SERVICE_NAME = "service.name"
 NO_SERVICE_NAME = "OTLPResourceNoServiceName"

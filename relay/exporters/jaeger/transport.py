@@ -13,7 +13,8 @@ from __future__ import annotations
 import grpc
 
 from relay import status
-from relay.exporters.jaeger import proto, translate
+from relay.exporters.jaeger import translate
+from relay.jaeger import proto
 from relay.net.grpc_channel import Link, open_channel
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped

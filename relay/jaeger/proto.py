@@ -1,4 +1,5 @@
-"""The subset of Jaeger's ``jaeger.api_v2`` protocol the exporter sends.
+"""The subset of Jaeger's ``jaeger.api_v2`` protocol the relay speaks: what the ``jaeger``
+exporter sends and the ``jaeger`` receiver's gRPC port takes.
 
 Built from descriptors at import time rather than generated code, so the relay
 needs no Jaeger package and no code generator. Field names and numbers are
