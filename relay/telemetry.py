@@ -12,16 +12,21 @@ import json
 import logging
 import sys
 import time
+import uuid
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from relay.httpserver import HttpListener
+from relay.prometheus.naming import label_name
 from relay.signals import Signal
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+# zap's levels; the three above error all mean "only what makes the process stop", which the
+# relay logs at critical.
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
+          "dpanic": logging.CRITICAL, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}
 
 
 # A message or traceback may quote what a client sent (a malformed request line, say):
@@ -75,6 +80,70 @@ class _OncePerSecond(logging.Filter):
         return True
 
 
+class Sampler:
+    """zap's sampler: per key, in a window of ``tick`` seconds opened by the first line after the
+    last window ended, the first ``initial`` pass, then every ``thereafter``-th (0: none more)."""
+
+    def __init__(self, initial: int, thereafter: int, clock=time.monotonic, tick: float = 1.0):
+        self.initial = initial
+        self.thereafter = thereafter
+        self.clock = clock
+        self.tick = tick
+        self._counts: dict[object, tuple[float, int]] = {}  # key -> (window end, count in it)
+
+    def allow(self, key) -> bool:
+        now = self.clock()
+        ends, count = self._counts.get(key, (now, 0))
+        if now < ends:
+            count += 1
+        else:
+            ends, count = now + self.tick, 1
+        self._counts[key] = (ends, count)
+        if count <= self.initial:
+            return True
+        return self.thereafter > 0 and (count - self.initial) % self.thereafter == 0
+
+
+class SampledLogs(logging.Filter):
+    """``service.telemetry.logs.sampling``: the collector samples its own lines by level and
+    message, so a line repeated in a burst is written ``initial`` times, then every ``thereafter``-th."""
+
+    def __init__(self, sampler: Sampler):
+        super().__init__()
+        self.sampler = sampler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The message as written, not as formatted: one key per call site, as zap keys by message.
+        return self.sampler.allow((record.levelno, str(record.msg)))
+
+
+class InitialFields(logging.Filter):
+    """``service.telemetry.logs.initial_fields``: keys added to every line."""
+
+    def __init__(self, fields: dict):
+        super().__init__()
+        self.fields = dict(fields)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.fields = {**self.fields, **(getattr(record, "fields", None) or {})}
+        return True
+
+
+def install_filters(filters) -> list:
+    """Adds ``filters`` to every handler of the relay's loggers; returns what to remove later."""
+    installed = []
+    for handler in logging.getLogger("relay").handlers:
+        for item in filters:
+            handler.addFilter(item)
+            installed.append((handler, item))
+    return installed
+
+
+def remove_filters(installed: list) -> None:
+    for handler, item in installed:
+        handler.removeFilter(item)
+
+
 def _as_client_error(record: logging.LogRecord) -> None:
     """aiohttp logs a request it cannot parse as an error with a traceback; it is the client's
     mistake (answered 400), so it becomes a warning naming the problem."""
@@ -92,6 +161,7 @@ def setup_logging(level: str = "info", stream=None) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("relay")
     root.handlers[:] = [handler]
+    level = level.lower()
     root.setLevel(LEVELS[level])
     root.propagate = False
     # aiohttp reports malformed HTTP itself, and asyncio a failed accept (out of file
@@ -205,6 +275,46 @@ class SelfMetrics:
         if existing is None:
             existing = self._extra[name] = Gauge(name, documentation, labels, registry=self.registry)
         return existing
+
+
+SERVICE_NAME = "genops-relay"
+
+
+def resource_attributes(configured: dict, version: str = "") -> dict[str, str]:
+    """The relay's own resource: the collector's three defaults, then ``service.telemetry.resource``
+    (a null value removes a default)."""
+    defaults = {"service.name": SERVICE_NAME, "service.instance.id": str(uuid.uuid4())}
+    if version:
+        defaults["service.version"] = version
+    merged = {**defaults, **configured}
+    return {key: _attribute_text(value) for key, value in merged.items() if value is not None}
+
+
+def _attribute_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class TargetInfo:
+    """``target_info``: the resource of the relay's own metrics, as an OpenTelemetry Prometheus
+    exporter serves it (one gauge of value 1, the attributes as labels)."""
+
+    def __init__(self, attributes: dict[str, str]):
+        self.labels = {}
+        for key, value in attributes.items():
+            name = label_name(key)
+            if name:
+                # Two keys that sanitize alike are joined with ";", as the collector does.
+                self.labels[name] = f"{self.labels[name]};{value}" if name in self.labels else value
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        family = GaugeMetricFamily("target_info", "Target metadata", labels=list(self.labels))
+        family.add_metric(list(self.labels.values()), 1)
+        yield family
 
 
 def metrics_app(registry: CollectorRegistry, routes=()) -> web.Application:

@@ -159,8 +159,6 @@ def test_config_of_the_reference_guide_decodes():
     ({"endpoint": "127.0.0.1:0", "path": "/m"},
      [("path: unknown key (valid keys: add_metric_suffixes, const_labels, enable_open_metrics, endpoint, "
        "max_series, metric_expiration, namespace, resource_to_telemetry_conversion, send_timestamps)")]),
-    ({"endpoint": "127.0.0.1:0", "namespace": "genops-openrouter"},
-     ['namespace: "genops-openrouter" is not a valid Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)']),
     ({"endpoint": "127.0.0.1:0", "const_labels": {"service.name": "x", "__meta": "y", "ok": "z"}},
      ["const_labels::service.name: is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
       "const_labels::__meta: is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"]),

@@ -541,8 +541,12 @@ JOB = {"job_name": "app", "static_configs": [{"targets": ["a:1"]}]}
       "params, scheme, scrape_interval, scrape_timeout, static_configs, tls_config)")),
     ({"config": {"global": {"scrape_interval": "5s"}, "scrape_configs": [JOB]}},
      "config::global::scrape_timeout: must not be greater than scrape_interval"),
-    ({"config": {"global": {"external_labels": {}}, "scrape_configs": [JOB]}},
-     "config::global::external_labels: unknown key (valid keys: scrape_interval, scrape_timeout)"),
+    ({"config": {"global": {"query_log_file": "q.log"}, "scrape_configs": [JOB]}},
+     "config::global::query_log_file: unknown key (valid keys: evaluation_interval, external_labels, "
+     "rule_query_offset, scrape_interval, scrape_timeout)"),
+    ({"config": {"global": {"external_labels": {"__cluster": "a"}}, "scrape_configs": [JOB]}},
+     'config::global::external_labels::__cluster: is not a valid Prometheus label name (or starts with the '
+     'reserved "__")'),
     ({"config": {"rule_files": ["x.yml"], "scrape_configs": [JOB]}},
      "config::rule_files: is not supported by the prometheus receiver"),
     ({"config": {"scrape_config": [JOB]}},

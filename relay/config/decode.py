@@ -4,10 +4,17 @@ Supported field types: str, int, float, bool, ``Duration`` (seconds, written
 "5s", "200ms", "1m" or a number), ``Literal[...]``, ``list[T]``,
 ``dict[str, T]``, ``T | None`` and nested dataclasses. Unknown keys, missing
 required keys and wrong types are problems carrying their key path.
+
+A field made with ``advisory(...)`` is a collector setting the relay accepts but has no
+use for (the collector itself treats it as a hint, or the relay does the job elsewhere).
+Each one a config sets is noted, with its key path, in the list ``noting_advisories()``
+yields, so that the service can say once at start that it has no effect here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import re
 import types
@@ -37,6 +44,44 @@ def parse_duration(text: str) -> float:
     if pos != len(text) or not text:
         raise ValueError(f'invalid duration "{text}" (use e.g. "5s", "200ms", "1m")')
     return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Advisory:
+    """A setting that was accepted and has no effect here, and why."""
+
+    path: tuple[str, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        return "::".join(self.path)
+
+
+# The advisories of the load under way; None outside one (a bare decode notes nothing).
+_ADVISORIES: contextvars.ContextVar[list[Advisory] | None] = contextvars.ContextVar("advisories", default=None)
+
+
+def advisory(reason: str, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING):
+    """A dataclass field that is accepted and noted as having no effect here."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"advisory": reason})
+
+
+@contextlib.contextmanager
+def noting_advisories():
+    """Collect the advisory settings every decode inside this block meets."""
+    notes: list[Advisory] = []
+    token = _ADVISORIES.set(notes)
+    try:
+        yield notes
+    finally:
+        _ADVISORIES.reset(token)
+
+
+def note_advisory(path: tuple[str, ...], reason: str) -> None:
+    """For a setting that is not a field of its own (a key inside a free-form mapping)."""
+    notes = _ADVISORIES.get()
+    if notes is not None:
+        notes.append(Advisory(tuple(path), reason))
 
 
 # The problem of a value whose environment expansion failed: it fails the enclosing
@@ -174,10 +219,14 @@ def _decode_dataclass(cls: type, raw: Any, path: tuple[str, ...]) -> tuple[Any, 
             problems += sub
             if not sub:
                 values[name] = value
+            if "advisory" in field.metadata:
+                note_advisory(path + (name,), field.metadata["advisory"])
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             problems.append(Problem(path + (name,), "required key is missing"))
     if problems:
         return None, problems
+    notes = _ADVISORIES.get()
+    before = len(notes) if notes is not None else 0
     instance = cls(**values)
     # Every validate() of the class and its bases runs, so that settings a config inherits
     # (an exporter's queue, retry and timeout) are checked without the subclass calling them.
@@ -185,4 +234,8 @@ def _decode_dataclass(cls: type, raw: Any, path: tuple[str, ...]) -> tuple[Any, 
         validate = vars(klass).get("validate")
         if validate is not None:
             problems += [p.under(*path) for p in validate(instance)]
+    if notes is not None:
+        # A class that decodes or checks part of itself (a free-form section) notes paths
+        # relative to itself, as its problems are: put them under this one.
+        notes[before:] = [Advisory(path + note.path, note.reason) for note in notes[before:]]
     return instance, problems

@@ -9,48 +9,24 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Container, Literal, Mapping
+from typing import Any, Container, Mapping
 
 import yaml
 
 from relay.component import ComponentID, Factory
-from relay.config.decode import decode
+from relay.config.decode import Advisory, decode, noting_advisories
 from relay.config.expand import expand
+from relay.config.telemetry import TelemetryConfig
 from relay.errors import ConfigError, Problem
-from relay.net.endpoints import endpoint_problem
 from relay.signals import Signal
 
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 _SINGULAR = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
              "connectors": "connector", "extensions": "extension"}
-
-
-@dataclass
-class LogsConfig:
-    level: Literal["debug", "info", "warn", "error"] = "info"
-    encoding: Literal["json"] = "json"
-
-    def validate(self) -> list[Problem]:
-        return []
-
-
-@dataclass
-class MetricsConfig:
-    # The collector's own default, on all interfaces; "none" level turns it off.
-    address: str = "0.0.0.0:8888"
-    level: Literal["none", "basic", "normal", "detailed"] = "normal"
-
-    def validate(self) -> list[Problem]:
-        return [Problem(("address",), message)] if (message := endpoint_problem(self.address)) else []
-
-
-@dataclass
-class TelemetryConfig:
-    logs: LogsConfig = field(default_factory=LogsConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-
-    def validate(self) -> list[Problem]:
-        return []
+# Where the relay lacks a component type but another route gets the data there: said in the
+# error, so that the user learns what to write instead (the README section is by its heading).
+_INSTEAD = {("exporters", "datadog"): "send to Datadog through the Datadog Agent's OTLP intake with an otlp "
+                                      'exporter, as the README section "Datadog" shows'}
 
 
 @dataclass
@@ -100,6 +76,8 @@ class RelayConfig:
     pipelines: list[Pipeline]
     extensions: list[ComponentID]
     telemetry: TelemetryConfig
+    # Settings accepted that have no effect here, each logged once at start.
+    advisories: list[Advisory] = field(default_factory=list)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -176,6 +154,14 @@ def _bounded(tree, limit: int = MAX_CONFIG_VALUES, depth_limit: int = MAX_CONFIG
 
 
 def load(text: str, registry, env: Mapping[str, str] | None = None) -> RelayConfig:
+    with noting_advisories() as notes:
+        config = _load(text, registry, env)
+    # Once each, in document order (a section decoded twice notes its settings twice).
+    config.advisories = list(dict.fromkeys(notes))
+    return config
+
+
+def _load(text: str, registry, env: Mapping[str, str] | None) -> RelayConfig:
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
@@ -308,8 +294,10 @@ def _load_section(kind: str, section: Any, registry, problems: list[Problem]):
         present.add(id_)
         factory = available.get(id_.type)
         if factory is None:
+            instead = _INSTEAD.get((kind, id_.type))
             problems.append(Problem(path, f'unsupported {_SINGULAR[kind]} type "{id_.type}" '
-                                          f'(available: {", ".join(sorted(available)) or "none"})'))
+                                          f'(available: {", ".join(sorted(available)) or "none"})'
+                                          + (f"; {instead}" if instead else "")))
             continue
         config, sub = decode(factory.config, body, path)
         problems += sub

@@ -37,6 +37,7 @@ _PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"
 _NAME_SEPARATORS = re.compile(r"[^a-zA-Z0-9:]+")
 _NOT_NAME_CHAR = re.compile(r"[^a-zA-Z0-9:]")
 _NOT_NAME_OR_UNDERSCORE = re.compile(r"[^a-zA-Z0-9:_]+")
+_NOT_NAME_OR_UNDERSCORE_CHAR = re.compile(r"[^a-zA-Z0-9:_]")
 _UNDERSCORES = re.compile(r"__+")
 _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9]+")
 VALID_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -80,8 +81,10 @@ def metric_name(name: str, unit: str, kind: str, namespace: str = "", suffixes: 
 
     With suffixes the name is rebuilt from tokens: the unit is appended unless a
     token already spells it, every "total" token moves to the end of a counter, and
-    a gauge in unit "1" ends in "ratio". ``namespace`` is used as written (the
-    config validates it), as the collector does.
+    a gauge in unit "1" ends in "ratio". ``namespace`` gets each character a metric
+    name cannot hold replaced by "_" ("genops-relay" -> "genops_relay"): the collector
+    joins it as written and the Prometheus client's underscore escaping, which a scrape
+    asks for by default, replaces those characters in the exposed name.
     """
     if not suffixes:
         base = "_".join(t for t in _NOT_NAME_OR_UNDERSCORE.split(name) if t)
@@ -96,7 +99,7 @@ def metric_name(name: str, unit: str, kind: str, namespace: str = "", suffixes: 
     if kind == GAUGE and unit == "1":
         tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
     if namespace:
-        tokens.insert(0, namespace)
+        tokens.insert(0, _NOT_NAME_OR_UNDERSCORE_CHAR.sub("_", namespace))
     joined = "_".join(tokens)
     return _checked("_" + joined if joined[:1].isdigit() else joined)
 

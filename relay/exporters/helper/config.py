@@ -10,9 +10,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.decode import Duration
+from relay.config.decode import Duration, advisory
 from relay.errors import Problem
 from relay.retry import RetryConfig
+
+
+@dataclass
+class BatchConfig:
+    """``sending_queue.batch``, the collector's defaults. Checked as the collector checks it;
+    batching itself is the ``batch`` processor's job in the relay."""
+
+    flush_timeout: Duration = Duration(0.2)
+    min_size: int = 8192
+    max_size: int = 0
+    # Unset: the queue's sizer, or items where that counts requests.
+    sizer: Literal["items", "bytes"] | None = None
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.flush_timeout <= 0:
+            problems.append(Problem(("flush_timeout",), "must be positive"))
+        for name in ("min_size", "max_size"):
+            if getattr(self, name) < 0:
+                problems.append(Problem((name,), "must not be negative"))
+        if 0 < self.max_size < self.min_size:
+            problems.append(Problem(("max_size",), "must be at least min_size (or 0, no maximum)"))
+        return problems
 
 
 @dataclass
@@ -24,6 +47,10 @@ class QueueConfig:
     sizer: Literal["requests", "items", "bytes"] = "requests"
     # The id of a ``file_storage`` extension: the queue then lives on disk.
     storage: str = ""
+    # Full: wait for room (until the caller gives up or the relay stops) instead of refusing.
+    block_on_overflow: bool = False
+    batch: BatchConfig | None = advisory("requests are sent as they are queued; put the batch processor "
+                                         "in the pipeline to batch", default=None)
 
     def validate(self) -> list[Problem]:
         problems = []

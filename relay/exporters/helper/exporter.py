@@ -60,7 +60,7 @@ class Exporter:
             store = DiskStore(file, sizer(config.sizer))
         return QueueSender(deliver.send, store, capacity=config.queue_size, sizer_kind=config.sizer,
                            consumers=config.num_consumers, report=self._report, skipped=self._skipped,
-                           left=self._left, trouble=self._trouble)
+                           left=self._left, trouble=self._trouble, block_on_overflow=config.block_on_overflow)
 
     async def start(self) -> None:
         await self.transport.start()

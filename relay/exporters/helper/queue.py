@@ -3,7 +3,10 @@
 ``send`` returns once the request is queued (in memory, or committed to disk
 with a ``file_storage`` extension), which is when the client is acknowledged.
 A queue without room refuses with ``QueueFullError``, a retryable error, so the
-receiver answers UNAVAILABLE before acknowledging and nothing is dropped.
+receiver answers UNAVAILABLE before acknowledging and nothing is dropped. With
+``block_on_overflow`` it waits for room instead, oldest waiter first; the wait ends
+when room frees, when the caller is cancelled (a gRPC client's deadline passing, a
+client going away) or at shutdown (``ShutdownError``).
 
 ``num_consumers`` tasks take requests oldest first and push each through the
 senders below (retry, timeout, transport). ``report(entry, error)`` is told
@@ -120,7 +123,7 @@ def sizer(kind: str) -> Callable[[int, int], int]:
 class QueueSender:
     def __init__(self, deliver: Callable[[object], Awaitable[None]], store, *, capacity: int,
                  sizer_kind: str, consumers: int, report, skipped, left, trouble=None,
-                 maintain_interval: float = 1.0):
+                 maintain_interval: float = 1.0, block_on_overflow: bool = False):
         self.deliver = deliver
         self.store = store
         self.capacity = capacity
@@ -132,7 +135,10 @@ class QueueSender:
         self.left = left              # left(entries, persistent): undelivered at shutdown
         self.trouble = trouble        # trouble(error): the store's maintenance failed (logged, retried)
         self.maintain_interval = maintain_interval
+        self.block_on_overflow = block_on_overflow
         self.used = 0
+        # Senders waiting for room (block_on_overflow), oldest first.
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self.pending: collections.deque[Entry] = collections.deque()
         self._available = asyncio.Semaphore(0)
         self._tasks: list[asyncio.Task] = []
@@ -182,17 +188,48 @@ class QueueSender:
             # No amount of waiting makes room for it: say so, rather than have the client retry for ever.
             raise TooLargeError(f"request of {entry.units} {self.sizer_kind} exceeds the sending queue's "
                                 f"capacity of {self.capacity}")
-        # Checked and reserved before the first await, so concurrent senders cannot overshoot.
-        if self.used + entry.units > self.capacity:
-            raise QueueFullError(f"sending queue is full ({self.used} of {self.capacity} {self.sizer_kind})")
+        # Checked and reserved before an await, so concurrent senders cannot overshoot.
+        if self.used + entry.units > self.capacity or self._waiters:
+            if not self.block_on_overflow:
+                raise QueueFullError(f"sending queue is full ({self.used} of {self.capacity} {self.sizer_kind})")
+            await self._wait_for_room(entry.units)
         self.used += entry.units
         try:
             await self.store.put(entry)
         except BaseException:
-            self.used -= entry.units
+            self._free(entry.units)
             raise
         self.pending.append(entry)
         self._available.release()
+
+    async def _wait_for_room(self, units: int) -> None:
+        """Queue behind earlier waiters; return once ``units`` fit (the caller then reserves them)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            while True:
+                await waiter
+                if self._closed:
+                    raise ShutdownError("the exporter is shutting down")
+                if self.used + units <= self.capacity:
+                    return
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters[0] = waiter  # still first in line
+        finally:
+            if self._waiters and self._waiters[0] is waiter:
+                self._waiters.popleft()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            # Room may be left for the next in line (this one was cancelled, or needed less).
+            self._wake_first()
+
+    def _wake_first(self) -> None:
+        if self._waiters and not self._waiters[0].done():
+            self._waiters[0].set_result(None)
+
+    def _free(self, units: int) -> None:
+        self.used -= units
+        self._wake_first()
 
     async def _consume(self) -> None:
         while True:
@@ -217,7 +254,7 @@ class QueueSender:
             # Left on disk for the next start rather than deleted; counted, and never a crash loop.
             self.skipped(entry, f"could not read the entry, kept for the next start: {error}")
             del self._inflight[id(entry)]
-            self.used -= entry.units
+            self._free(entry.units)
             return True
         token = received.bind(request, data) if data is not None else None
         try:
@@ -237,7 +274,7 @@ class QueueSender:
 
     async def _forget(self, entry: Entry) -> None:
         del self._inflight[id(entry)]
-        self.used -= entry.units
+        self._free(entry.units)
         try:
             await self.store.remove(entry)
         except Exception as error:  # noqa: BLE001 - kept on disk: sent again after a restart
@@ -252,6 +289,9 @@ class QueueSender:
         """
         self._closed = True
         self._stopping = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)  # each raises ShutdownError: never acknowledged, nothing lost
         if self._maintenance is not None:
             # Cancelled, not awaited: a step under way finishes on the store's worker thread
             # before ``store.close`` runs there.

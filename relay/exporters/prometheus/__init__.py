@@ -17,7 +17,7 @@ from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.exporters.helper.exporter import Exporter
 from relay.net.endpoints import endpoint_problem
-from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.prometheus.naming import VALID_LABEL_NAME
 from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.signals import Signal
 
@@ -47,9 +47,7 @@ class Config:
         problems = []
         if message := endpoint_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
-        if self.namespace and not VALID_METRIC_NAME.match(self.namespace):
-            problems.append(Problem(("namespace",), f'"{self.namespace}" is not a valid Prometheus '
-                                                    "metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)"))
+        # Any namespace goes, as in the collector: what a name cannot hold becomes "_" (naming).
         for key in self.const_labels:
             if not VALID_LABEL_NAME.match(key) or key.startswith("__"):
                 problems.append(Problem(("const_labels", key), "is not a valid Prometheus label name "

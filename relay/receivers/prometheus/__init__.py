@@ -1,8 +1,11 @@
 """The ``prometheus`` receiver: scrape Prometheus endpoints and pass what they expose on as OTLP metrics.
 
 The ``config`` section is a Prometheus configuration, as in the collector's receiver:
-a ``global`` section (``scrape_interval``, ``scrape_timeout``) and ``scrape_configs``
-with ``static_configs`` targets. Service discovery, relabeling, authentication and TLS
+a ``global`` section (``scrape_interval``, ``scrape_timeout``, ``external_labels``) and
+``scrape_configs`` with ``static_configs`` targets. As in the collector, external labels are
+set on every scraped series (over a scraped or target label of the same name) and so become
+data point attributes; ``evaluation_interval`` and ``rule_query_offset`` are accepted with no
+effect (the receiver evaluates no rules). Service discovery, relabeling, authentication and TLS
 settings are not supported; an unsupported key is a configuration problem rather than
 something silently ignored. See ``scrape`` for the loop and ``convert`` for the mapping.
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relay.component import Settings
-from relay.config.decode import Duration, decode
+from relay.config.decode import Duration, advisory, decode
 from relay.errors import Problem
 from relay.net.endpoints import endpoint_problem
 from relay.net.tls import TLSClientConfig
@@ -32,13 +35,23 @@ DEFAULT_INTERVAL = Duration(60.0)
 DEFAULT_TIMEOUT = Duration(10.0)
 
 
+_NO_RULES = "the prometheus receiver evaluates no rules"
+
+
 @dataclass
 class GlobalConfig:
     scrape_interval: Duration = DEFAULT_INTERVAL
     scrape_timeout: Duration = DEFAULT_TIMEOUT
+    external_labels: dict[str, str] = field(default_factory=dict)
+    evaluation_interval: Duration = advisory(_NO_RULES, default=DEFAULT_INTERVAL)
+    rule_query_offset: Duration = advisory(_NO_RULES, default=Duration(0.0))
 
     def validate(self) -> list[Problem]:
         problems = _positive(self, ("scrape_interval", "scrape_timeout"))
+        for name in self.external_labels:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                problems.append(Problem(("external_labels", name), "is not a valid Prometheus label name "
+                                                                    '(or starts with the reserved "__")'))
         if not problems and self.scrape_timeout > self.scrape_interval:
             problems.append(Problem(("scrape_timeout",), "must not be greater than scrape_interval"))
         return problems
@@ -158,6 +171,8 @@ class Target:
     timeout: float
     # For https: the job's TLS settings (not part of what makes two targets the same).
     tls: TLSClientConfig | None = field(default=None, compare=False, hash=False)
+    # global.external_labels, set on every series scraped from it.
+    external: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -227,7 +242,8 @@ class Config:
                     found.setdefault((job.job_name, address, labels), Target(
                         job.job_name, address, job.scheme, job.metrics_path, params, labels,
                         job.honor_labels, interval, timeout,
-                        job.tls_config.client() if job.scheme == "https" else None))
+                        job.tls_config.client() if job.scheme == "https" else None,
+                        tuple(sorted(self.global_.external_labels.items()))))
         return list(found.values())
 
 

@@ -54,6 +54,8 @@ class TargetLabels:
     scheme: str = "http"
     labels: tuple[tuple[str, str], ...] = ()
     honor_labels: bool = False
+    # global.external_labels: set last, over any label of the same name, as the collector does.
+    external: tuple[tuple[str, str], ...] = ()
 
     def own(self) -> dict[str, str]:
         # Static labels may override job and instance, as in Prometheus.
@@ -73,6 +75,7 @@ class TargetLabels:
                         exported = "exported_" + exported
                     merged[exported] = merged[name]
                 merged[name] = value
+        merged.update(self.external)
         job = merged.pop("job", "")
         instance = merged.pop("instance", "")
         return job, instance, tuple(sorted((k, v) for k, v in merged.items() if v))

@@ -46,7 +46,7 @@ class TargetState:
     def __init__(self, target):
         self.target = target
         self.labels = TargetLabels(target.job, target.address, target.scheme, target.labels,
-                                   target.honor_labels)
+                                   target.honor_labels, target.external)
         self.starts = StartTimes()
         self.up: bool | None = None  # unknown until the first scrape
         self.skipped = False
