@@ -3,13 +3,15 @@
 It uses the same price book as the genops processor (built-in database, plus an
 OpenRouter models file when given), so it answers "why did this span cost X?".
 Token counts are inclusive, as in spans: ``--input`` counts the cache tokens and
-``--output`` the reasoning tokens. Exit status: 0 priced, 1 unknown model or a
-bad models file.
+``--output`` the reasoning tokens. ``--output`` defaults to 0, for calls that
+produce no tokens (embeddings). Exit status: 0 priced, 1 unknown model or a
+bad models file; the unknown-model message says how to give the model a price.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -20,6 +22,13 @@ from relay.pricing.times import describe, parse_instant
 
 _MILLION = 1_000_000
 _TOKEN_RATES = ("input", "output", "cache_read", "cache_write", "reasoning")
+# What a user can do about a model no source knows: the relay's pricing settings, or this command's file.
+_PRICE_IT = """\
+to price it:
+  pricing: overrides   a rate of its own in the genops processor's config, USD per million tokens:
+    processors: {{genops: {{pricing: {{overrides: [{{model: {model}, input: 2.5, output: 10}}]}}}}}}
+  pricing: fallback    one rate for every model no source knows: fallback: {{input: 5, output: 15}}
+  --models-file FILE   here: an OpenRouter model list (saved GET /api/v1/models) that lists it"""
 
 
 def _count(text: str) -> int:
@@ -42,7 +51,8 @@ def _instant(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model name as a span reports it, e.g. openai/gpt-4o or gpt-4o")
     parser.add_argument("--input", type=_count, required=True, help="input tokens, cache tokens included")
-    parser.add_argument("--output", type=_count, required=True, help="output tokens, reasoning included")
+    parser.add_argument("--output", type=_count, default=0,
+                        help="output tokens, reasoning included (default 0, as for an embedding call)")
     parser.add_argument("--cache-read", type=_count, default=0, help="input tokens read from the cache")
     parser.add_argument("--cache-write", type=_count, default=0, help="input tokens written to the cache")
     parser.add_argument("--reasoning", type=_count, default=0, help="reasoning tokens among the output")
@@ -75,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         close = book.suggest(args.model)
         hint = f"did you mean: {', '.join(close)}" if close else "no similar model name is known"
         print(f"unknown model {args.model!r}; {hint}", file=sys.stderr)
+        print(_PRICE_IT.format(model=json.dumps(args.model)), file=sys.stderr)  # JSON is YAML
         return 1
     usage = Usage(input=args.input, output=args.output, cache_read=args.cache_read,
                   cache_write=args.cache_write, reasoning=args.reasoning)

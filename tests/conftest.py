@@ -3,6 +3,11 @@ import pytest
 from tests.support import Sink, component_logging
 
 
+def pytest_configure(config):
+    # The session-end check that fails the run if a test left a process running (tests/leaks.py).
+    config.pluginmanager.import_plugin("tests.leaks")
+
+
 @pytest.fixture
 def sink():
     server = Sink().start()

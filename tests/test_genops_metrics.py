@@ -116,8 +116,12 @@ def test_the_metrics_contract_from_spans():
     ads = dict(cost_labels, genops__team="ads")
     assert got["requests"][labels(**ads, http__status_code="502")] == 1
     assert got["requests"][labels(**ads, http__status_code="500")] == 1  # ERROR without a status: 500
-    assert got["cost"][labels(**cost_labels)] == pytest.approx(0.75)
-    assert got["cost"][labels(**ads)] == pytest.approx(1.0)
+    # cost has the labels of requests, http_status_code included, so that the guide's
+    # rate(cost_total) / rate(requests_total) matches series one to one.
+    assert set(got["cost"]) == set(got["requests"])
+    assert got["cost"][labels(**cost_labels, http__status_code="200")] == pytest.approx(0.75)
+    assert got["cost"][labels(**ads, http__status_code="502")] == pytest.approx(1.0)
+    assert got["cost"][labels(**ads, http__status_code="500")] == 0.0  # priced at nothing: no cost reported
     # Token types are disjoint: 2000 input of which 600 cached, 400 output of which 50 reasoning.
     tokens = {dict(k)["token_type"]: v for k, v in got["tokens"].items() if dict(k)["genops.team"] == "search"}
     assert tokens == {"input": 1400, "cache_read": 600, "cache_write": 0, "output": 350, "reasoning": 50}

@@ -365,3 +365,18 @@ def test_a_forgotten_series_is_not_counted_again(path, monkeypatch):
         for key, value in limited[name].items():
             assert value <= unlimited[name][key] + 1e-12, (name, key)
     assert sum(limited["requests"].values()) < sum(unlimited["requests"].values())
+
+
+def test_usage_cost_has_the_labels_of_requests_status_included():
+    """As from spans: the guide's rate(cost_total) / rate(requests_total) must match one to one."""
+    connector_, sink = made()
+    failed = usage([("input", 400, 1), ("output", 40, 1)], temporality=DELTA)
+    for point in failed.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points:
+        attrs.put(point.attributes, "error.type", "timeout")
+    send(connector_, usage([("input", 1000, 2), ("output", 200, 2)], temporality=DELTA), failed)
+    asyncio.run(connector_.flush())
+    got = points(flushed(connector_, sink))
+    assert set(got["cost"]) == set(got["requests"])
+    by_status = {dict(key)["http.status_code"]: value for key, value in got["cost"].items()}
+    assert by_status == {"200": pytest.approx(1000 * IN + 200 * OUT, rel=1e-12),
+                         "500": pytest.approx(400 * IN + 40 * OUT, rel=1e-12)}

@@ -164,11 +164,18 @@ class Prometheus:
 @pytest.fixture
 def stack(tmp_path):
     ports = {name: free_port() for name in ("port", "prom_port", "health", "telemetry")}
-    relay = RelayProcess(CONFIG.format(**ports), tmp_path, ports["health"]).start()
+    # Prometheus first: without its binary the test skips before any process has started.
     prometheus = Prometheus(tmp_path, ports["prom_port"], ports["telemetry"])
-    yield relay, prometheus, ports
-    prometheus.stop()
-    assert relay.stop() == 0
+    try:
+        relay = RelayProcess(CONFIG.format(**ports), tmp_path, ports["health"]).start()
+    except BaseException:
+        prometheus.stop()
+        raise
+    try:
+        yield relay, prometheus, ports
+    finally:
+        prometheus.stop()
+        assert relay.stop() == 0
 
 
 def test_cost_counters_rules_alerts_and_dashboard_through_a_real_prometheus(stack):

@@ -29,8 +29,13 @@ def test_metrics_only_usage_is_costed_per_team_through_the_built_in_config(tmp_p
     library = BY_NAME["otel-openai-v2"]
     require_venv(library)
     config, ports = default_config_on_free_ports()
-    relay = RelayProcess(config, tmp_path, ports["health"]).start()
+    # Prometheus first: without its binary the test skips before the relay has started.
     prometheus = Prometheus(tmp_path, ports["prometheus"], ports["telemetry"])
+    try:
+        relay = RelayProcess(config, tmp_path, ports["health"]).start()
+    except BaseException:
+        prometheus.stop()
+        raise
     try:
         with StandIn() as stand_in:
             drive(library, stand_in.base_url, f"http://127.0.0.1:{ports['otlp_http']}/v1/traces",

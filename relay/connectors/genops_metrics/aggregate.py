@@ -10,6 +10,10 @@ total: ``input`` is the uncached input, ``cache_read``/``cache_write`` the
 cached part of it, ``output`` excludes ``reasoning``. ``http.status_code``
 comes from ``http.response.status_code`` or ``http.status_code``; without
 either, an ERROR span counts as 500 and any other as 200.
+
+``requests`` and ``cost`` carry the same labels, ``http.status_code`` included, so that
+the production monitoring guide's ``rate(cost_total) / rate(requests_total)`` matches
+series one to one in Prometheus, as printed, without a ``sum by``.
 """
 
 from __future__ import annotations
@@ -114,10 +118,11 @@ class Aggregator:
                 overflow.append(metric)
             return cell
 
+        call_key = cost_key + (("http.status_code", status),)  # requests and cost: one label set
         if values.get(slot[keys.DUPLICATE]) is True:
-            return DuplicatePlan(take("cost", cost_key), overflow, self.booked_slot)
-        cells["requests"] = take("requests", cost_key + (("http.status_code", status),))
-        cells["cost"] = take("cost", cost_key)
+            return DuplicatePlan(take("cost", call_key), overflow, self.booked_slot)
+        cells["requests"] = take("requests", call_key)
+        cells["cost"] = take("cost", call_key)
         cells["request.duration"] = take("request.duration", (
             ("genops.team", team), ("genops.model", model), ("genops.openrouter.actual_provider", actual)) + extra)
         for token_type in ("input", "output", "cache_read", "cache_write", "reasoning"):

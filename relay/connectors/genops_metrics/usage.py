@@ -100,7 +100,7 @@ class _Call:
             key = self.cost_key
             if metric == "tokens":
                 key += (("token_type", ROLES[at]),)
-            elif metric == "requests":
+            else:  # requests and cost carry the same labels, as the spans' do (see aggregate)
                 key += (("http.status_code", self.status),)
             found = self.cells[at] = aggregator.sums[metric].cell(key)
         cell, overflowed = found
