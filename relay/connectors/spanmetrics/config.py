@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.decode import Duration
+from relay.config.decode import Duration, advisory
 from relay.errors import Problem
 
 CUMULATIVE = "AGGREGATION_TEMPORALITY_CUMULATIVE"
@@ -87,7 +87,8 @@ class Config:
     exclude_dimensions: list[str] = field(default_factory=list)
     # Deprecated in the collector (a cache of dimension sets); accepted, memory is bounded by
     # aggregation_cardinality_limit and resource_metrics_cache_size here.
-    dimensions_cache_size: int = 0
+    dimensions_cache_size: int = advisory("memory is bounded by aggregation_cardinality_limit and "
+                                          "resource_metrics_cache_size here", default=0)
     # Resources (services) whose series are kept; past it the least recently seen one is dropped.
     resource_metrics_cache_size: int = 1000
     # The resource attributes that tell resources apart (all of them when empty).
