@@ -219,7 +219,7 @@ def _http_code(value: AnyValue) -> int | None:
 
 
 def _from_http(code: int, kind: int) -> int:
-    if 400 <= code < 500:
+    if code // 100 == 4:  # a 4xx: the span status, not a retry decision
         if kind == trace_pb2.Span.SPAN_KIND_CLIENT:
             return _ERROR
         if kind == trace_pb2.Span.SPAN_KIND_SERVER:
