@@ -229,9 +229,10 @@ def test_a_valid_config_loads_with_every_reference():
         'exporters::otlp_http::auth::authenticator: extension "bearertokenauth" must also be listed in '
         "service::extensions"]),
     (AUTH_ID, "health_check", f"{AUTH_ID}, health_check", [
-        'exporters::otlp::auth::authenticator: extension "health_check" is a health_check, not a bearertokenauth',
+        'exporters::otlp::auth::authenticator: extension "health_check" is a health_check, not a bearertokenauth '
+        "or basicauth",
         'exporters::otlp_http::auth::authenticator: extension "health_check" is a health_check, '
-        "not a bearertokenauth"]),
+        "not a bearertokenauth or basicauth"]),
 ])
 def test_a_bad_reference_is_a_problem_at_its_key(receiver_auth, exporter_auth, enabled, expected):
     with pytest.raises(ConfigError) as caught:

@@ -23,7 +23,7 @@ from relay import status
 from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
-from relay.errors import PermanentError, RetryableError
+from relay.errors import ConfigError, PermanentError, RetryableError
 from relay.exporters import prometheus
 from relay.exporters import prometheusremotewrite as remote_write
 from relay.exporters.prometheus.transport import PrometheusTransport
@@ -140,7 +140,7 @@ class Outcome:
         return self.telemetry.registry.get_sample_value(name, {"exporter": str(ID), **labels}) or 0
 
 
-def export(*requests, answers=(), receiver_ssl=None, hooks=None, **settings) -> Outcome:
+def export(*requests, answers=(), receiver_ssl=None, hooks=None, host=None, **settings) -> Outcome:
     """Sends each request through a started exporter; errors are collected, not raised."""
     telemetry = SelfMetrics()
 
@@ -148,7 +148,8 @@ def export(*requests, answers=(), receiver_ssl=None, hooks=None, **settings) -> 
         receiver = await Receiver(receiver_ssl).start()
         receiver.answers = list(answers)
         cfg = config(receiver.url, **settings)
-        exporter = remote_write.create(Settings(ID, telemetry), cfg, **{"retry_hooks": hooks} if hooks else {})
+        exporter = remote_write.create(Settings(ID, telemetry, **{"host": host} if host else {}), cfg,
+                                       **{"retry_hooks": hooks} if hooks else {})
         errors = []
         await exporter.start()
         try:
@@ -259,6 +260,9 @@ def prometheus_exporter_samples(req, **settings) -> dict:
     {"namespace": "genops_openrouter"},
     {"resource_to_telemetry_conversion": {"enabled": True}},
     {"add_metric_suffixes": False, "namespace": "raw"},
+    # A namespace a metric name cannot hold as written: both exporters make the same "_" of it.
+    {"namespace": "genops-relay"},
+    {"add_metric_suffixes": False, "namespace": "genops-relay"},
 ])
 def test_series_are_those_the_prometheus_exporter_exposes(shared):
     external = {"region": "eu", "replica": "a"}
@@ -556,8 +560,6 @@ URL_RULE = "must be a full http:// or https:// URL, e.g. http://127.0.0.1:9090/a
     ({"external_labels": {"cluster.name": "a", "__x": "b", "ok": "c", "empty": ""}},
      [f"external_labels::cluster.name: {LABEL_RULE}", f"external_labels::__x: {LABEL_RULE}",
       "external_labels::empty: must not be empty (Prometheus drops empty labels)"]),
-    ({"namespace": "genops-x"},
-     ['namespace: "genops-x" is not a valid Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)']),
     ({"headers": {"Content-Type": "text/plain", "bad header": "x", "X-Ok": "y"}},
      ["headers::Content-Type: is set by the remote write protocol and cannot be changed",
       "headers::bad header: not a valid HTTP header name"]),
@@ -611,3 +613,110 @@ service: {pipelines: {traces: {receivers: [otlp], exporters: [prometheusremotewr
     with pytest.raises(Exception, match="prometheusremotewrite"):
         load(text, registry, env={})
 
+
+
+@pytest.mark.parametrize("settings, names", [
+    # What a metric name cannot hold becomes "_", as the prometheus exporter does (and the collector's
+    # translator for both); target_info takes the namespace as a label name.
+    ({"namespace": "genops-relay"}, ["genops_relay_http_requests_total", "genops_relay_target_info"]),
+    ({"namespace": "genops.relay"}, ["genops_relay_http_requests_total", "genops_relay_target_info"]),
+    ({"namespace": "genops-relay", "add_metric_suffixes": False},
+     ["genops_relay_http_requests", "genops_relay_target_info"]),
+])
+def test_a_namespace_with_a_dash_is_accepted_and_sanitised(settings, names):
+    cfg, problems = decode(remote_write.Config, {"endpoint": "http://127.0.0.1:9090/api/v1/write", **settings})
+    assert problems == [] and cfg.namespace == settings["namespace"]
+    out = export(request(metric("http.requests", "sum", number(3, t=T), unit="{request}"),
+                         resource={"service.name": "app", "service.instance.id": "i-1", "host.name": "n"}),
+                 **settings)
+    assert sorted({name for name, _ in out.receiver.series()}) == names
+
+
+# --- auth ------------------------------------------------------------------------------------
+
+def basic_client(username: str, password: str):
+    from relay.extensions import basicauth
+
+    cfg, problems = decode(basicauth.Config, {"client_auth": {"username": username, "password": password}})
+    assert problems == []
+    ext = basicauth.create(Settings(ComponentID.parse("basicauth/rw"), None), cfg)
+    asyncio.run(ext.start())
+    return ext
+
+
+def test_auth_names_an_authenticator_whose_header_goes_on_every_post(component_log):
+    import base64
+
+    from relay.component import Host
+
+    ext = basic_client("tenant-1", "pa55:word")
+    req = request(metric("g", "gauge", number(1, t=T)))
+    out = export(req, req, host=Host({ComponentID.parse("basicauth/rw"): ext}),
+                 auth={"authenticator": "basicauth/rw"},
+                 headers={"X-Scope-OrgID": "acme", "Authorization": "Bearer replaced"})
+    assert out.errors == [] and len(out.receiver.received) == 2
+    expected = "Basic " + base64.b64encode(b"tenant-1:pa55:word").decode()
+    for received in out.receiver.received:
+        # The authenticator's header replaces a configured one of the same name.
+        assert received.headers["Authorization"] == expected
+        assert received.headers["X-Scope-OrgID"] == "acme"
+        assert received.headers["Content-Encoding"] == "snappy"  # the protocol's headers stay
+    assert "pa55:word" not in component_log.text and expected.split()[1] not in component_log.text
+
+
+def test_auth_is_an_extension_reference_the_loader_checks():
+    from relay.extensions import basicauth
+
+    registry = Registry().add("receivers", otlp).add("exporters", remote_write).add("extensions", basicauth)
+    text = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  prometheusremotewrite:
+    endpoint: http://127.0.0.1:9090/api/v1/write
+    auth:
+      authenticator: {name}
+extensions:
+  basicauth/rw:
+    client_auth: {{username: u, password: p}}
+service:
+  extensions: [basicauth/rw]
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheusremotewrite]
+"""
+    loaded = load(text.format(name="basicauth/rw"), registry, env={})
+    assert loaded.components["exporters"][ID].extension_references() == [
+        (("auth", "authenticator"), "basicauth/rw", "basicauth")]
+    with pytest.raises(ConfigError) as caught:
+        load(text.format(name="sigv4auth"), registry, env={})
+    assert [str(p) for p in caught.value.problems] == [
+        'exporters::prometheusremotewrite::auth::authenticator: references extension "sigv4auth", which is not '
+        "configured under extensions"]
+
+
+def test_a_server_only_basicauth_cannot_be_an_exporters_authenticator():
+    from relay.component import Host
+    from relay.extensions import basicauth
+
+    cfg, _ = decode(basicauth.Config, {"htpasswd": {"inline": "u:p"}})
+    ext = basicauth.create(Settings(ComponentID.parse("basicauth/in"), None), cfg)
+    asyncio.run(ext.start())
+    with pytest.raises(ConfigError) as caught:
+        remote_write.create(Settings(ID, SelfMetrics(), host=Host({ComponentID.parse("basicauth/in"): ext})),
+                            config("http://127.0.0.1:9/api/v1/write", auth={"authenticator": "basicauth/in"}))
+    assert str(caught.value) == (
+        'exporters::prometheusremotewrite::auth::authenticator: extension "basicauth/in" has no credentials for an '
+        "exporter to send (a basicauth extension sends client_auth)")
+
+
+def test_an_authenticator_header_never_replaces_the_protocols():
+    from relay.exporters.prometheusremotewrite.transport import with_auth
+
+    headers = {"X-Tenant": "a", "Authorization": "configured", "Content-Type": "application/x-protobuf"}
+    assert with_auth(headers, {"authorization": "Basic x", "content-type": "text/plain"}) == {
+        "X-Tenant": "a", "Content-Type": "application/x-protobuf", "authorization": "Basic x"}

@@ -148,3 +148,83 @@ def test_a_disabled_queue_references_nothing():
     text = CONFIG.format(storage="file_storage/other", extensions="[]").replace(
         "      storage:", "      enabled: false\n      storage:")
     load(text, default_registry(), env={})  # no problem: the storage is never used
+
+
+# --- the collector's other keys ----------------------------------------------------------
+
+COLLECTOR_KEYS = """\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp/down:
+    endpoint: 127.0.0.1:4317
+    sending_queue:
+      storage: file_storage
+extensions:
+  file_storage:
+    directory: /var/lib/relay
+{settings}
+service:
+  extensions: [file_storage]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp/down]
+"""
+
+
+def test_timeout_and_compaction_are_accepted_and_noted_as_having_no_effect():
+    settings = """\
+    timeout: 10s
+    fsync: true
+    compaction:
+      on_start: true
+      on_rebound: true
+      directory: /tmp/compaction
+      max_transaction_size: 1024
+      rebound_needed_threshold_mib: 5
+      rebound_trigger_threshold_mib: 3
+      check_interval: 10s
+      cleanup_on_start: true"""
+    config = load(COLLECTOR_KEYS.format(settings=settings), default_registry(), env={})
+    storage = config.components["extensions"][ComponentID.parse("file_storage")]
+    assert (storage.timeout, storage.fsync) == (10.0, True)
+    assert (storage.compaction.on_start, storage.compaction.on_rebound, storage.compaction.directory,
+            storage.compaction.max_transaction_size, storage.compaction.rebound_needed_threshold_mib,
+            storage.compaction.rebound_trigger_threshold_mib, storage.compaction.check_interval,
+            storage.compaction.cleanup_on_start) == (True, True, "/tmp/compaction", 1024, 5, 3, 10.0, True)
+    # fsync has an effect (each write is flushed); the other two do not, and the start says so once.
+    assert [str(a) for a in config.advisories] == ["extensions::file_storage::timeout",
+                                                   "extensions::file_storage::compaction"]
+
+
+def test_the_collectors_defaults_apply_and_nothing_unset_is_noted():
+    config = load(COLLECTOR_KEYS.format(settings=""), default_registry(), env={})
+    storage = config.components["extensions"][ComponentID.parse("file_storage")]
+    # extension/storage/filestorage: timeout 1s; compaction off, 65536 items, 100 / 10 MiB, every 5s.
+    assert storage.timeout == 1.0 and storage.fsync is False
+    assert (storage.compaction.on_start, storage.compaction.on_rebound, storage.compaction.max_transaction_size,
+            storage.compaction.rebound_needed_threshold_mib, storage.compaction.rebound_trigger_threshold_mib,
+            storage.compaction.check_interval, storage.compaction.cleanup_on_start) == (
+        False, False, 65536, 100, 10, 5.0, False)
+    assert config.advisories == []
+
+
+@pytest.mark.parametrize("settings, problem", [
+    ("    timeout: -1s", 'extensions::file_storage::timeout: invalid duration "-1s" (use e.g. "5s", "200ms", "1m")'),
+    ("    compaction:\n      on_start: sometimes",
+     "extensions::file_storage::compaction::on_start: expected a boolean, got string"),
+    ("    compaction:\n      max_transaction_size: -1",
+     "extensions::file_storage::compaction::max_transaction_size: must not be negative"),
+    ("    compaction:\n      rebound_after: 1",
+     "extensions::file_storage::compaction::rebound_after: unknown key (valid keys: check_interval, "
+     "cleanup_on_start, directory, max_transaction_size, on_rebound, on_start, rebound_needed_threshold_mib, "
+     "rebound_trigger_threshold_mib)"),
+])
+def test_bad_collector_keys_name_the_key(settings, problem):
+    # The queue's reference to the extension that did not load is a problem of its own.
+    assert problems_of(COLLECTOR_KEYS.format(settings=settings)) == [
+        problem, 'exporters::otlp/down::sending_queue::storage: references extension "file_storage", which is not '
+                 "configured under extensions"]

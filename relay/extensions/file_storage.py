@@ -6,6 +6,10 @@ probe file, so an unwritable or missing directory (or a read-only file
 system) stops the relay with a clear error instead of losing data later.
 A full disk does not stop it: that passes, and exiting would only turn it into
 a crash loop, so the relay serves and each queue refuses data until there is room.
+
+The collector's ``timeout`` (its file lock wait) and ``compaction`` block are accepted
+with its defaults and noted at start as having no effect: the queue files are SQLite,
+which holds its own lock and gives space back once a queue is empty.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay.component import Settings
+from relay.config.decode import Duration, advisory
 from relay.errors import Problem
 from relay.storage.directory import check_directory
 from relay.storage.disk_queue import DiskQueueFile
@@ -28,12 +33,43 @@ EXAMPLE = {"directory": "/var/lib/genops-relay/queue", "create_directory": True}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
+_OWN_LOCK = ("a queue file's lock is SQLite's (exclusive locking mode), which another process opening it "
+             "waits for up to SQLite's 5 s")
+_OWN_COMPACTION = ("each queue file gives its free pages back once it is empty (VACUUM) and bounds its "
+                   "write-ahead log, without a compaction directory")
+
+
+@dataclass
+class CompactionConfig:
+    """The collector's bbolt compaction settings, with its defaults; the relay compacts on its own."""
+
+    on_start: bool = False
+    on_rebound: bool = False
+    directory: str = ""
+    max_transaction_size: int = 65536
+    rebound_needed_threshold_mib: int = 100
+    rebound_trigger_threshold_mib: int = 10
+    check_interval: Duration = Duration(5.0)
+    cleanup_on_start: bool = False
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        for key in ("max_transaction_size", "rebound_needed_threshold_mib", "rebound_trigger_threshold_mib"):
+            if getattr(self, key) < 0:
+                problems.append(Problem((key,), "must not be negative"))
+        if self.check_interval < 0:
+            problems.append(Problem(("check_interval",), "must not be negative"))
+        return problems
+
 
 @dataclass
 class Config:
     # The collector's default, so that its configs keep their volumes.
     directory: str = "/var/lib/otelcol/file_storage"
     create_directory: bool = False
+    # The collector's bbolt file lock wait (default 1s).
+    timeout: Duration = advisory(_OWN_LOCK, default=Duration(1.0))
+    compaction: CompactionConfig = advisory(_OWN_COMPACTION, default_factory=CompactionConfig)
     # Off, as in the collector: a killed process loses nothing committed either way;
     # on, each write is flushed to the device and survives power loss too.
     fsync: bool = False
@@ -45,6 +81,8 @@ class Config:
         problems = []
         if not self.directory:
             problems.append(Problem(("directory",), "must name a directory"))
+        if self.timeout < 0:
+            problems.append(Problem(("timeout",), "must not be negative"))
         if self.max_size_mib < 0:
             problems.append(Problem(("max_size_mib",), "must not be negative (0 = no bound)"))
         return problems

@@ -34,7 +34,7 @@ def default_registry() -> Registry:
     from relay.connectors import genops_metrics
     from relay.connectors import spanmetrics as span_metrics
     from relay.exporters import debug, jaeger, otlp_grpc, otlp_http, prometheus, prometheusremotewrite
-    from relay.extensions import bearertokenauth, file_storage, genops_ledger, health_check, pprof, zpages
+    from relay.extensions import basicauth, bearertokenauth, file_storage, genops_ledger, health_check, pprof, zpages
     from relay.processors import attributes, batch, genops, genops_budget, memory_limiter, resource, transform
     from relay.processors import filter as filter_processor
     from relay.processors import resourcedetection as resource_detection
@@ -65,6 +65,7 @@ def default_registry() -> Registry:
             .add("exporters", prometheus)
             .add("connectors", genops_metrics)
             .add("connectors", span_metrics)
+            .add("extensions", basicauth)
             .add("extensions", bearertokenauth)
             .add("extensions", file_storage)
             .add("extensions", genops_ledger)

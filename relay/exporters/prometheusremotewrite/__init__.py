@@ -4,7 +4,11 @@ Each OTLP request becomes one or more snappy-compressed ``prometheus.WriteReques
 POSTs (split at ``max_batch_size_bytes``), behind the sending queue, retry and timeout
 every push exporter has. Series carry the names and labels the ``prometheus``
 exporter exposes (see ``convert``), so Prometheus, Mimir, Thanos Receive or
-VictoriaMetrics hold what a scrape of the relay would have given.
+VictoriaMetrics hold what a scrape of the relay would have given: any ``namespace``
+goes, what a metric name cannot hold becoming "_" as in the ``prometheus`` exporter.
+``auth: {authenticator: <id>}`` adds an authenticator extension's header
+(``bearertokenauth``, or ``basicauth`` with ``client_auth``) to every POST, read per
+POST so that a rotated token is used.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from relay.component import Settings
 from relay.errors import Problem
 from relay.exporters.helper.config import HelperSettings, QueueConfig
 from relay.exporters.helper.exporter import Exporter
+from relay.net.auth import CLIENT, AuthConfig, authenticator_for
 from relay.net.http_client import header_problems
 from relay.net.tls import TLSClientConfig
-from relay.prometheus.naming import VALID_LABEL_NAME, VALID_METRIC_NAME
+from relay.prometheus.naming import VALID_LABEL_NAME
 from relay.prometheus.settings import ResourceToTelemetryConfig
 from relay.signals import Signal
 
@@ -63,7 +68,12 @@ class Config(HelperSettings):
     # Uncompressed size of one WriteRequest; a request's series are split over several.
     max_batch_size_bytes: int = 3_000_000
     tls: TLSClientConfig = field(default_factory=TLSClientConfig)
+    auth: AuthConfig | None = None
     sending_queue: OrderedQueueConfig = field(default_factory=OrderedQueueConfig, kw_only=True)
+
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        refs = super().extension_references()
+        return refs + [self.auth.reference()] if self.auth is not None else refs
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -74,9 +84,7 @@ class Config(HelperSettings):
             problems += [p for p in header_issues if p.path == ("headers", key)]
             if key.lower() in PROTOCOL_HEADERS:
                 problems.append(Problem(("headers", key), "is set by the remote write protocol and cannot be changed"))
-        if self.namespace and not VALID_METRIC_NAME.match(self.namespace):
-            problems.append(Problem(("namespace",), f'"{self.namespace}" is not a valid Prometheus '
-                                                    "metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)"))
+        # Any namespace goes, as in the collector: what a name cannot hold becomes "_" (naming).
         for key, value in self.external_labels.items():
             if not VALID_LABEL_NAME.match(key) or key.startswith("__"):
                 problems.append(Problem(("external_labels", key), "is not a valid Prometheus label name "
@@ -105,5 +113,6 @@ def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.prometheusremotewrite.transport import RemoteWriteTransport
 
     id_, telemetry, host = settings.id, settings.telemetry, settings.host
-    return Exporter(id_, RemoteWriteTransport(id_, config, telemetry), telemetry, timeout=config.timeout,
+    authenticator = authenticator_for(host, config.auth, "exporters", str(id_), role=CLIENT)
+    return Exporter(id_, RemoteWriteTransport(id_, config, telemetry, authenticator), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

@@ -17,6 +17,7 @@ import cramjam
 
 from relay import status
 from relay.errors import RetryableError
+from relay.exporters.prometheusremotewrite import PROTOCOL_HEADERS
 from relay.exporters.prometheusremotewrite.convert import Converter, write_requests
 from relay.net.headers import clean as clean_headers
 from relay.net.headers import warn_stripped
@@ -30,10 +31,19 @@ SENT_SERIES = "otelcol_exporter_prometheusremotewrite_sent_series"
 MAX_ERROR_TEXT = 1024
 
 
+def with_auth(headers: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the authenticator's, read per POST: they replace a configured header of the same
+    name, whatever its case, but never one of the protocol's (a bearertokenauth ``header`` could name one)."""
+    names = {name.lower() for name in extra}
+    kept = {k: v for k, v in headers.items() if k.lower() not in names or k.lower() in PROTOCOL_HEADERS}
+    return {**kept, **{k: v for k, v in extra.items() if k.lower() not in PROTOCOL_HEADERS}}
+
+
 class RemoteWriteTransport:
-    def __init__(self, id_, config, telemetry):
+    def __init__(self, id_, config, telemetry, authenticator=None):
         self.id = id_
         self.config = config
+        self.authenticator = authenticator
         self._tls: ClientTLS | None = None
         self.log = component_logger(id_)
         self.converter = Converter(
@@ -99,7 +109,9 @@ class RemoteWriteTransport:
         if self._session is None:
             raise RetryableError("the exporter is not started")
         try:
-            async with self._session.post(self.config.endpoint, data=body, headers=self.headers,
+            headers = (with_auth(self.headers, self.authenticator.client_headers()) if self.authenticator is not None
+                       else self.headers)
+            async with self._session.post(self.config.endpoint, data=body, headers=headers,
                                           allow_redirects=False,
                                           **request_options(self._tls, self.config.endpoint)) as response:
                 if 200 <= response.status < 300:
