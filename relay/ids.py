@@ -3,7 +3,8 @@
 A span whose trace_id is not 16 bytes or whose span_id is not 8 (or a parent_span_id or link
 of the wrong length) is refused with the request it came in: a downstream collector refuses
 the whole request it finds it in, and after ``batch`` that would be other clients' spans too.
-Log records may leave their ids empty; where set they have the same lengths. The protobuf
+Log records may leave their ids empty; where set they have the same lengths; so may profiles
+(a profile_id of 16 bytes) and the links of a profiles dictionary. The protobuf
 parser accepts any length, so this is the only place that looks. Traces are checked on the
 wire bytes by the native scanner where it was built, in Python otherwise.
 """
@@ -27,6 +28,8 @@ def problem(signal: Signal, request, data: bytes | None = None) -> str | None:
         return _spans(request)
     if signal is Signal.LOGS:
         return _log_records(request)
+    if signal is Signal.PROFILES:
+        return _profiles(request)
     return None
 
 
@@ -68,4 +71,19 @@ def _log_records(request) -> str | None:
                     return _where(r, s, i, "trace_id must be empty or 16 bytes", "log_records")
                 if len(record.span_id) not in (0, 8):
                     return _where(r, s, i, "span_id must be empty or 8 bytes", "log_records")
+    return None
+
+
+def _profiles(request) -> str | None:
+    for r, rp in enumerate(request.resource_profiles):
+        for s, sp in enumerate(rp.scope_profiles):
+            for i, profile in enumerate(sp.profiles):
+                if len(profile.profile_id) not in (0, 16):
+                    return (f"resource_profiles[{r}].scope_profiles[{s}].profiles[{i}]: "
+                            "profile_id must be empty or 16 bytes")
+    for i, link in enumerate(request.dictionary.link_table):
+        if len(link.trace_id) not in (0, 16):
+            return f"dictionary.link_table[{i}]: trace_id must be empty or 16 bytes"
+        if len(link.span_id) not in (0, 8):
+            return f"dictionary.link_table[{i}]: span_id must be empty or 8 bytes"
     return None

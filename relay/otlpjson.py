@@ -28,6 +28,9 @@ _ID_BYTES = {
     "span_id": 8,
     "parentSpanId": 8,
     "parent_span_id": 8,
+    # Profiles (v1development) write their ids in hex as well, as the collector's pdata does.
+    "profileId": 16,
+    "profile_id": 16,
 }
 # MessageToDict only ever emits the JSON names.
 _JSON_ID_KEYS = frozenset(key for key in _ID_BYTES if "_" not in key)

@@ -1,4 +1,10 @@
-"""The three OTLP signals: their request and response types, message layout, item names and counts."""
+"""The OTLP signals: their request and response types, message layout, item names and counts.
+
+Profiles are the collector's development signal (``v1development``): the relay carries them
+through, it does not read them, so only components that leave the items alone (or touch only
+the resource) take them. Their requests hold a request-wide ``dictionary`` that the items point
+into by index, which is why nothing merges two profiles requests.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import enum
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from relay import points
@@ -15,6 +22,7 @@ class Signal(enum.Enum):
     TRACES = "traces"
     METRICS = "metrics"
     LOGS = "logs"
+    PROFILES = "profiles"
 
     @property
     def request_type(self):
@@ -36,7 +44,7 @@ class Signal(enum.Enum):
         return _LAYOUT[self]
 
     def resources(self, request):
-        """The request's resource entries (ResourceSpans, ResourceMetrics or ResourceLogs)."""
+        """The request's resource entries (ResourceSpans, ResourceMetrics, ResourceLogs or ResourceProfiles)."""
         return getattr(request, _LAYOUT[self][0])
 
     @property
@@ -63,30 +71,41 @@ def _count_log_records(request) -> int:
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
+def _count_profile_samples(request) -> int:
+    # The collector counts profiles in samples (otelcol_receiver_accepted_profile_samples).
+    return sum(len(p.samples) for rp in request.resource_profiles for sp in rp.scope_profiles for p in sp.profiles)
+
+
 _REQUEST = {
     Signal.TRACES: trace_service_pb2.ExportTraceServiceRequest,
     Signal.METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
     Signal.LOGS: logs_service_pb2.ExportLogsServiceRequest,
+    Signal.PROFILES: profiles_service_pb2.ExportProfilesServiceRequest,
 }
 _RESPONSE = {
     Signal.TRACES: trace_service_pb2.ExportTraceServiceResponse,
     Signal.METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
     Signal.LOGS: logs_service_pb2.ExportLogsServiceResponse,
+    Signal.PROFILES: profiles_service_pb2.ExportProfilesServiceResponse,
 }
 _LAYOUT = {
     Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
     Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics"),
     Signal.LOGS: ("resource_logs", "scope_logs", "log_records"),
+    Signal.PROFILES: ("resource_profiles", "scope_profiles", "profiles"),
 }
-_ITEM = {Signal.TRACES: "spans", Signal.METRICS: "metric_points", Signal.LOGS: "log_records"}
+_ITEM = {Signal.TRACES: "spans", Signal.METRICS: "metric_points", Signal.LOGS: "log_records",
+         Signal.PROFILES: "profile_samples"}
 _SERVICE = {
     Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
     Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
     Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
+    Signal.PROFILES: "opentelemetry.proto.collector.profiles.v1development.ProfilesService",
 }
 _COUNT = {
     Signal.TRACES: _count_spans,
     Signal.LOGS: _count_log_records,
+    Signal.PROFILES: _count_profile_samples,
 }
 _BY_TYPE = {request_type: signal for signal, request_type in _REQUEST.items()}
 
@@ -96,10 +115,11 @@ def signal_of(request) -> Signal:
 
 
 def rejected_count(signal: Signal, response) -> tuple[int, str]:
-    """(rejected items, message) from a response's partial_success, (0, "") when unset."""
+    """(rejected items, message) from a response's partial_success, (0, "") when unset.
+    For profiles the downstream counts whole profiles (``rejected_profiles``), not samples."""
     if not response.HasField("partial_success"):
         return 0, ""
     ps = response.partial_success
     field = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
-             Signal.LOGS: "rejected_log_records"}[signal]
+             Signal.LOGS: "rejected_log_records", Signal.PROFILES: "rejected_profiles"}[signal]
     return getattr(ps, field), ps.error_message

@@ -7,7 +7,9 @@ Items are spans, metric data points and log records (``Signal.count``). A
 chunk carries a copy of everything that encloses its items: the resource and
 scope entries (with their schema_url) and, for metrics, the metric with its
 descriptor (name, description, unit, metadata and the data kind's own
-fields such as aggregation_temporality). Items keep their order. Containers
+fields such as aggregation_temporality); for profiles, whose items are samples, the profile
+without its samples and the request's whole ``dictionary``, since samples point into it by
+index. Items keep their order. Containers
 without items (a resource without scopes, a metric without data points) hold
 nothing to send and do not appear in any chunk.
 """
@@ -24,8 +26,11 @@ from relay.signals import Signal, signal_of
 def merge(requests: list):
     """A new request holding every request's entries, in order; the inputs are left as they were.
 
-    An export request has a single (repeated) field, so merging appends.
+    An export request has a single (repeated) field, so merging appends. Profiles requests are
+    refused: each holds its own dictionary, which appending would not renumber.
     """
+    if signal_of(requests[0]) is Signal.PROFILES:
+        raise ValueError("profiles requests cannot be merged: their dictionaries would need renumbering")
     merged = type(requests[0])()
     for request in requests:
         merged.MergeFrom(request)
@@ -45,7 +50,7 @@ def split(request, limit: int) -> list:
         start, total = 0, len(items)
         while start < total:
             if left == 0:
-                chunks.append(type(request)())
+                chunks.append(_chunk(request))
                 left, opened, opened_at = limit, [], ()
             shared = _common_prefix(opened_at, position, len(opened))
             del opened[shared:]
@@ -59,6 +64,13 @@ def split(request, limit: int) -> list:
             start += take
             left -= take
     return chunks
+
+
+def _chunk(request):
+    chunk = type(request)()
+    if signal_of(request) is Signal.PROFILES and request.HasField("dictionary"):
+        chunk.dictionary.CopyFrom(request.dictionary)
+    return chunk
 
 
 def _common_prefix(a: tuple, b: tuple, limit: int) -> int:
@@ -84,6 +96,11 @@ def _runs(request) -> Iterator[tuple[tuple, list[_Maker], str, object]]:
         make_resource = _shell(resource, resources, scopes)
         for s, scope in enumerate(getattr(resource, scopes)):
             make_scope = _shell(scope, scopes, leaves)
+            if signal is Signal.PROFILES:
+                for p, profile in enumerate(scope.profiles):
+                    yield ((r, s, p), [make_resource, make_scope, _shell(profile, leaves, "samples")],
+                           "samples", profile.samples)
+                continue
             if signal is not Signal.METRICS:
                 yield (r, s), [make_resource, make_scope], leaves, getattr(scope, leaves)
                 continue

@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from relay import status
@@ -148,7 +149,7 @@ class Sink:
             response = sig.response_type()
             if failure is not None and failure[3]:
                 field = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
-                         Signal.LOGS: "rejected_log_records"}[sig]
+                         Signal.LOGS: "rejected_log_records", Signal.PROFILES: "rejected_profiles"}[sig]
                 setattr(response.partial_success, field, failure[3])
                 response.partial_success.error_message = failure[1]
             return response
@@ -320,6 +321,54 @@ def logs_request() -> logs_service_pb2.ExportLogsServiceRequest:
     for i in range(4):
         sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + i).body.string_value = f"line {i}"
     return request  # 4 log records
+
+
+PROFILE_ID = bytes.fromhex("0102030405060708090a0b0c0d0e0f10")
+
+
+def _strings(*texts: str) -> dict[str, int]:
+    return {text: index for index, text in enumerate(("",) + texts)}
+
+
+def profiles_request(services: tuple[str, ...] = ("checkout",)) -> profiles_service_pb2.ExportProfilesServiceRequest:
+    """A small CPU profile per service, as an eBPF profiler sends it: two stacks of a Go program
+    sampled every 10 ms, each profile with a thread attribute, all pointing into one dictionary."""
+    request = profiles_service_pb2.ExportProfilesServiceRequest()
+    strings = _strings("samples", "count", "cpu", "nanoseconds", "main.main", "main.go", "runtime.gcBgMarkWorker",
+                       "mgc.go", "thread.name", "process.executable.name")
+    d = request.dictionary
+    d.string_table.extend(strings)  # insertion order is index order
+    d.mapping_table.add()
+    d.link_table.add()
+    d.function_table.add()
+    d.function_table.add(name_strindex=strings["main.main"], filename_strindex=strings["main.go"], start_line=12)
+    d.function_table.add(name_strindex=strings["runtime.gcBgMarkWorker"], filename_strindex=strings["mgc.go"],
+                         start_line=1300)
+    d.location_table.add()
+    d.location_table.add(address=0x401000).lines.add(function_index=1, line=20)
+    d.location_table.add(address=0x402000).lines.add(function_index=2, line=1320)
+    d.stack_table.add()
+    d.stack_table.add(location_indices=[1])
+    d.stack_table.add(location_indices=[2, 1])
+    d.attribute_table.add()
+    for thread in ("main", "gc-worker"):
+        entry = d.attribute_table.add(key_strindex=strings["thread.name"])
+        entry.value.string_value = thread
+    for s, service in enumerate(services):
+        rp = request.resource_profiles.add()
+        rp.resource.attributes.add(key="service.name").value.string_value = service
+        sp = rp.scope_profiles.add()
+        sp.scope.name = "go.opentelemetry.io/ebpf-profiler"
+        for thread_attribute in (1, 2):
+            profile = sp.profiles.add(time_unix_nano=1_767_225_600_000_000_000 + s, duration_nano=10_000_000_000,
+                                      period=10_000_000, profile_id=PROFILE_ID, attribute_indices=[thread_attribute])
+            profile.sample_type.type_strindex = strings["samples"]
+            profile.sample_type.unit_strindex = strings["count"]
+            profile.period_type.type_strindex = strings["cpu"]
+            profile.period_type.unit_strindex = strings["nanoseconds"]
+            profile.samples.add(stack_index=1, values=[7])
+            profile.samples.add(stack_index=2, values=[3])
+    return request
 
 
 class JaegerSink:

@@ -143,7 +143,7 @@ def _shell(entry, children: str) -> bytes:
 
 # --- split and merge ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
+@pytest.mark.parametrize("signal", list(BUILD), ids=lambda s: s.value)
 @pytest.mark.parametrize("limit, sizes", [(1, [1] * 9), (2, [2, 2, 2, 2, 1]), (4, [4, 4, 1]),
                                           (8, [8, 1]), (9, [9]), (100, [9])])
 def test_split_keeps_items_in_order_with_what_encloses_them(signal, limit, sizes):
@@ -214,7 +214,7 @@ def test_split_refuses_a_limit_below_one():
         split(traces([[1]]), 0)
 
 
-@pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
+@pytest.mark.parametrize("signal", list(BUILD), ids=lambda s: s.value)
 def test_merge_appends_and_leaves_the_inputs_alone(signal):
     parts = [BUILD[signal](LAYOUTS[signal], tag=tag) for tag in ("a", "b", "c")]
     before = [p.SerializeToString() for p in parts]
@@ -322,7 +322,7 @@ def test_size_trigger_sends_one_merged_request_and_answers_every_contributor():
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
+@pytest.mark.parametrize("signal", list(BUILD), ids=lambda s: s.value)
 def test_timeout_trigger_sends_what_gathered(signal):
     async def run():
         recorder = Recorder()
@@ -586,7 +586,8 @@ def test_defaults_are_the_collectors():
     assert problems == []
     assert (config.send_batch_size, config.timeout, config.send_batch_max_size) == (8192, 0.2, 0)
     assert isinstance(config.timeout, Duration)
-    assert batch.TYPE == "batch" and set(batch.SIGNALS) == set(Signal)
+    # Not profiles: each profiles request has a dictionary of its own, which merging would have to renumber.
+    assert batch.TYPE == "batch" and set(batch.SIGNALS) == set(Signal) - {Signal.PROFILES}
 
 
 @pytest.mark.parametrize("raw, problems", [

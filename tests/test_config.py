@@ -130,7 +130,7 @@ INVALID = [
         id="undefined-processor"),
     pytest.param(
         BASE.replace("    traces:", "    spans:"),
-        ['service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics or logs, '
+        ['service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics, logs or profiles, '
          'optionally with "/name")'],
         id="unknown-signal"),
     pytest.param(
@@ -369,7 +369,7 @@ def test_all_problems_are_reported_together():
         "configured under receivers",
         'service::pipelines::metrics::exporters::1: references exporter "missing", which is not configured '
         "under exporters",
-        'service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics or logs, '
+        'service::pipelines::spans: unknown signal "spans" (pipelines are named traces, metrics, logs or profiles, '
         'optionally with "/name")',
         'service::extensions::0: references extension "pprof", which is not configured under extensions',
     ]

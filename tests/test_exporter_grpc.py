@@ -21,14 +21,23 @@ from relay.errors import PermanentError, RetryableError
 from relay.exporters import otlp_grpc
 from relay.net import endpoints
 from relay.signals import Signal
-from tests.support import ExporterHarness, Sink, free_port, logs_request, metrics_request, traces_request
+from tests.support import (
+    ExporterHarness,
+    Sink,
+    free_port,
+    logs_request,
+    metrics_request,
+    profiles_request,
+    traces_request,
+)
 
 EXPORTER = "otlp/test"
 
 
 # --- requests ---------------------------------------------------------------------------
 
-REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request}
+REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request,
+            Signal.PROFILES: profiles_request}
 
 
 # --- harness ----------------------------------------------------------------------------

@@ -30,10 +30,11 @@ from relay.pipeline.registry import Registry
 from relay.receivers import otlp as otlp_receiver
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import ExporterHarness, free_port, logs_request, metrics_request, traces_request
+from tests.support import ExporterHarness, free_port, logs_request, metrics_request, profiles_request, traces_request
 
 EXPORTER = "otlphttp/test"
-REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request}
+REQUESTS = {Signal.TRACES: traces_request, Signal.METRICS: metrics_request, Signal.LOGS: logs_request,
+            Signal.PROFILES: profiles_request}
 PROTO, JSON = "application/x-protobuf", "application/json"
 
 
@@ -165,7 +166,7 @@ def test_delivers_each_signal_in_each_encoding(signal, encoding, compression):
     error, h, sink = export_once(request, encoding=encoding, compression=compression)
     assert error is None, error
     [post] = sink.posts
-    assert post.path == f"/v1/{signal.value}"
+    assert post.path == ("/v1development/profiles" if signal is Signal.PROFILES else f"/v1/{signal.value}")
     assert post.headers["Content-Type"] == (JSON if encoding == "json" else PROTO)
     if compression == "gzip":
         assert post.headers["Content-Encoding"] == "gzip" and post.wire[:2] == b"\x1f\x8b"
@@ -217,17 +218,21 @@ def test_per_signal_endpoints_are_used_as_given():
             return sink
 
     sink = asyncio.run(run())
-    assert [post.path for post in sink.posts] == ["/custom/spans", "/base/v1/metrics", "/base/v1/logs"]
+    assert [post.path for post in sink.posts] == ["/custom/spans", "/base/v1/metrics", "/base/v1/logs",
+                                                  "/base/v1development/profiles"]
     assert [post.request(s) for post, s in zip(sink.posts, Signal)] == [REQUESTS[s]() for s in Signal]
 
 
 @pytest.mark.parametrize("settings, expected", [
-    ({"endpoint": "http://h:4318"}, ["http://h:4318/v1/traces", "http://h:4318/v1/metrics", "http://h:4318/v1/logs"]),
+    ({"endpoint": "http://h:4318"}, ["http://h:4318/v1/traces", "http://h:4318/v1/metrics", "http://h:4318/v1/logs",
+                                     "http://h:4318/v1development/profiles"]),
     ({"endpoint": "https://h/otlp/"}, ["https://h/otlp/v1/traces", "https://h/otlp/v1/metrics",
-                                       "https://h/otlp/v1/logs"]),
+                                       "https://h/otlp/v1/logs", "https://h/otlp/v1development/profiles"]),
     ({"endpoint": "http://h:4318", "logs_endpoint": "http://l:9/ingest"},
-     ["http://h:4318/v1/traces", "http://h:4318/v1/metrics", "http://l:9/ingest"]),
-    ({"traces_endpoint": "http://t/x"}, ["http://t/x", "", ""]),
+     ["http://h:4318/v1/traces", "http://h:4318/v1/metrics", "http://l:9/ingest",
+      "http://h:4318/v1development/profiles"]),
+    ({"traces_endpoint": "http://t/x"}, ["http://t/x", "", "", ""]),
+    ({"profiles_endpoint": "http://p/x"}, ["", "", "", "http://p/x"]),
 ])
 def test_signal_urls(settings, expected):
     config = make_config(**settings)
@@ -692,7 +697,8 @@ def test_signal_problems_name_the_key():
     assert config.signal_problems({Signal.TRACES}) == []
     assert [str(p) for p in config.signal_problems(set(Signal))] == [
         "metrics_endpoint: no URL for metrics: set endpoint or metrics_endpoint",
-        "logs_endpoint: no URL for logs: set endpoint or logs_endpoint"]
+        "logs_endpoint: no URL for logs: set endpoint or logs_endpoint",
+        "profiles_endpoint: no URL for profiles: set endpoint or profiles_endpoint"]
 
 
 def test_module_shape():

@@ -249,7 +249,7 @@ def test_conditions_are_compiled_once_not_per_request(monkeypatch):
 
 def test_component_contract():
     assert filter_processor.TYPE == "filter"
-    assert set(filter_processor.SIGNALS) == {Signal.TRACES, Signal.METRICS, Signal.LOGS}
+    assert set(filter_processor.SIGNALS) == {Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES}
     processor, _, _ = make(filter_processor.EXAMPLE)
     assert processor.mutates_data is True
     # The collector's default since its error-mode feature gate went stable.

@@ -19,7 +19,7 @@ from relay.errors import InvalidDataError, PermanentError, RetryableError, TooLa
 from relay.receivers import otlp
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import logs_request, metrics_request, traces_request
+from tests.support import logs_request, metrics_request, profiles_request, traces_request
 
 RECEIVER = "otlp/test"
 MIB = 1024 * 1024
@@ -333,7 +333,8 @@ def test_logs_service_counts_log_records():
 
 def test_each_signal_goes_to_its_own_consumer():
     consumers = {signal: FakeConsumer() for signal in Signal}
-    requests = {Signal.TRACES: traces_request(2), Signal.METRICS: metrics_request(), Signal.LOGS: logs_request()}
+    requests = {Signal.TRACES: traces_request(2), Signal.METRICS: metrics_request(), Signal.LOGS: logs_request(),
+                Signal.PROFILES: profiles_request()}
 
     async def run():
         async with Harness(consumers) as h:

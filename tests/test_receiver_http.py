@@ -33,7 +33,7 @@ from relay.pipeline.registry import Registry
 from relay.receivers import otlp
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import logs_request, metrics_request, traces_request
+from tests.support import logs_request, metrics_request, profiles_request, traces_request
 
 RECEIVER = "otlp/test"
 PROTOBUF = "application/x-protobuf"
@@ -581,15 +581,19 @@ def test_json_fixtures_arrive_equal_to_their_protobuf_twins(name, signal, path):
 
 def test_each_signal_reaches_its_own_consumer_and_is_counted():
     consumers = {signal: FakeConsumer() for signal in Signal}
-    requests = {Signal.TRACES: traces_request(2), Signal.METRICS: metrics_request(), Signal.LOGS: logs_request()}
+    requests = {Signal.TRACES: traces_request(2), Signal.METRICS: metrics_request(), Signal.LOGS: logs_request(),
+                Signal.PROFILES: profiles_request()}
+    paths = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs",
+             Signal.PROFILES: "/v1development/profiles"}
 
     async def run():
         async with Harness(consumers) as h:
             for signal, request in requests.items():
-                answer = await h.send(request.SerializeToString(), path=f"/v1/{signal.value}")
+                answer = await h.send(request.SerializeToString(), path=paths[signal])
                 assert answer.status == 200
-            assert [h.accepted(s) for s in Signal] == [2, 5, 4]
-            assert [h.accepted(s, "grpc") for s in Signal] == [0, 0, 0]
+            # Profiles count in samples, as the collector counts them.
+            assert [h.accepted(s) for s in Signal] == [2, 5, 4, 4]
+            assert [h.accepted(s, "grpc") for s in Signal] == [0, 0, 0, 0]
 
     asyncio.run(run())
     for signal, consumer in consumers.items():
@@ -794,7 +798,7 @@ def test_an_empty_http_section_means_on_with_defaults():
     assert config.protocols.grpc is None
     assert (http.endpoint, http.max_request_body_size, http.include_metadata, http.cors) == (
         "0.0.0.0:4318", 20 * MIB, False, None)
-    assert [http.url_path(s) for s in Signal] == ["/v1/traces", "/v1/metrics", "/v1/logs"]
+    assert [http.url_path(s) for s in Signal] == ["/v1/traces", "/v1/metrics", "/v1/logs", "/v1development/profiles"]
     assert http.body_limit() == 20 * MIB
     text = ("receivers:\n  otlp:\n    protocols:\n      grpc:\n      http:\n"
             "exporters:\n  debug:\n"

@@ -335,7 +335,7 @@ def _load_pipelines(pipelines: dict[str, PipelineConfig], factories, present, pr
             signal = Signal(signal_name)
         except ValueError:
             problems.append(Problem(path, f'unknown signal "{signal_name}" (pipelines are named '
-                                          'traces, metrics or logs, optionally with "/name")'))
+                                          'traces, metrics, logs or profiles, optionally with "/name")'))
             continue
         refs = {}
         for kind in ("receivers", "processors", "exporters"):

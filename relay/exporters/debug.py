@@ -29,7 +29,7 @@ from relay.telemetry import Sampler, component_logger
 
 TYPE = "debug"
 ALIASES = ("logging",)
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"verbosity": "basic"}
 
@@ -84,6 +84,9 @@ class DebugTransport:
             return
         resources = signal.resources(request)
         summary = {"signal": signal.value, "resources": len(resources), signal.item: signal.count(request)}
+        if signal is Signal.PROFILES:
+            # Samples are what the collector counts; profiles are what a reader looks for.
+            summary["profiles"] = sum(len(sp.profiles) for rp in resources for sp in rp.scope_profiles)
         if self.verbosity == "detailed":
             summary["content"] = json.loads(otlpjson.encode(request))
         self.log.info(f"{signal.value} received", fields=summary)

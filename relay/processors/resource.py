@@ -16,7 +16,7 @@ from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal, signal_of
 
 TYPE = "resource"
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"attributes": [{"key": "service.namespace", "value": "llm", "action": "upsert"}]}
 

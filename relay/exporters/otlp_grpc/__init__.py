@@ -1,7 +1,8 @@
 """The ``otlp`` / ``otlp_grpc`` exporter: OTLP/gRPC to a downstream endpoint.
 
-``auth: {authenticator: <id>}`` adds a ``bearertokenauth`` extension's header
-to every call's metadata, read per call so that a rotated token is used.
+``auth: {authenticator: <id>}`` adds an authenticator extension's header
+(``bearertokenauth``, or ``basicauth`` with ``client_auth``) to every call's
+metadata, read per call so that a rotated token is used.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from relay.component import Settings
 from relay.errors import Problem
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.helper.exporter import Exporter
-from relay.net.auth import AuthConfig, authenticator_for
+from relay.net.auth import CLIENT, AuthConfig, authenticator_for
 from relay.net.endpoints import endpoint_problem, split_target
 from relay.net.headers import clean as clean_headers
 from relay.net.tls import TLSClientConfig
@@ -21,7 +22,7 @@ from relay.signals import Signal
 
 TYPE = "otlp_grpc"
 ALIASES = ("otlp",)
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"endpoint": "127.0.0.1:4317", "tls": {"insecure": True}}
 
@@ -56,6 +57,6 @@ def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.otlp_grpc.transport import GrpcTransport
 
     id_, telemetry, host = settings.id, settings.telemetry, settings.host
-    authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
+    authenticator = authenticator_for(host, config.auth, "exporters", str(id_), role=CLIENT)
     return Exporter(id_, GrpcTransport(id_, config, telemetry, authenticator), telemetry, timeout=config.timeout,
                     settings=config, host=host, **hooks)

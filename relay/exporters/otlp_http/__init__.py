@@ -1,11 +1,11 @@
 """The ``otlp_http`` / ``otlphttp`` exporter: OTLP over HTTP to a downstream.
 
 Each signal is POSTed to its own URL: ``endpoint`` plus the signal's path
-(``/v1/traces``, ``/v1/metrics``, ``/v1/logs``), or the signal's own
+(``/v1/traces``, ``/v1/metrics``, ``/v1/logs``, ``/v1development/profiles``), or the signal's own
 ``<signal>_endpoint``, used as given. The scheme decides TLS: ``https://``
-URLs use it, ``http://`` URLs do not. ``auth: {authenticator: <id>}`` adds a
-``bearertokenauth`` extension's header to every POST, read per POST so that a
-rotated token is used.
+URLs use it, ``http://`` URLs do not. ``auth: {authenticator: <id>}`` adds an
+authenticator extension's header (``bearertokenauth``, or ``basicauth`` with
+``client_auth``) to every POST, read per POST so that a rotated token is used.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.exporters.helper.config import HelperSettings
 from relay.exporters.helper.exporter import Exporter
-from relay.net.auth import AuthConfig, authenticator_for
+from relay.net.auth import CLIENT, AuthConfig, authenticator_for
 from relay.net.endpoints import url_problem
 from relay.net.http_client import header_problems
 from relay.net.tls import TLSClientConfig
@@ -27,11 +27,12 @@ from relay.signals import Signal
 
 TYPE = "otlp_http"
 ALIASES = ("otlphttp",)
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"endpoint": "http://127.0.0.1:4318"}
 
-SIGNAL_PATHS = {Signal.TRACES: "v1/traces", Signal.METRICS: "v1/metrics", Signal.LOGS: "v1/logs"}
+SIGNAL_PATHS = {Signal.TRACES: "v1/traces", Signal.METRICS: "v1/metrics", Signal.LOGS: "v1/logs",
+                Signal.PROFILES: "v1development/profiles"}
 
 
 
@@ -41,6 +42,7 @@ class Config(HelperSettings):
     traces_endpoint: str = ""
     metrics_endpoint: str = ""
     logs_endpoint: str = ""
+    profiles_endpoint: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     encoding: Literal["proto", "json"] = "proto"
     compression: Literal["gzip", "none", ""] = "gzip"
@@ -88,6 +90,6 @@ def create(settings: Settings, config: Config, **hooks) -> Exporter:
     from relay.exporters.otlp_http.transport import HttpTransport
 
     id_, telemetry, host = settings.id, settings.telemetry, settings.host
-    authenticator = authenticator_for(host, config.auth, "exporters", str(id_))
+    authenticator = authenticator_for(host, config.auth, "exporters", str(id_), role=CLIENT)
     transport = HttpTransport(id_, config, telemetry, settings.signals, authenticator)
     return Exporter(id_, transport, telemetry, timeout=config.timeout, settings=config, host=host, **hooks)

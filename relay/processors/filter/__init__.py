@@ -1,4 +1,4 @@
-"""The ``filter`` processor: drops spans, span events, metrics, data points and log records.
+"""The ``filter`` processor: drops spans, span events, metrics, data points, log records and profiles.
 
 Configured as in the collector, with OTTL conditions per context (an item
 matching any condition is dropped) or with the older ``include`` / ``exclude``
@@ -15,7 +15,7 @@ from relay.processors.helper import FunctionProcessor
 from relay.signals import Signal
 
 TYPE = "filter"
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"traces": {"span": ['attributes["http.route"] == "/health"']}}
 

@@ -2,7 +2,7 @@
 
 Two forms, as in the collector. The OTTL form lists conditions per context
 (``traces: {span, spanevent}``, ``metrics: {metric, datapoint}``,
-``logs: {log_record}``); an item matching any of them is dropped. The older
+``logs: {log_record}``, ``profiles: {profile}``); an item matching any of them is dropped. The older
 form (``spans``, ``metrics`` and ``logs`` with ``include`` / ``exclude``,
 ``match_type`` strict or regexp) keeps what ``include`` selects and drops
 what ``exclude`` selects; it is compiled by ``relay.attributes.filterspec``.
@@ -35,6 +35,17 @@ DEFAULT_ERROR_MODE = "ignore"
 class TraceConditions:
     span: list[str] = field(default_factory=list)
     spanevent: list[str] = field(default_factory=list)
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class ProfileConditions:
+    """``profiles: {profile: [...]}``: the collector's development signal; conditions may read
+    resource and scope paths and the profile's own (``attributes`` from the request's dictionary)."""
+
+    profile: list[str] = field(default_factory=list)
 
     def validate(self) -> list[Problem]:
         return []
@@ -143,7 +154,7 @@ class Legacy:
 
 @dataclass(frozen=True)
 class Plan:
-    # OTTL conditions by context ("span", "spanevent", "metric", "datapoint", "log").
+    # OTTL conditions by context ("span", "spanevent", "metric", "datapoint", "log", "profile").
     conditions: dict[str, tuple[Condition, ...]]
     legacy: dict[Signal, Legacy]
     error_mode: str
@@ -153,10 +164,10 @@ class Plan:
 
 
 _CONTEXTS_OF = {Signal.TRACES: ("span", "spanevent"), Signal.METRICS: ("metric", "datapoint"),
-                Signal.LOGS: ("log",)}
+                Signal.LOGS: ("log",), Signal.PROFILES: ("profile",)}
 # Config key -> OTTL context (the collector's log context is "log" in paths, "log_record" here).
 _SECTIONS = (("traces", "span", "span"), ("traces", "spanevent", "spanevent"), ("metrics", "metric", "metric"),
-             ("metrics", "datapoint", "datapoint"), ("logs", "log_record", "log"))
+             ("metrics", "datapoint", "datapoint"), ("logs", "log_record", "log"), ("profiles", "profile", "profile"))
 
 
 @dataclass
@@ -165,6 +176,7 @@ class Config:
     traces: TraceConditions | None = None
     metrics: MetricFilters | None = None
     logs: LogFilters | None = None
+    profiles: ProfileConditions | None = None
     spans: SpanFilters | None = None
     # Filled by validate(), so that create() does not compile a second time.
     plan: Plan | None = field(default=None, init=False, repr=False, compare=False)

@@ -7,10 +7,11 @@ removed. When nothing is left the request is not passed on at all, and the
 client is still told it was accepted: the collector's
 ``processorhelper.ErrSkipProcessingData``.
 
-Every dropped span, data point and log record is counted, by processor (label
+Every dropped span, data point, log record and profile is counted, by processor (label
 ``filter``, as in the collector), in
-``otelcol_processor_filter_{spans,datapoints,logs}_filtered_total``; span
-events are not counted, as the collector does not count them either.
+``otelcol_processor_filter_{spans,datapoints,logs,profiles}_filtered_total``; span
+events are not counted, as the collector does not count them either. A dropped profile
+leaves its entries in the request's dictionary, which other profiles may share.
 
 ``ignore`` logs and counts a failing condition and takes it as false (the
 item is kept); ``silent`` only counts; ``propagate`` raises
@@ -32,6 +33,8 @@ _DROPPED = {
     Signal.METRICS: ("otelcol_processor_filter_datapoints_filtered",
                      "Number of metric data points dropped by the filter processor"),
     Signal.LOGS: ("otelcol_processor_filter_logs_filtered", "Number of logs dropped by the filter processor"),
+    Signal.PROFILES: ("otelcol_processor_filter_profiles_filtered",
+                      "Number of profiles dropped by the filter processor"),
 }
 
 
@@ -61,13 +64,15 @@ class Filter:
         self.span, self.spanevent = conditions.get("span", ()), conditions.get("spanevent", ())
         self.metric, self.datapoint = conditions.get("metric", ()), conditions.get("datapoint", ())
         self.log_record = conditions.get("log", ())
+        self.profile = conditions.get("profile", ())
 
     def __call__(self, request):
         signal = signal_of(request)
         if not self.plan.covers(signal):
             return request
         failures: dict[str, list] = {}  # condition text -> [count, first message]
-        filtering = {Signal.TRACES: self._traces, Signal.METRICS: self._metrics, Signal.LOGS: self._logs}[signal]
+        filtering = {Signal.TRACES: self._traces, Signal.METRICS: self._metrics, Signal.LOGS: self._logs,
+                     Signal.PROFILES: self._profiles}[signal]
         dropped = filtering(request, failures)
         if dropped:
             self.dropped[signal].inc(dropped)
@@ -99,7 +104,7 @@ class Filter:
                 self.log.warning("OTTL condition failed; the item is kept",
                                  fields={"condition": text, "error": first, "items": count, "signal": signal.value})
 
-    # --- the three signals ------------------------------------------------------------------------
+    # --- the signals ------------------------------------------------------------------------
 
     def _traces(self, request, failures) -> int:
         chosen = self.selections.get(Signal.TRACES)
@@ -185,6 +190,24 @@ class Filter:
                 dropped += _delete(sl.log_records, doomed)
             _delete(rl.scope_logs, [i for i, sl in enumerate(rl.scope_logs) if not len(sl.log_records)])
         _delete(request.resource_logs, [i for i, rl in enumerate(request.resource_logs) if not len(rl.scope_logs)])
+        return dropped
+
+    def _profiles(self, request, failures) -> int:
+        item, dropped = Item(), 0
+        item.dictionary = request.dictionary
+        for rp in request.resource_profiles:
+            item.resource = rp.resource
+            for sp in rp.scope_profiles:
+                item.scope = sp.scope
+                doomed = []
+                for index, profile in enumerate(sp.profiles):
+                    item.item = profile
+                    if self._any(self.profile, item, failures):
+                        doomed.append(index)
+                dropped += _delete(sp.profiles, doomed)
+            _delete(rp.scope_profiles, [i for i, sp in enumerate(rp.scope_profiles) if not len(sp.profiles)])
+        _delete(request.resource_profiles,
+                [i for i, rp in enumerate(request.resource_profiles) if not len(rp.scope_profiles)])
         return dropped
 
 

@@ -22,7 +22,7 @@ from relay.processors.memory_limiter.limiter import MemoryLimiter
 from relay.signals import Signal
 
 TYPE = "memory_limiter"
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"check_interval": "1s", "limit_mib": 4000, "spike_limit_mib": 800}
 REFUSED = "data refused due to high memory usage"

@@ -2,7 +2,7 @@
 
 Detection runs once, at start, as in the collector: the detectors run in the order
 listed and, where two give the same key, the first wins. Then every resource of every
-request (traces, metrics, logs) gets the detected attributes: with ``override: true``
+request (traces, metrics, logs, profiles) gets the detected attributes: with ``override: true``
 (the default) they replace the resource's own values, with ``false`` they only fill
 keys the resource lacks.
 
@@ -33,7 +33,7 @@ from relay.telemetry import component_logger
 TYPE = "resourcedetection"
 # The collector's newer name for the same component.
 ALIASES = ("resource_detection",)
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 # hostname_sources [os]: the kernel's hostname, no DNS lookup.
 EXAMPLE = {"detectors": ["env", "system"], "system": {"hostname_sources": ["os"]}}

@@ -1,5 +1,10 @@
 """The ``otlp`` receiver: OTLP/gRPC on 4317 and OTLP/HTTP on 4318.
 
+Profiles (the collector's development signal) come in on the ``ProfilesService`` and on
+``/v1development/profiles``, a fixed path as in the collector. The collector takes them only
+behind its ``service.profilesSupport`` feature gate; the relay, which passes them through
+unread, takes them whenever a ``profiles`` pipeline names the receiver.
+
 Each protocol may require TLS (``tls``, with client certificates when
 ``client_ca_file`` is set) and credentials (``auth.authenticator``, the id
 of a ``bearertokenauth`` extension), with the collector's keys.
@@ -19,10 +24,12 @@ from relay.net.tls import TLSServerConfig
 from relay.signals import Signal
 
 TYPE = "otlp"
-SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS)
+SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"}, "http": {"endpoint": "127.0.0.1:4318"}}}
 
+# The collector's path for profiles; unlike the other three it is not a setting.
+PROFILES_URL_PATH = "/v1development/profiles"
 # The collector's default for max_request_body_size.
 DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
@@ -91,6 +98,8 @@ class HttpConfig:
     max_connections: int = 0
 
     def url_path(self, signal: Signal) -> str:
+        if signal is Signal.PROFILES:
+            return PROFILES_URL_PATH
         # The collector adds a missing leading slash rather than refusing the path.
         path = getattr(self, f"{signal.value}_url_path")
         return path if path.startswith("/") else "/" + path
@@ -111,8 +120,8 @@ class HttpConfig:
         if self.max_connections < 0:
             problems.append(Problem(("max_connections",),
                                     "must not be negative (0 means half the open-file limit)"))
-        seen: dict[str, str] = {}
-        for signal in SIGNALS:
+        seen: dict[str, str] = {PROFILES_URL_PATH: "profiles path"}
+        for signal in (Signal.TRACES, Signal.METRICS, Signal.LOGS):
             key = f"{signal.value}_url_path"
             path = self.url_path(signal)
             if any(c in path for c in "?# "):
