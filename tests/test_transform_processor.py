@@ -225,9 +225,9 @@ P = "processors::transform::metric_statements::0::statements::0"
 
 
 @pytest.mark.parametrize("statement, why", [
-    ('frobnicate(name)', ('unknown editor "frobnicate" (supported: delete_key, delete_matching_keys, keep_keys, '
-                         'keep_matching_keys, limit, replace_all_patterns, replace_match, replace_pattern, set, '
-                         'truncate_all)')),
+    ('frobnicate(name)', ('unknown editor "frobnicate" (supported: append, delete_key, delete_matching_keys, '
+                         'flatten, keep_keys, keep_matching_keys, limit, merge_maps, replace_all_patterns, '
+                         'replace_match, replace_pattern, set, set_semconv_span_name, truncate_all)')),
     ('Concat(name, "x")', ('"Concat" is a converter, which returns a value; a statement starts with an editor '
                           'such as set(...) (column 1)')),
     ('set(colour, "red")', ('unknown path "colour" (metric paths: aggregation_temporality, description, '
@@ -242,9 +242,11 @@ P = "processors::transform::metric_statements::0::statements::0"
     ('set(description, "no end', 'unterminated string starting at column 18'),
     ('set(description, "bad \\q escape")', 'invalid escape \\q at column 23'),
     ('set(description, "x") where name = "y"',
-     'unexpected "=" at column 34 (comparisons are ==, !=, <, <=, >, >=; named arguments are not supported)'),
+     ('unexpected "=" at column 34 (comparisons are ==, !=, <, <=, >, >=; a named argument is name = value '
+      'inside a call)')),
     ('set(description, "x") where name =~ "y"',
-     'unexpected "=" at column 34 (comparisons are ==, !=, <, <=, >, >=; named arguments are not supported)'),
+     ('unexpected "=" at column 34 (comparisons are ==, !=, <, <=, >, >=; a named argument is name = value '
+      'inside a call)')),
     ('set(description, "x") where name <> "y"', 'expected a value at column 35, got ">"'),
     ('set(description, "x") where name', ('expected a comparison operator (==, !=, <, <=, >, >=) at column 33, '
                                          'got the end of the text')),
@@ -260,8 +262,11 @@ P = "processors::transform::metric_statements::0::statements::0"
     ('set description', 'a statement starts with an editor call such as set(...), got "set" at column 1'),
     ('', 'a statement starts with an editor call such as set(...), got the end of the text at column 1'),
     ('set(description, Concat("a", "b"))', 'the values of Concat must be a list such as [name, "x"], got "a"'),
-    ('set(description, Frob(name))', ('unknown converter "Frob" (supported: Concat, IsMap, IsMatch, IsString, '
-                                     'ParseJSON, SHA256)')),
+    ('set(description, Frob(name))', ('unknown converter "Frob" (supported: Concat, Double, ExtractPatterns, '
+                                     'Format, HasPrefix, HasSuffix, Hex, Int, IsBool, IsDouble, IsInt, IsList, '
+                                     'IsMap, IsMatch, IsString, Keys, Len, MD5, ParseJSON, ParseKeyValue, SHA1, '
+                                     'SHA256, SHA512, SpanID, Split, String, Substring, ToLowerCase, ToUpperCase, '
+                                     'TraceID, Trim, TrimPrefix, TrimSuffix, UUID, Values)')),
     ('set(description, set(name, "x"))', ('"set" is an editor, which changes data and returns nothing; only '
                                          'converters (such as Concat or IsMatch) can be used as values (column 18)')),
     ('set(unit, "a" + "b")', 'unexpected "+" at column 15 (arithmetic is not supported)'),
@@ -324,7 +329,8 @@ def test_unsupported_statements_are_config_problems_quoting_them(statement, why)
       'statements, got integer')]),
     ({"log_statements": [{"context": "log", "statements": ['set(body, "x")'], "conditions": ["body ="]}]},
      [('processors::transform::log_statements::0::conditions::0: unsupported OTTL condition "body =": unexpected '
-      '"=" at column 6 (comparisons are ==, !=, <, <=, >, >=; named arguments are not supported)')]),
+      '"=" at column 6 (comparisons are ==, !=, <, <=, >, >=; a named argument is name = value inside a '
+      'call)')]),
     ({"error_mode": "loud"}, ['processors::transform::error_mode: "loud" is not one of: ignore, silent, propagate']),
 ])
 def test_structural_problems(settings, expected):
@@ -348,7 +354,7 @@ def test_every_problem_of_a_file_is_reported_at_once():
         'is_monotonic, name, type, unit)'),
         ('processors::transform::metric_statements::0::statements::3: unsupported OTTL statement '
         '"set(unit, \"USD\") where name = \"x\"": unexpected "=" at column 29 (comparisons are ==, !=, <, <=, >, >=; '
-        'named arguments are not supported)'),
+        'a named argument is name = value inside a call)'),
     ]
 
 
@@ -363,7 +369,7 @@ def test_genops_relay_validate_quotes_the_bad_statement(tmp_path, monkeypatch, c
         f"invalid configuration in {path} (1 problem):\n"
         "  processors::transform::metric_statements::0::statements::0: unsupported OTTL statement "
         '"set(description, \"OpenRouter request cost in USD\") where name === \"x\"": unexpected "=" at column 65 '
-        "(comparisons are ==, !=, <, <=, >, >=; named arguments are not supported)\n")
+        "(comparisons are ==, !=, <, <=, >, >=; a named argument is name = value inside a call)\n")
 
 
 # --- where clauses ------------------------------------------------------------------------------

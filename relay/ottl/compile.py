@@ -14,7 +14,21 @@ from typing import Any
 
 from relay.ottl import converters, editors
 from relay.ottl.contexts import ENUMS, Item
-from relay.ottl.parse import And, Call, Compare, Const, EnumRef, ListOf, Not, Or, Path, Statement, StatementError, Value
+from relay.ottl.parse import (
+    And,
+    Call,
+    Compare,
+    Const,
+    EnumRef,
+    ListOf,
+    MapOf,
+    Not,
+    Or,
+    Path,
+    Statement,
+    StatementError,
+    Value,
+)
 from relay.ottl.paths import Getter, Scope, infer_context, resolve
 
 __all__ = ["Compiler", "Scope", "compile_statement", "infer_context", "predicate", "value_getter"]
@@ -57,6 +71,10 @@ def value_getter(node: Value, scope: Scope) -> Getter:
         return resolve(node, scope).get
     if isinstance(node, Call):
         return _converter(node).build(node, Compiler(scope))
+    if isinstance(node, MapOf):
+        entries = [(key, value_getter(inner, scope)) for key, inner in node.items]
+        # A fresh dict per call: an editor may change what it was given.
+        return lambda item: {key: get(item) for key, get in entries}
     assert isinstance(node, ListOf)
     getters = [value_getter(inner, scope) for inner in node.items]
     return lambda item: [get(item) for get in getters]
@@ -105,7 +123,8 @@ def predicate(node, scope: Scope) -> Predicate:
     if isinstance(node, Call):
         converter = _converter(node)
         if converter.returns != "bool":
-            raise StatementError(f"{node.name} returns a {converter.returns}, not a bool, so it cannot stand "
+            article = "an" if converter.returns[:1] in "aeiou" else "a"
+            raise StatementError(f"{node.name} returns {article} {converter.returns}, not a bool, so it cannot stand "
                                  f"alone as a condition (compare it, e.g. {node.name}(...) == ...)")
         return converter.build(node, Compiler(scope))
     if isinstance(node, Compare):

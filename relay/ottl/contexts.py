@@ -2,8 +2,8 @@
 
 A walk yields one reused ``Item`` per telemetry item, holding the protos every
 path of that context may reach (its own item, plus the resource, scope and,
-for data points, the metric, for span events, the span above it). Compiled statements read it when called,
-so nothing is allocated per item.
+for data points, the metric, for span events, the span above it; for profiles, the request's
+dictionary). Compiled statements read it when called, so nothing is allocated per item.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from relay.signals import Signal
@@ -22,10 +23,10 @@ class EvalError(Exception):
 
 
 class Item:
-    __slots__ = ("item", "metric", "resource", "scope", "span")
+    __slots__ = ("dictionary", "item", "metric", "resource", "scope", "span")
 
     def __init__(self):
-        self.resource = self.scope = self.metric = self.span = self.item = None
+        self.resource = self.scope = self.metric = self.span = self.item = self.dictionary = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,25 @@ def _number_value(which: str) -> Callable[[Any], Any]:
     return get
 
 
+def _profile_attributes(item: Item) -> tuple:
+    """A profile's attributes, looked up in the request's dictionary (a profile holds only indices
+    into its attribute table). A read-only view: only the filter, which reads, takes profiles."""
+    table, strings = item.dictionary.attribute_table, item.dictionary.string_table
+    out = []
+    for index in item.item.attribute_indices:
+        if not 0 <= index < len(table):
+            raise EvalError(f"profile.attributes: index {index} is not in the dictionary's attribute table")
+        entry = table[index]
+        if not 0 <= entry.key_strindex < len(strings):
+            raise EvalError(f"profile.attributes: key index {entry.key_strindex} is not in the string table")
+        out.append(KeyValue(key=strings[entry.key_strindex], value=entry.value))
+    return tuple(out)
+
+
+def _profile_field(name: str) -> Field:
+    return Field(lambda item: getattr(item.item, name))
+
+
 @dataclass(frozen=True)
 class Context:
     name: str
@@ -172,17 +192,29 @@ CONTEXTS: dict[str, Context] = {c.name: c for c in (
         "span_id.string": _hex("span_id"),
         "dropped_attributes_count": _read_only("dropped_attributes_count"),
     }, ("resource", "scope"), lambda item: item.item),
+    # Profiles read the whole Item: their attributes live in the request's dictionary.
+    Context("profile", {
+        "attributes": Field(_profile_attributes, kind="map"),
+        "time_unix_nano": _profile_field("time_unix_nano"),
+        "duration_unix_nano": _profile_field("duration_nano"),
+        "period": _profile_field("period"),
+        "profile_id.string": Field(lambda item: item.item.profile_id.hex()),
+        "original_payload_format": _profile_field("original_payload_format"),
+        "dropped_attributes_count": _profile_field("dropped_attributes_count"),
+    }, ("resource", "scope"), lambda item: item),
 )}
 
 # The scope is "instrumentation_scope" in paths of the pre-0.120 form and "scope" in the newer one.
 PREFIXES = {"resource": "resource", "scope": "scope", "instrumentation_scope": "scope", "span": "span",
-            "spanevent": "spanevent", "metric": "metric", "datapoint": "datapoint", "log": "log"}
+            "spanevent": "spanevent", "metric": "metric", "datapoint": "datapoint", "log": "log",
+            "profile": "profile"}
 
 # Outermost first: an inferred context is the innermost one a statement names.
 BY_SIGNAL: dict[Signal, tuple[str, ...]] = {
     Signal.TRACES: ("resource", "scope", "span", "spanevent"),
     Signal.METRICS: ("resource", "scope", "metric", "datapoint"),
     Signal.LOGS: ("resource", "scope", "log"),
+    Signal.PROFILES: ("resource", "scope", "profile"),
 }
 
 ENUMS: dict[str, int] = {
@@ -203,6 +235,8 @@ def walk(context: str, signal: Signal, request) -> Iterator[Item]:
     """Every item of ``context`` in ``request``; the same Item object, refilled each time."""
     resources_field, scopes_field, items_field = signal.layout
     item = Item()
+    if signal is Signal.PROFILES:
+        item.dictionary = request.dictionary
     for resource_group in getattr(request, resources_field):
         item.resource = resource_group.resource
         if context == "resource":

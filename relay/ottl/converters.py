@@ -12,6 +12,9 @@ import base64
 import hashlib
 import json
 import math
+import re
+import struct
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,8 +22,9 @@ from typing import Any
 
 from relay.ottl import args
 from relay.ottl.contexts import EvalError, Item, type_name
-from relay.ottl.parse import Call, ListOf, StatementError
-from relay.ottl.regex import compile_re2
+from relay.ottl.gofmt import sprintf
+from relay.ottl.parse import Call, Const, ListOf, StatementError, quote
+from relay.ottl.regex import compile_re2, compile_re2_named
 
 Getter = Callable[[Item], Any]
 
@@ -90,13 +94,13 @@ def string_like(value: Any) -> str | None:
 
 # --- the converters -----------------------------------------------------------------------------
 
-def _one_value(call: Call, compiler, what: str = "the value") -> Getter:
-    args.arity(call, "value")
-    return compiler.value(args.not_a_list(call, 0, what))
+def _one_value(call: Call, compiler, name: str = "value") -> Getter:
+    call = args.arity(call, name)
+    return compiler.value(call.args[0])  # a list or map literal is a value too
 
 
 def _is_match(call: Call, compiler) -> Getter:
-    args.arity(call, "target", "pattern")
+    call = args.arity(call, "target", "pattern")
     read = compiler.value(args.not_a_list(call, 0, "the target"))
     search = compile_re2(args.string_literal(call, 1, "the pattern")).search
 
@@ -129,13 +133,8 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _sha256(call: Call, compiler) -> Getter:
-    read = _string_argument("SHA256", _one_value(call, compiler))
-    return lambda item: _sha256_text(read(item))
-
-
 def _concat(call: Call, compiler) -> Getter:
-    args.arity(call, "values", "delimiter")
+    call = args.arity(call, "values", "delimiter")
     node = call.args[0]
     if not isinstance(node, ListOf):
         raise StatementError(f'the values of Concat must be a list such as [name, "x"], got {args.describe(node)}')
@@ -165,7 +164,7 @@ def _floats(value: Any) -> Any:
 
 
 def _parse_json(call: Call, compiler) -> Getter:
-    args.arity(call, "target")
+    call = args.arity(call, "target")
     read = _string_argument("ParseJSON", compiler.value(args.not_a_list(call, 0, "the target")))
 
     def get(item):
@@ -181,12 +180,362 @@ def _parse_json(call: Call, compiler) -> Getter:
 
 
 
+# --- type checks --------------------------------------------------------------------------------
+
+def _is(kind: Callable[[Any], bool]) -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        read = _one_value(call, compiler)
+        return lambda item: kind(read(item))
+    return build
+
+
+def _int_value(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- strings ------------------------------------------------------------------------------------
+
+def _string_target(call: Call, compiler, index: int = 0, what: str = "the target") -> Getter:
+    """A string-valued argument: a literal of another type is refused now, a value at run time."""
+    node = args.literal_of(call, index, what, (str,), "a string")
+    return _string_argument(call.name, compiler.value(node))
+
+
+def _on_text(function: Callable[[str], Any], name: str = "target") -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        call = args.arity(call, name)
+        read = _string_target(call, compiler, 0, f"the {name}")
+        return lambda item: function(read(item))
+    return build
+
+
+def _hash(algorithm: str) -> Callable[[str], str]:
+    return lambda text: hashlib.new(algorithm, text.encode("utf-8")).hexdigest()
+
+
+def _affix(test: Callable[[str, str], bool], name: str) -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        call = args.arity(call, "value", name)
+        read = _string_target(call, compiler, 0, "the value")
+        affix = _string_target(call, compiler, 1, f"the {name}")
+        return lambda item: test(read(item), affix(item))
+    return build
+
+
+def _trim_affix(cut: Callable[[str, str], str], name: str) -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        call = args.arity(call, "value", name)
+        read = _string_target(call, compiler, 0, "the value")
+        affix = _string_target(call, compiler, 1, f"the {name}")
+        return lambda item: cut(read(item), affix(item))
+    return build
+
+
+def _trim(call: Call, compiler) -> Getter:
+    call = args.arity(call, "target", optional=("replacement",))
+    read = _string_target(call, compiler)
+    # Go's strings.Trim: every leading and trailing character found in the set goes.
+    cutset = args.optional_string(call, 1, "the replacement", " ")
+    return lambda item: read(item).strip(cutset)
+
+
+def _int_argument(call: Call, compiler, index: int, what: str) -> Getter:
+    node = args.literal_of(call, index, what, (int,), "an integer")
+    read = compiler.value(node)
+    name = call.name
+
+    def get(item):
+        value = read(item)
+        if not _int_value(value):
+            raise EvalError(f"{name}: {what} must be an int, got {type_name(value)}")
+        return value
+    return get
+
+
+def _substring(call: Call, compiler) -> Getter:
+    call = args.arity(call, "target", "start", "length", optional=("utf8_safe",))
+    read = _string_target(call, compiler)
+    start_of = _int_argument(call, compiler, 1, "the start")
+    length_of = _int_argument(call, compiler, 2, "the length")
+    for index, what, least in ((1, "start", 0), (2, "length", 1)):
+        node = call.args[index]
+        if isinstance(node, Const) and node.value < least:
+            rule = "cannot be negative" if least == 0 else "cannot be negative or zero"
+            raise StatementError(f"invalid {what} for Substring, {node.value} {rule}")
+    utf8_safe = args.given(call, 3) and args.bool_literal(call, 3, "the utf8_safe")
+
+    def get(item):
+        data = read(item).encode("utf-8")
+        start, length = start_of(item), length_of(item)
+        if start < 0:
+            raise EvalError(f"Substring: invalid start {start}, cannot be negative")
+        if length <= 0:
+            raise EvalError(f"Substring: invalid length {length}, cannot be negative or zero")
+        end = start + length
+        if end > len(data):
+            raise EvalError(f"Substring: invalid range, {end} is past the end of the string ({len(data)} bytes)")
+        if utf8_safe:
+            # Continuation bytes are 10xxxxxx: move the start forward and the end back to a character boundary.
+            while start < len(data) and data[start] & 0xC0 == 0x80:
+                start += 1
+            while end > start and end < len(data) and data[end] & 0xC0 == 0x80:
+                end -= 1
+        # Offsets count bytes, as in the collector; a cut through a character leaves U+FFFD, since an
+        # OTLP string must be valid UTF-8.
+        return data[start:max(start, end)].decode("utf-8", "replace")
+    return get
+
+
+def _split(call: Call, compiler) -> Getter:
+    call = args.arity(call, "target", "delimiter")
+    read = _string_target(call, compiler)
+    delimiter = args.string_literal(call, 1, "the delimiter")
+
+    def get(item):
+        text = read(item)
+        if delimiter == "":
+            return list(text)  # Go splits after each character
+        return text.split(delimiter)
+    return get
+
+
+def _format(call: Call, compiler) -> Getter:
+    call = args.arity(call, "formatString", "formatArguments")
+    template = _string_target(call, compiler, 0, "the formatString")
+    node = call.args[1]
+    if not isinstance(node, ListOf):
+        raise StatementError(f"the formatArguments of Format must be a list such as [name], got {args.describe(node)}")
+    values = [compiler.value(inner) for inner in node.items]
+    return lambda item: sprintf(template(item), [value(item) for value in values])
+
+
+def _extract_patterns(call: Call, compiler) -> Getter:
+    call = args.arity(call, "target", "pattern")
+    read = _string_target(call, compiler)
+    pattern, names = compile_re2_named(args.string_literal(call, 1, "the pattern"))
+    if not names:
+        raise StatementError(f"the pattern of ExtractPatterns must contain at least one named capture group "
+                             f"such as (?P<name>...), got {args.describe(call.args[1])}")
+
+    def get(item):
+        found = pattern.search(read(item))
+        if found is None:
+            return {}
+        # Every named group is in the result, one that took no part as "" (Go's submatch for it).
+        return {name: found.group(group) or "" for group, name in names}
+    return get
+
+
+def _split_respecting_quotes(text: str, delimiter: str) -> list[str]:
+    """The collector's split for key-value pairs: quotes protect delimiters and are dropped; empty parts go."""
+    parts, current, quote_char, pos = [], "", "", 0
+    while pos < len(text):
+        if not quote_char and text.startswith(delimiter, pos):
+            if current:
+                parts.append(current)
+                current = ""
+            pos += len(delimiter)
+            continue
+        char = text[pos]
+        pos += 1
+        if not quote_char and char in "\"'":
+            quote_char = char
+        elif char == quote_char:
+            quote_char = ""
+        else:
+            current += char
+    if quote_char:
+        raise EvalError("ParseKeyValue: never reached the end of a quoted value")
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _parse_key_value(call: Call, compiler) -> Getter:
+    call = args.arity(call, "target", optional=("delimiter", "pair_delimiter"))
+    read = _string_target(call, compiler)
+    # An empty delimiter means the default, as in the collector.
+    delimiter = args.optional_string(call, 1, "the delimiter", "=") or "="
+    pair_delimiter = args.optional_string(call, 2, "the pair_delimiter", " ") or " "
+    if delimiter == pair_delimiter:
+        raise StatementError(f"the pair_delimiter of ParseKeyValue ({quote(pair_delimiter)}) cannot be the same "
+                             f"as the delimiter ({quote(delimiter)})")
+
+    def get(item):
+        text = read(item)
+        if text == "":
+            raise EvalError("ParseKeyValue: cannot parse from empty target")
+        parsed: dict[str, str] = {}
+        for pair in _split_respecting_quotes(text, pair_delimiter):
+            key, found, value = pair.partition(delimiter)
+            if not found:
+                raise EvalError(f"ParseKeyValue: cannot split {quote(pair)} into 2 items, got 1 item(s)")
+            parsed[key.strip()] = value.strip()
+        return parsed
+    return get
+
+
+# --- conversions --------------------------------------------------------------------------------
+
+_DECIMAL_INT = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:inf|infinity|nan)")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        number = math.trunc(value)  # the fraction is dropped, towards zero
+    elif isinstance(value, str) and _DECIMAL_INT.fullmatch(value):
+        number = int(value)  # Go's strconv.ParseInt: decimal digits only, so "2.0" is not an int
+    else:
+        return None
+    return number if _INT64[0] <= number <= _INT64[1] else None
+
+
+def _to_double(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _DECIMAL_FLOAT.fullmatch(value):
+        number = float(value)
+        # Go's strconv.ParseFloat refuses what overflows a float64 rather than giving infinity.
+        return None if math.isinf(number) and "n" not in value.lower() else number
+    return None
+
+
+def _to_string(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.hex()
+    return string_like(value)
+
+
+def _converting(convert: Callable[[Any], Any]) -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        read = _one_value(call, compiler)
+        return lambda item: convert(read(item))
+    return build
+
+
+def _len(call: Call, compiler) -> Getter:
+    read = _one_value(call, compiler, "target")
+
+    def get(item):
+        value = read(item)
+        if isinstance(value, str):
+            return len(value.encode("utf-8"))  # Go's len counts a string's bytes
+        if isinstance(value, (list, dict)):
+            return len(value)
+        raise EvalError(f"Len: expected a string, list or map but got {type_name(value)}")
+    return get
+
+
+def _hex_bytes(value: Any) -> bytes | None:
+    """A value as the collector reads a "byte slice like" argument: numbers big-endian, strings as UTF-8."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bool):
+        return b"\x01" if value else b"\x00"
+    if isinstance(value, int):
+        return struct.pack(">q", value)
+    if isinstance(value, float):
+        return struct.pack(">d", value)
+    return None
+
+
+def _hex(call: Call, compiler) -> Getter:
+    read = _one_value(call, compiler)
+
+    def get(item):
+        data = _hex_bytes(read(item))
+        return None if data is None else data.hex()
+    return get
+
+
+def _map_argument(call: Call, compiler) -> Getter:
+    read = _one_value(call, compiler, "target")
+    name = call.name
+
+    def get(item):
+        value = read(item)
+        if not isinstance(value, dict):
+            raise EvalError(f"{name}: expected a map but got {type_name(value)}")
+        return value
+    return get
+
+
+def _keys(call: Call, compiler) -> Getter:
+    read = _map_argument(call, compiler)
+    return lambda item: list(read(item))
+
+
+def _values(call: Call, compiler) -> Getter:
+    read = _map_argument(call, compiler)
+    return lambda item: list(read(item).values())
+
+
+def _id(size: int) -> Callable[[Call, Any], Getter]:
+    def build(call: Call, compiler) -> Getter:
+        call = args.arity(call, "target")
+        node = call.args[0]
+        if not (isinstance(node, Const) and isinstance(node.value, str)):
+            raise StatementError(f"the target of {call.name} must be a string literal of {2 * size} hex "
+                                 f"characters, got {args.describe(node)}")
+        text = node.value
+        if len(text) != 2 * size or not all(c in "0123456789abcdefABCDEF" for c in text):
+            raise StatementError(f"the target of {call.name} must be {2 * size} hex characters, got {quote(text)}")
+        value = bytes.fromhex(text)
+        return lambda item: value
+    return build
+
+
+def _uuid(call: Call, compiler) -> Getter:
+    args.arity(call)
+    return lambda item: str(uuid.uuid4())  # a random (version 4) UUID, new on every call
+
 
 CONVERTERS: dict[str, Converter] = {
     "Concat": Converter(_concat, "string"),
+    "Double": Converter(_converting(_to_double), "double"),
+    "ExtractPatterns": Converter(_extract_patterns, "map"),
+    "Format": Converter(_format, "string"),
+    "HasPrefix": Converter(_affix(str.startswith, "prefix"), "bool"),
+    "HasSuffix": Converter(_affix(str.endswith, "suffix"), "bool"),
+    "Hex": Converter(_hex, "string"),
+    "Int": Converter(_converting(_to_int), "int"),
+    "IsBool": Converter(_is(lambda v: isinstance(v, bool)), "bool"),
+    "IsDouble": Converter(_is(lambda v: isinstance(v, float)), "bool"),
+    "IsInt": Converter(_is(_int_value), "bool"),
+    "IsList": Converter(_is(lambda v: isinstance(v, list)), "bool"),
     "IsMap": Converter(_is_map, "bool"),
     "IsMatch": Converter(_is_match, "bool"),
     "IsString": Converter(_is_string, "bool"),
+    "Keys": Converter(_keys, "list"),
+    "Len": Converter(_len, "int"),
+    "MD5": Converter(_on_text(_hash("md5"), "value"), "string", _hash("md5")),
     "ParseJSON": Converter(_parse_json, "map or list"),
-    "SHA256": Converter(_sha256, "string", _sha256_text),
+    "ParseKeyValue": Converter(_parse_key_value, "map"),
+    "SHA1": Converter(_on_text(_hash("sha1"), "value"), "string", _hash("sha1")),
+    "SHA256": Converter(_on_text(_sha256_text, "value"), "string", _sha256_text),
+    "SHA512": Converter(_on_text(_hash("sha512"), "input"), "string", _hash("sha512")),
+    "SpanID": Converter(_id(8), "bytes"),
+    "Split": Converter(_split, "list"),
+    "String": Converter(_converting(_to_string), "string"),
+    "Substring": Converter(_substring, "string"),
+    "ToLowerCase": Converter(_on_text(str.lower), "string", str.lower),
+    "ToUpperCase": Converter(_on_text(str.upper), "string", str.upper),
+    "TraceID": Converter(_id(16), "bytes"),
+    "Trim": Converter(_trim, "string"),
+    "TrimPrefix": Converter(_trim_affix(str.removeprefix, "prefix"), "string"),
+    "TrimSuffix": Converter(_trim_affix(str.removesuffix, "suffix"), "string"),
+    "UUID": Converter(_uuid, "string"),
+    "Values": Converter(_values, "list"),
 }

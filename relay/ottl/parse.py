@@ -8,16 +8,22 @@ Grammar (precedence: ``not`` binds tighter than ``and``, which binds tighter
 than ``or``)::
 
     statement  = editor [ "where" condition ] END
-    editor     = LOWER_IDENT "(" [ arg { "," arg } ] ")"
-    converter  = UPPER_IDENT "(" [ arg { "," arg } ] ")"
-    arg        = value | "[" [ value { "," value } ] "]"
+    editor     = LOWER_IDENT "(" [ args ] ")"
+    converter  = UPPER_IDENT "(" [ args ] ")"
+    args       = arg { "," arg } { "," named } | named { "," named }
+    arg        = value
+    named      = IDENT "=" value
     condition  = and_expr { "or" and_expr }
     and_expr   = not_expr { "and" not_expr }
     not_expr   = "not" not_expr | "(" condition ")" | comparison | converter | "true" | "false"
     comparison = value ( "==" | "!=" | "<" | "<=" | ">" | ">=" ) value
-    value      = STRING | INT | FLOAT | "true" | "false" | "nil" | ENUM | converter | path
+    value      = STRING | INT | FLOAT | "true" | "false" | "nil" | ENUM | converter | path | list | map
+    list       = "[" [ value { "," value } ] "]"
+    map        = "{" [ STRING ":" value { "," STRING ":" value } ] "}"
     path       = IDENT { "." IDENT } { "[" ( STRING | INT ) "]" }
 
+Named arguments come after the positional ones; the function's parameter
+names, snake-cased, name them (``compile`` binds them, ``args.arity``).
 As in the collector, editors (which change data) are lower case and
 converters (pure functions returning a value) start with an upper-case
 letter; a converter stands alone as a condition when it returns a bool.
@@ -72,9 +78,17 @@ class Call:
 
     name: str
     args: tuple[Value, ...]
+    named: tuple[tuple[str, Value], ...] = ()
 
 
-Value = Const | EnumRef | Path | ListOf | Call
+@dataclass(frozen=True)
+class MapOf:
+    """A map literal: its keys are strings, its values any value (nested maps and lists too)."""
+
+    items: tuple[tuple[str, Value], ...]
+
+
+Value = Const | EnumRef | Path | ListOf | MapOf | Call
 
 
 @dataclass(frozen=True)
@@ -116,9 +130,11 @@ def paths_in(node) -> list[Path]:
     if isinstance(node, Statement):
         return paths_in(node.call) + (paths_in(node.where) if node.where else [])
     if isinstance(node, Call):
-        return [p for arg in node.args for p in paths_in(arg)]
+        return [p for arg in node.args + tuple(v for _, v in node.named) for p in paths_in(arg)]
     if isinstance(node, ListOf):
         return [p for item in node.items for p in paths_in(item)]
+    if isinstance(node, MapOf):
+        return [p for _, item in node.items for p in paths_in(item)]
     if isinstance(node, Compare):
         return paths_in(node.left) + paths_in(node.right)
     if isinstance(node, Not):
@@ -142,7 +158,7 @@ class Token:
 
 
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
-_PUNCTUATION = "()[],."
+_PUNCTUATION = "()[],.{}:"
 _NUMBER = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f",
@@ -170,18 +186,27 @@ def tokenize(text: str) -> list[Token]:
         elif op := next((op for op in _OPERATORS if text.startswith(op, pos)), None):
             pos += len(op)
             tokens.append(Token("op", op, start + 1, op))
+        elif char == "=" and _names_an_argument(tokens):
+            pos += 1
+            tokens.append(Token("op", "=", start + 1, "="))
         elif char in _PUNCTUATION:
             pos += 1
             tokens.append(Token("punct", char, start + 1, char))
         elif char == "=":
             raise StatementError(f'unexpected "=" at column {start + 1} (comparisons are ==, !=, <, <=, >, >=; '
-                                 "named arguments are not supported)")
+                                 "a named argument is name = value inside a call)")
         elif char in "+-*/":
             raise StatementError(f'unexpected "{char}" at column {start + 1} (arithmetic is not supported)')
         else:
             raise StatementError(f"unexpected character {quote(char)} at column {start + 1}")
     tokens.append(Token("end", None, len(text) + 1, ""))
     return tokens
+
+
+def _names_an_argument(tokens: list[Token]) -> bool:
+    """Whether an "=" here follows an argument name: a name just after "(" or ","."""
+    return (len(tokens) >= 2 and tokens[-1].kind == "ident" and tokens[-2].kind == "punct"
+            and tokens[-2].value in "(,")
 
 
 def _string(text: str, pos: int) -> tuple[str, int]:
@@ -307,18 +332,32 @@ class _Parser:
     def call(self, token: Token) -> Call:
         self.advance()  # the "(" after the name
         args: list[Value] = []
+        named: dict[str, Value] = {}
         if not self.at_punct(")"):
-            args.append(self.argument())
+            self.argument(token, args, named)
             while self.at_punct(","):
                 self.advance()
-                args.append(self.argument())
+                self.argument(token, args, named)
         self.expect_punct(")", f"to close {token.value}(")
-        return Call(token.value, tuple(args))
+        return Call(token.value, tuple(args), tuple(named.items()))
 
-    def argument(self) -> Value:
-        if not self.at_punct("["):
-            return self.value()
+    def argument(self, function: Token, args: list[Value], named: dict[str, Value]) -> None:
+        name, equals = self.peek(), self.peek(1)
+        if not (name.kind == "ident" and equals.kind == "op" and equals.value == "="):
+            if named:
+                raise StatementError(f"positional arguments of {function.value} must come before its named ones "
+                                     f"(column {name.column})")
+            args.append(self.value())
+            return
         self.advance()
+        self.advance()
+        if name.value in named:
+            raise StatementError(f'the argument "{name.value}" of {function.value} is named twice '
+                                 f"(column {name.column})")
+        named[name.value] = self.value()
+
+    def list_literal(self) -> ListOf:
+        self.advance()  # the "["
         items: list[Value] = []
         if not self.at_punct("]"):
             items.append(self.value())
@@ -328,7 +367,30 @@ class _Parser:
         self.expect_punct("]", "to close the list")
         return ListOf(tuple(items))
 
+    def map_literal(self) -> MapOf:
+        self.advance()  # the "{"
+        items: dict[str, Value] = {}
+        if not self.at_punct("}"):
+            self.map_item(items)
+            while self.at_punct(","):
+                self.advance()
+                self.map_item(items)
+        self.expect_punct("}", "to close the map")
+        return MapOf(tuple(items.items()))
+
+    def map_item(self, items: dict) -> None:
+        token = self.advance()
+        if token.kind != "string":
+            raise StatementError(f"expected a string key in the map at column {token.column}, got {token.show()}")
+        self.expect_punct(":", "after the map key")
+        items.pop(token.value, None)  # a repeated key: the last one wins, as when the map is built in order
+        items[token.value] = self.value()
+
     def value(self) -> Value:
+        if self.at_punct("["):
+            return self.list_literal()
+        if self.at_punct("{"):
+            return self.map_literal()
         token = self.advance()
         if token.kind in ("string", "int", "float"):
             return Const(token.value)
@@ -394,6 +456,8 @@ class _Parser:
             return inner
         left = self.value()
         token = self.peek()
+        if token.kind == "op" and token.value == "=":
+            raise StatementError(f'unexpected "=" at column {token.column} (comparisons are ==, !=, <, <=, >, >=)')
         if token.kind == "op":
             self.advance()
             return Compare(token.value, left, self.value())

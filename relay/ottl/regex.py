@@ -37,6 +37,29 @@ def compile_re2(pattern: str) -> re.Pattern:
         raise StatementError(f"invalid regular expression {quote(pattern)}: {error}") from None
 
 
+_NAMED_OR_ESCAPE = re.compile(r"\\.|\(\?P?<([^>=!][^>]*)>", re.DOTALL)
+
+
+def compile_re2_named(pattern: str) -> tuple[re.Pattern, list[tuple[str, str]]]:
+    """``pattern`` compiled, with its named groups as (Python group name, RE2 name) pairs, in order.
+
+    RE2 allows names Python does not (``git.sha``), so every named group is renamed.
+    """
+    names: list[tuple[str, str]] = []
+
+    def rename(found: re.Match) -> str:
+        if found.group(1) is None:
+            return found.group(0)
+        names.append((f"g{len(names)}", found.group(1)))
+        return f"(?P<{names[-1][0]}>"
+
+    renamed = _NAMED_OR_ESCAPE.sub(rename, pattern)
+    try:
+        return re.compile(_translate(renamed, multiline=bool(_MULTILINE.search(pattern)))), names
+    except re.error as error:
+        raise StatementError(f"invalid regular expression {quote(pattern)}: {error}") from None
+
+
 def _unsupported(pattern: str, what: str) -> StatementError:
     return StatementError(f"invalid regular expression {quote(pattern)}: {what} (the collector's regular "
                           "expressions are RE2)")
