@@ -427,8 +427,9 @@ class Clock:
 
 
 def logged_per_burst(settings: dict, bursts: list[int], type_: str = "debug") -> list[int]:
-    """How many of each burst of requests (one burst per second) the exporter logs."""
-    config, problems = decode(debug.Config, settings)
+    """How many of each burst of requests (one burst per second) the exporter logs, at normal
+    verbosity (basic writes sums once a minute, see tests/test_exporter_debug.py)."""
+    config, problems = decode(debug.Config, {"verbosity": "normal", **settings})
     assert problems == []
     clock = Clock()
     exporter = debug.create(Settings(ComponentID(type_, "x"), SelfMetrics(CollectorRegistry())), config,

@@ -1,11 +1,17 @@
 """The ``debug`` exporter: logs what passes through, as the collector's does.
 
-``basic`` logs one summary line per request; ``normal`` adds one line per
-resource; ``detailed`` logs the whole request in OTLP/JSON.
+``normal`` logs one summary line per request and one per resource; ``detailed``
+logs the whole request in OTLP/JSON. Their lines are sampled as the collector
+samples them (zap's sampler, ticking each second): per signal, the first
+``sampling_initial`` requests of a second are logged, then every
+``sampling_thereafter``-th (0: none) until the next second.
 
-Lines are sampled as the collector samples them (zap's sampler, ticking each
-second): per signal, the first ``sampling_initial`` requests of a second are
-logged, then every ``sampling_thereafter``-th (0: none) until the next second.
+``basic`` differs from the collector's, which writes a line per request: it is
+the verbosity a deployment runs at for months, where an SDK exporting metrics
+every few seconds would write a line every few seconds for ever. So it sums
+each signal's requests and writes the sum at most once per ``BASIC_INTERVAL``:
+the first request at once, so that a new user sees data arrive, and what is
+still unwritten at shutdown.
 
 ``logging`` is accepted as the old name of this exporter (removed from the
 collector) with a one-time warning; its ``loglevel`` maps to a verbosity as the
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from relay import otlpjson
@@ -32,6 +38,8 @@ ALIASES = ("logging",)
 SIGNALS = (Signal.TRACES, Signal.METRICS, Signal.LOGS, Signal.PROFILES)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"verbosity": "basic"}
+
+BASIC_INTERVAL = 60.0
 
 _LOGLEVEL_VERBOSITY = {"debug": "detailed", "info": "normal", "warn": "basic", "error": "basic"}
 
@@ -66,27 +74,54 @@ class Config:
         return "normal" if type_ == "logging" else "basic"
 
 
+@dataclass
+class _Tally:
+    """One signal's traffic at ``basic`` since its last line."""
+
+    requests: int = 0
+    counts: dict = field(default_factory=dict)
+    written_at: float | None = None
+
+
 class DebugTransport:
-    def __init__(self, id_, verbosity: str, sampler: Sampler):
+    def __init__(self, id_, verbosity: str, sampler: Sampler, clock=time.monotonic):
         self.verbosity = verbosity
         self.sampler = sampler
+        self.clock = clock
         self.log = component_logger(id_)
+        self.tallies: dict[Signal, _Tally] = {}
 
     async def start(self) -> None:
         pass
 
     async def shutdown(self) -> None:
-        pass
+        for signal, tally in self.tallies.items():
+            if tally.requests:
+                self._write(signal, tally)
+
+    def _write(self, signal: Signal, tally: _Tally) -> None:
+        self.log.info(f"{signal.value} received", fields={"signal": signal.value, "requests": tally.requests,
+                                                          **tally.counts})
+        tally.requests, tally.counts, tally.written_at = 0, {}, self.clock()
 
     async def send(self, request) -> None:
         signal = signal_of(request)
-        if not self.sampler.allow(signal.value):
-            return
         resources = signal.resources(request)
-        summary = {"signal": signal.value, "resources": len(resources), signal.item: signal.count(request)}
+        summary = {"resources": len(resources), signal.item: signal.count(request)}
         if signal is Signal.PROFILES:
             # Samples are what the collector counts; profiles are what a reader looks for.
             summary["profiles"] = sum(len(sp.profiles) for rp in resources for sp in rp.scope_profiles)
+        if self.verbosity == "basic":
+            tally = self.tallies.setdefault(signal, _Tally())
+            tally.requests += 1
+            for key, count in summary.items():
+                tally.counts[key] = tally.counts.get(key, 0) + count
+            if tally.written_at is None or self.clock() - tally.written_at >= BASIC_INTERVAL:
+                self._write(signal, tally)
+            return
+        if not self.sampler.allow(signal.value):
+            return
+        summary = {"signal": signal.value, **summary}
         if self.verbosity == "detailed":
             summary["content"] = json.loads(otlpjson.encode(request))
         self.log.info(f"{signal.value} received", fields=summary)
@@ -111,4 +146,5 @@ def create(settings: Settings, config: Config, clock=time.monotonic) -> Exporter
         log.warning('loglevel is the old "logging" exporter\'s setting: use verbosity',
                     fields={"verbosity": config.effective_verbosity(id_.type)})
     sampler = Sampler(config.sampling_initial, config.sampling_thereafter, clock)
-    return Exporter(id_, DebugTransport(id_, config.effective_verbosity(id_.type), sampler), telemetry, timeout=0)
+    transport = DebugTransport(id_, config.effective_verbosity(id_.type), sampler, clock)
+    return Exporter(id_, transport, telemetry, timeout=0)
