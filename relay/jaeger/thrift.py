@@ -37,8 +37,8 @@ class ThriftError(ValueError):
     """The bytes are not the Thrift the receiver expects."""
 
 
-class _Binary:
-    """TBinaryProtocol: big-endian fixed-width numbers, lengths as i32."""
+class _Cursor:
+    """Bytes read in order, every read bounded by what is left."""
 
     def __init__(self, data: bytes):
         self.data = data
@@ -50,6 +50,10 @@ class _Binary:
         chunk = self.data[self.at:self.at + size]
         self.at += size
         return chunk
+
+
+class _Binary(_Cursor):
+    """TBinaryProtocol: big-endian fixed-width numbers, lengths as i32."""
 
     def unpack(self, fmt: str, size: int):
         return struct.unpack(fmt, self.take(size))[0]
@@ -105,19 +109,8 @@ class _Binary:
         return _text(name, "message name"), kind, self.struct()
 
 
-class _Compact:
+class _Compact(_Cursor):
     """TCompactProtocol: zigzag varints, field ids as deltas, little-endian doubles."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.at = 0
-
-    def take(self, size: int) -> bytes:
-        if size < 0 or self.at + size > len(self.data):
-            raise ThriftError(f"truncated: needs {size} more bytes at offset {self.at}, has {len(self.data) - self.at}")
-        chunk = self.data[self.at:self.at + size]
-        self.at += size
-        return chunk
 
     def byte(self) -> int:
         return self.take(1)[0]
