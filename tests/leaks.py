@@ -39,10 +39,13 @@ def _stat(pid: int) -> tuple[str, int] | None:
 
 
 def _has_token(pid: int, token: bytes) -> bool:
+    """Whether the process's token variable names ``token`` among the runs it descends from."""
+    prefix = TOKEN_VARIABLE.encode() + b"="
     try:
-        return token in (_PROC / str(pid) / "environ").read_bytes().split(b"\0")
+        entries = (_PROC / str(pid) / "environ").read_bytes().split(b"\0")
     except OSError:  # gone, or another user's
         return False
+    return any(entry.startswith(prefix) and token in entry[len(prefix):].split(b":") for entry in entries)
 
 
 def _command(pid: int) -> str:
@@ -56,7 +59,7 @@ def _command(pid: int) -> str:
 def left_behind(token: str, root: int | None = None) -> list[int]:
     """Live (not zombie) processes descended from ``root`` (default: this one) or carrying ``token``."""
     root = os.getpid() if root is None else root
-    marker = f"{TOKEN_VARIABLE}={token}".encode()
+    marker = token.encode()
     parents, tagged = {}, set()
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
@@ -85,7 +88,10 @@ def pytest_sessionstart(session) -> None:
         return
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
     session.config.stash[_TOKEN] = token
-    os.environ[TOKEN_VARIABLE] = token
+    # A run inside a run (a test that runs pytest) adds its token to the outer one's, so what the
+    # inner run leaves behind, even reparented away after a timeout, still carries the outer token.
+    outer = os.environ.get(TOKEN_VARIABLE)
+    os.environ[TOKEN_VARIABLE] = f"{outer}:{token}" if outer else token
 
 
 @pytest.hookimpl(trylast=True)  # after every other end-of-session step has stopped what it runs

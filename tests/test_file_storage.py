@@ -182,7 +182,7 @@ def test_timeout_and_compaction_are_accepted_and_noted_as_having_no_effect():
     compaction:
       on_start: true
       on_rebound: true
-      directory: /tmp/compaction
+      directory: /var/lib/relay/compaction
       max_transaction_size: 1024
       rebound_needed_threshold_mib: 5
       rebound_trigger_threshold_mib: 3
@@ -194,7 +194,7 @@ def test_timeout_and_compaction_are_accepted_and_noted_as_having_no_effect():
     assert (storage.compaction.on_start, storage.compaction.on_rebound, storage.compaction.directory,
             storage.compaction.max_transaction_size, storage.compaction.rebound_needed_threshold_mib,
             storage.compaction.rebound_trigger_threshold_mib, storage.compaction.check_interval,
-            storage.compaction.cleanup_on_start) == (True, True, "/tmp/compaction", 1024, 5, 3, 10.0, True)
+            storage.compaction.cleanup_on_start) == (True, True, "/var/lib/relay/compaction", 1024, 5, 3, 10.0, True)
     # fsync has an effect (each write is flushed); the other two do not, and the start says so once.
     assert [str(a) for a in config.advisories] == ["extensions::file_storage::timeout",
                                                    "extensions::file_storage::compaction"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,21 @@ def test_a_clean_run_passes_the_check(tmp_path):
     done = inner_pytest("-p", "tests.leaks", "test_clean.py", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "processes left running" not in done.stdout
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="the check reads /proc")
+def test_a_process_of_a_run_inside_a_run_carries_both_tokens():
+    """So the outer run still finds what an inner run (killed on its timeout) left reparented away."""
+    environment = dict(os.environ, **{leaks.TOKEN_VARIABLE: "outer-1:inner-2"})
+    child = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], env=environment, start_new_session=True)
+    # root -1 is nobody's parent: only the tokens can find the child.
+    try:
+        for token in ("outer-1", "inner-2"):
+            assert child.pid in leaks.left_behind(token, root=-1), token
+        assert child.pid not in leaks.left_behind("outer", root=-1)  # a whole token, not a prefix
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
 
 
 # The tests that start a relay and a Prometheus: each once started the relay first, and left it
