@@ -303,6 +303,47 @@ def test_propagate_raises_a_permanent_error_and_passes_nothing_on():
     assert sink.requests == []
 
 
+@pytest.mark.parametrize("condition, failures, kept", [
+    # Past float64 and too deep for the decoder: an error on the item (kept), not on the request.
+    ('IsMap(ParseJSON(attributes["payload"]))', 1, 4),
+    ('IsMap(ParseJSON(attributes["deep"]))', 1, 4),
+    # Past int64, Int gives nil (Go's strconv.ParseInt refuses it), which is not 1.
+    ('Int(attributes["big"]) == 1', None, 4),
+], ids=["400-digit number", "deep", "5000-digit int"])
+def test_hostile_data_fails_only_the_condition_never_the_request(condition, failures, kept):
+    request = spans()
+    health = request.resource_spans[0].scope_spans[0].spans[0]
+    put(health.attributes, {"payload": "[" + "9" * 400 + "]", "deep": "[" * 100_000 + "]" * 100_000,
+                            "big": "1" * 5000})
+    telemetry = SelfMetrics(CollectorRegistry())
+    guarded = f'attributes["http.route"] == "/health" and {condition}'
+    out, _ = run({"traces": {"span": [guarded]}}, request, telemetry)
+    assert sum(len(names) for _, names in trace_view(out)) == kept
+    assert errors(telemetry) == failures
+
+
+def _broken(item):
+    raise ZeroDivisionError("division by zero")
+
+
+def test_any_exception_from_a_condition_is_a_failure_on_the_data():
+    # A condition raising something other than EvalError stands for a bug in a function: no
+    # real one is known to (that is the point), so the plan is built by hand.
+    from relay.processors.filter.config import Condition, Plan
+    from relay.processors.filter.processor import Filter
+    telemetry = SelfMetrics(CollectorRegistry())
+    stream = io.StringIO()
+    setup_logging("info", stream)
+    plan = Plan({"span": (Condition("broken()", _broken),)}, {}, "ignore")
+    assert trace_view(Filter("filter/ottl", plan, telemetry)(spans())) == trace_view(spans())
+    assert errors(telemetry) == 4
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["condition"], line["error"], line["items"]) == ("broken()", "ZeroDivisionError: division by zero", 4)
+    propagating = Plan({"span": (Condition("broken()", _broken),)}, {}, "propagate")
+    with pytest.raises(PermanentError, match='"broken\\(\\)" failed: ZeroDivisionError: division by zero'):
+        Filter("filter/ottl", propagating, telemetry)(spans())
+
+
 # --- the include / exclude form -----------------------------------------------------------------
 
 @pytest.mark.parametrize("settings, expected, count", [

@@ -11,6 +11,7 @@ from the transform processor's README and its documented cases.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import pytest
@@ -18,6 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from relay import attrs
+from relay.ottl import regex
 from relay.ottl.compile import Scope, compile_statement, infer_context, predicate, value_getter
 from relay.ottl.contexts import EvalError, Item
 from relay.ottl.parse import StatementError, parse_condition, parse_statement, paths_in
@@ -274,6 +276,12 @@ def test_converters_in_conditions(condition, expected):
                                            'condition (compare it, e.g. SHA256(...) == ...)')),
     ('set(name, "x") where Concat([name], "")', ('Concat returns a string, not a bool, so it cannot stand alone as a '
                                                  'condition (compare it, e.g. Concat(...) == ...)')),
+    # OTTL literals are Go int64 and float64: past them the collector refuses the statement.
+    ('set(start_time_unix_nano, 9223372036854775808)', ('number "9223372036854775808" at column 27 is out of the '
+                                                        'int64 range')),
+    ('set(start_time_unix_nano, ' + "9" * 5000 + ')', ('number "' + "9" * 32 + '..." at column 27 is out of the '
+                                                       'int64 range')),
+    ('set(attributes["x"], 1e400)', 'number "1e400" at column 22 is out of the float64 range'),
 ])
 def test_compile_errors(text, error):
     with pytest.raises(StatementError) as raised:
@@ -381,6 +389,10 @@ def test_flatten_works_on_a_log_body():
     ('merge_maps(attributes["s"], {"a": 1}, "upsert")', {"s": "x"}, "merge_maps: the target must be a map, got string"),
     ('flatten(attributes["s"])', {"s": "x"}, "flatten: the target must be a map, got string"),
     ('append(attributes["m"], 1)', {"m": {"a": 1}}, "append: unsupported type of target field: map"),
+    # Timestamps are uint64 nanoseconds: a negative one from the data is refused, not wrapped.
+    ('set(end_time_unix_nano, attributes["t"])', {"t": -5}, "end_time_unix_nano: Value out of range: -5"),
+    ('set(start_time_unix_nano, Int(attributes["t"])) where Int(attributes["t"]) != nil', {"t": "-1"},
+     "start_time_unix_nano: Value out of range: -1"),
 ])
 def test_editor_failures_depend_on_the_data(statement, attributes, error):
     with pytest.raises(EvalError) as raised:
@@ -598,6 +610,54 @@ def test_more_converter_failures_depend_on_the_data(expression, error):
     assert str(raised.value) == error
 
 
+# --- hostile data ---------------------------------------------------------------------------------
+# Client data must fail as an EvalError (so error_mode applies), never as another exception, and
+# must not make a converter run for ever. Expected values are Go's: strconv.ParseInt refuses what
+# is past int64 (Int gives nil), encoding/json refuses a number past float64, fmt stops reading a
+# width past 1e6 and then finds no verb.
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1" * 5000, None),
+    ("-" + "9" * 5000, None),
+    ("0" * 5000 + "42", 42),
+    ("9223372036854775808", None),
+    ("-9223372036854775808", -(1 << 63)),
+], ids=["5000 digits", "-5000 digits", "5000 zeros then 42", "int64 max + 1", "int64 min"])
+def test_int_of_a_very_long_number(text, expected):
+    assert value('Int(attributes["s"])', {"s": text}) == expected
+
+
+def test_double_of_a_long_run_of_digits_that_is_not_a_number():
+    # The old pattern tried every split of the digits: hours for this input.
+    assert value('Double(attributes["s"])', {"s": "1" * 200_000 + "x"}) is None
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("%" + "9" * 5000 + "d", "%!(NOVERB)%!(EXTRA int64=1)"),
+    ("a%100000000d", "a%!(NOVERB)%!(EXTRA int64=1)"),
+    ("%." + "0" * 5000 + "3d", "001"),
+], ids=["5000-digit width", "width 1e8", "precision behind 5000 zeros"])
+def test_format_with_a_huge_width_or_precision(template, expected):
+    assert value('Format(attributes["s"], [1])', {"s": template}) == expected
+
+
+@pytest.mark.parametrize("expression, text, error", [
+    ('ParseJSON(attributes["s"])', DEEP, "ParseJSON: the document is nested too deeply"),
+    ('ParseJSON(attributes["s"])', "[" + "9" * 400 + "]", "ParseJSON: cannot unmarshal number 999"),
+    ('ParseJSON(attributes["s"])', '{"a": 1e400}', "ParseJSON: cannot unmarshal number 1e400"),
+    ('ParseJSON(attributes["s"])', "[" + "1" * 5000 + "]", "ParseJSON: cannot unmarshal number 111"),
+    ('ParseJSON(attributes["s"])', "[NaN]", "ParseJSON: invalid character"),
+    ('String(ParseJSON(attributes["s"]))', "[" * 700 + "]" * 700, "the value is nested too deeply"),
+], ids=["deep", "400 digits", "1e400", "5000 digits", "NaN", "deep for String"])
+def test_hostile_data_fails_as_an_eval_error(expression, text, error):
+    with pytest.raises(EvalError) as raised:
+        value(expression, {"s": text})
+    assert str(raised.value).startswith(error)
+
+
 @pytest.mark.parametrize("text, error", [
     ('merge_maps(attributes, {"a": 1})', 'merge_maps takes 3 arguments (target, source, strategy), got 2'),
     ('merge_maps(attributes, {"a": 1}, "replace")', ('the strategy of merge_maps must be "insert", "update" or '
@@ -702,3 +762,53 @@ def test_uuid_takes_no_arguments():
     with pytest.raises(StatementError) as raised:
         compile_statement(parse_statement('set(name, UUID("x"))'), Scope("span"))
     assert str(raised.value) == "UUID takes no arguments, got 1"
+
+
+# --- the regular expression engine ------------------------------------------------------------------
+
+def needs_re2():
+    """RE2 is what keeps hostile data from stalling a pattern; CI must have it, so there it fails, not skips."""
+    if regex.ENGINE != "re2":
+        if os.environ.get("CI"):
+            pytest.fail("google-re2 is not installed: OTTL patterns would run on backtracking re")
+        pytest.skip("google-re2 is not installed")
+
+
+@pytest.mark.parametrize("expression", [
+    'IsMatch(attributes["s"], "^(a+)+$")',
+    'ExtractPatterns(attributes["s"], "^(?P<x>(a|aa)+)$")',
+])
+def test_a_catastrophic_pattern_on_a_long_non_matching_input_completes(expression):
+    needs_re2()
+    # Backtracking would try about 2^60 ways to split the a's before giving up; RE2 takes one pass.
+    assert value(expression, {"s": "a" * 60 + "b"}) in (False, {})
+
+
+def test_replace_pattern_with_a_catastrophic_pattern_leaves_the_value():
+    needs_re2()
+    text = "a" * 60 + "b"
+    assert run('replace_pattern(attributes["s"], "^(a+)+$", "x")', {"s": text})[0] == {"s": text}
+
+
+@pytest.mark.parametrize("pattern, error", [
+    ("a++", "bad repetition operator: ++"),
+    ("(?>a)", "invalid perl operator: (?>"),
+    ("a{1001}", "invalid repetition size: {1001}"),
+    ("a\\\\Z", "invalid escape sequence: \\Z"),
+])
+def test_what_go_refuses_and_python_would_accept_is_refused(pattern, error):
+    # Go's regexp/syntax refuses these at startup, so the collector does; so does the relay, with RE2.
+    needs_re2()
+    with pytest.raises(StatementError) as raised:
+        compile_statement(parse_statement(f'set(name, IsMatch(name, "{pattern}"))'), Scope("span"))
+    assert str(raised.value).endswith(f": {error}")
+
+
+@pytest.mark.parametrize("statement, before, after", [
+    # Go's \d and \w are ASCII; Python's would take the Arabic-Indic digit and the accented letter.
+    ('replace_pattern(attributes["s"], "\\\\d", "#")', "1\u0663", "#\u0663"),
+    ('replace_pattern(attributes["s"], "\\\\w+", "w")', "\u00e9t\u00e9", "\u00e9w\u00e9"),
+])
+def test_perl_classes_are_ascii_as_in_go(statement, before, after):
+    needs_re2()
+    assert run(statement, {"s": before})[0] == {"s": after}

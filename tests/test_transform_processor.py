@@ -653,6 +653,53 @@ def test_runtime_errors_are_data_dependent(statement, error):
     assert str(raised.value).split("failed: ", 1)[1] == error
 
 
+def hostile_spans() -> ExportTraceServiceRequest:
+    request = llm_spans()
+    chat = request.resource_spans[0].scope_spans[0].spans[0]
+    put(chat.attributes, {"big": "1" * 5000, "deep": "[" * 100_000 + "]" * 100_000, "format": "%" + "9" * 5000 + "d"})
+    return request
+
+
+@pytest.mark.parametrize("statement, errors, changed", [
+    # Past int64, Int gives nil (Go's strconv.ParseInt refuses it): setting nil is a no-op.
+    ('set(span.attributes["n"], Int(span.attributes["big"]))', None, {}),
+    ('set(span.attributes["j"], ParseJSON(span.attributes["deep"])) where span.attributes["deep"] != nil', 1, {}),
+    ('set(span.attributes["f"], Format(span.attributes["format"], [1])) where span.attributes["format"] != nil', None,
+     {"f": "%!(NOVERB)%!(EXTRA int64=1)"}),
+], ids=["5000-digit int", "deep json", "5000-digit width"])
+def test_hostile_data_fails_only_the_statement_never_the_request(statement, errors, changed):
+    telemetry = SelfMetrics(CollectorRegistry())
+    request = run({"trace_statements": [statement]}, hostile_spans(), telemetry)
+    chat = request.resource_spans[0].scope_spans[0].spans[0]
+    assert {k: v for k, v in as_dict(chat.attributes).items() if k in ("n", "j", "f")} == changed
+    assert errors_counted(telemetry) == errors
+
+
+def _broken(item):
+    raise ZeroDivisionError("division by zero")
+
+
+def broken_plan(error_mode: str):
+    # A statement that raises something other than EvalError stands for a bug in a function:
+    # no real one is known to (that is the point), so the plan is built by hand.
+    from relay.processors.transform.config import Compiled, Group
+    return {Signal.TRACES: (Group("span", (Compiled("broken()", _broken),), None, error_mode),)}
+
+
+def test_any_exception_from_a_statement_is_a_failure_on_the_data():
+    from relay.processors.transform.processor import Transform
+    telemetry = SelfMetrics(CollectorRegistry())
+    stream = io.StringIO()
+    setup_logging("info", stream)
+    request = llm_spans()
+    assert Transform("transform", broken_plan("ignore"), telemetry)(request) is request
+    assert errors_counted(telemetry) == 2
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["statement"], line["error"], line["items"]) == ("broken()", "ZeroDivisionError: division by zero", 2)
+    with pytest.raises(PermanentError, match='"broken\\(\\)" failed: ZeroDivisionError: division by zero'):
+        Transform("transform", broken_plan("propagate"), telemetry)(llm_spans())
+
+
 def test_counters_are_shared_by_processors_on_one_registry():
     telemetry = SelfMetrics(CollectorRegistry())
     for _ in range(2):  # one processor instance per pipeline, as the graph builds them

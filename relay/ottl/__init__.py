@@ -7,5 +7,6 @@ the functions of ``editors`` and ``converters``; ``regex`` translates the
 collector's pattern languages (RE2, Go replacement templates, globs);
 ``gofmt`` is Go's Sprintf for ``Format``, ``semconv`` the span-name rules
 of ``set_semconv_span_name``. The transform and filter processors both
-build on it.
+build on it; ``compiled_config`` is what their configs share (compiling while
+validating, once).
 """

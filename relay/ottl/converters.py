@@ -63,6 +63,13 @@ def _json_string(text: str) -> str:
 
 def go_json(value: Any) -> str:
     """A value as Go's json.Marshal writes it: compact, map keys sorted."""
+    try:
+        return _go_json(value)
+    except RecursionError:  # a list in a list in ..., as deep as ParseJSON could read
+        raise EvalError("the value is nested too deeply to write as JSON") from None
+
+
+def _go_json(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -77,9 +84,9 @@ def go_json(value: Any) -> str:
         # Go encodes a []byte inside JSON as base64.
         return _json_string(base64.b64encode(value).decode("ascii"))
     if isinstance(value, list):
-        return "[" + ",".join(go_json(v) for v in value) + "]"
+        return "[" + ",".join(_go_json(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{_json_string(k)}:{go_json(value[k])}" for k in sorted(value)) + "}"
+        return "{" + ",".join(f"{_json_string(k)}:{_go_json(value[k])}" for k in sorted(value)) + "}"
     raise EvalError(f"a {type_name(value)} has no JSON form")
 
 
@@ -150,17 +157,17 @@ def _concat(call: Call, compiler) -> Getter:
 _GO_TYPES = {float: "float64", bool: "bool", str: "string", type(None): "<nil>"}
 
 
-def _floats(value: Any) -> Any:
-    # JSON numbers become float64 in the collector, integral or not.
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, list):
-        return [_floats(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _floats(v) for k, v in value.items()}
-    return value
+def _json_number(text: str) -> float:
+    # JSON numbers become float64 in the collector, integral or not; Go's decoder refuses one that
+    # overflows a float64 ("1e400", or 400 digits) where Python would give infinity or a huge int.
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"cannot unmarshal number {text[:32]}{'...' if len(text) > 32 else ''} into a float64")
+    return number
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {quote(name[0])} looking for beginning of value")  # Go has no NaN literal
 
 
 def _parse_json(call: Call, compiler) -> Getter:
@@ -169,9 +176,12 @@ def _parse_json(call: Call, compiler) -> Getter:
 
     def get(item):
         try:
-            parsed = _floats(json.loads(read(item)))
+            parsed = json.loads(read(item), parse_int=_json_number, parse_float=_json_number,
+                                parse_constant=_json_constant)
         except ValueError as error:
             raise EvalError(f"ParseJSON: {error}") from None
+        except RecursionError:
+            raise EvalError("ParseJSON: the document is nested too deeply") from None
         if not isinstance(parsed, (dict, list)):
             raise EvalError(f"ParseJSON: could not convert parsed value of type {_GO_TYPES[type(parsed)]} "
                             "to JSON object")
@@ -377,8 +387,9 @@ def _parse_key_value(call: Call, compiler) -> Getter:
 
 # --- conversions --------------------------------------------------------------------------------
 
-_DECIMAL_INT = re.compile(r"[+-]?[0-9]+")
-_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:inf|infinity|nan)")
+_DECIMAL_INT = re.compile(r"([+-]?)0*([0-9]+)")
+# Unambiguous, so a long run of digits that fails at its end is not retried split after split.
+_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:inf|infinity|nan)")
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -391,8 +402,13 @@ def _to_int(value: Any) -> int | None:
         if math.isnan(value) or math.isinf(value):
             return None
         number = math.trunc(value)  # the fraction is dropped, towards zero
-    elif isinstance(value, str) and _DECIMAL_INT.fullmatch(value):
-        number = int(value)  # Go's strconv.ParseInt: decimal digits only, so "2.0" is not an int
+    elif isinstance(value, str) and (decimal := _DECIMAL_INT.fullmatch(value)):
+        # Go's strconv.ParseInt: decimal digits only, so "2.0" is not an int. More than 19 significant
+        # digits is past int64 (and past what Python's int() will read, at some thousands).
+        sign, digits = decimal.groups()
+        if len(digits) > 19:
+            return None
+        number = int(sign + digits)
     else:
         return None
     return number if _INT64[0] <= number <= _INT64[1] else None

@@ -9,7 +9,6 @@ its documentation leaves a choice open, the comment says which one is made.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from relay.ottl.contexts import EvalError, Item, type_name
 from relay.ottl.converters import string_like
 from relay.ottl.parse import Call, ListOf, Path, StatementError, quote
 from relay.ottl.paths import Accessor, put, resolve
-from relay.ottl.regex import compile_glob, compile_re2, expander
+from relay.ottl.regex import Pattern, compile_glob, compile_re2, expander
 
 Run = Callable[[Item], None]
 
@@ -74,7 +73,7 @@ def _keep_keys(call: Call, compiler) -> Run:
     return _deleting(kvs, lambda name: name not in keep)
 
 
-def _pattern(call: Call, index: int = 1) -> re.Pattern:
+def _pattern(call: Call, index: int = 1) -> Pattern:
     return compile_re2(args.string_literal(call, index, "the pattern"))
 
 
@@ -123,7 +122,7 @@ def _replacement(call: Call, compiler, index: int) -> Callable[[Item], str]:
     return get
 
 
-def _substitute(pattern: re.Pattern, text: str, template: str, hashing: Callable[[str], str] | None) -> str:
+def _substitute(pattern: Pattern, text: str, template: str, hashing: Callable[[str], str] | None) -> str:
     expand = expander(template)
     if hashing is None:
         return pattern.sub(expand, text)

@@ -48,6 +48,11 @@ def sprintf(template: str, values: list[Any]) -> str:
         spec = _SPEC.match(template, start)
         flags, width, precision, verb = spec.group(1), spec.group(2), spec.group(3), spec.group(4)
         pos = spec.end()
+        if _too_large(width) or _too_large(precision):
+            # Go gives up on a width or precision past a million: the rest of the format is taken
+            # as the number, so no verb follows.
+            out.append("%!(NOVERB)")
+            break
         if verb == "%":
             out.append("%")
             continue
@@ -59,12 +64,18 @@ def sprintf(template: str, values: list[Any]) -> str:
             continue
         value = values[used]
         used += 1
-        text = _one(verb, value, flags, None if precision is None else int(precision or 0))
+        text = _one(verb, value, flags, None if precision is None else int(precision.lstrip("0") or 0))
         out.append(_pad(text, flags, int(width) if width else 0, verb, value))
     if used < len(values):
         extra = ", ".join(f"{go_type(v)}={_plain(v)}" for v in values[used:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+def _too_large(digits: str | None) -> bool:
+    # Go's fmt reads a number digit by digit and stops once what it has read is past 1e6.
+    significant = (digits or "").lstrip("0")
+    return len(significant) > 8 or (len(significant) > 1 and int(significant[:-1]) > 1_000_000)
 
 
 def _bad(verb: str, value: Any) -> str:

@@ -32,6 +32,7 @@ letter; a converter stands alone as a condition when it returns a bool.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -247,7 +248,19 @@ def _number(text: str, pos: int, tokens: list[Token]) -> int:
         raise StatementError(f"invalid number {quote(text[pos:end] + tail)} at column {pos + 1}")
     raw = match.group()
     is_float = any(c in raw for c in ".eE")
-    tokens.append(Token("float" if is_float else "int", float(raw) if is_float else int(raw), pos + 1, raw))
+    shown = quote(raw if len(raw) <= 32 else raw[:32] + "...")
+    if is_float:
+        value = float(raw)
+        if math.isinf(value):  # Go's strconv.ParseFloat refuses what overflows a float64
+            raise StatementError(f"number {shown} at column {pos + 1} is out of the float64 range")
+    else:
+        # OTTL ints are Go int64; Python's int() would also refuse some thousands of digits.
+        sign = raw[0] if raw[0] in "+-" else ""
+        digits = raw[len(sign):].lstrip("0") or "0"
+        value = int(sign + digits) if len(digits) <= 19 else None
+        if value is None or not -(1 << 63) <= value < 1 << 63:
+            raise StatementError(f"number {shown} at column {pos + 1} is out of the int64 range")
+    tokens.append(Token("float" if is_float else "int", value, pos + 1, raw))
     return end
 
 

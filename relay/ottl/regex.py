@@ -1,4 +1,4 @@
-"""The collector's pattern languages, in Python ``re`` terms.
+"""The collector's pattern languages: RE2 (Go) regular expressions, replacement templates, globs.
 
 * Regular expressions are RE2 (Go ``regexp``). The common syntax is the same;
   where it differs it is translated: ``(?<name>...)`` is ``(?P<name>...)``,
@@ -13,14 +13,54 @@
 * Glob patterns (``replace_match``) follow the collector's glob library:
   ``*`` any text, ``?`` one character, ``[abc]``, ``[!abc]``, ``[a-z]``,
   ``{a,b}`` alternatives, ``\\`` escapes; the whole value must match.
+
+Patterns are checked by translating them and compiling the translation with
+``re``, so every pattern gets the same messages; they run on RE2 itself
+(``google-re2``) when it is installed, since patterns are matched against
+client data and RE2 takes linear time where ``re`` may backtrack for ever
+(``^(a+)+$``). RE2 also refuses what Go does and ``re`` would accept
+(``a++``, ``(?>a)``, ``a{1001}``). What is compiled has ``search``,
+``finditer``, ``fullmatch``, ``sub``, ``groups`` and ``groupindex`` either way.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from relay.ottl.parse import StatementError, quote
+
+try:
+    import re2
+except ImportError:
+    # google-re2 is a compiled extension; where no build of it fits the platform the relay still
+    # runs, on re: patterns then may backtrack on hostile data, and \d, \w and \s take Unicode.
+    re2 = None
+
+ENGINE = "re" if re2 is None else "re2"
+Pattern = Any  # a compiled re.Pattern, or re2's equivalent with the same methods
+
+if re2 is not None:
+    _RE2_OPTIONS = re2.Options()
+    _RE2_OPTIONS.log_errors = False  # a bad pattern is a config problem, reported as one, not a log line
+
+
+def _compile(python: str, go: str, shown: str, what: str = "regular expression") -> Pattern:
+    """``python`` compiled with ``re`` (which checks it); ``go``, the same in RE2 syntax, run by RE2."""
+    try:
+        compiled = re.compile(python)
+    except re.error as error:
+        raise StatementError(f"invalid {what} {quote(shown)}: {error}") from None
+    if re2 is None:
+        return compiled
+    try:
+        return re2.compile(go, _RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0] if error.args else ""
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise StatementError(f"invalid {what} {quote(shown)}: {reason}") from None
+
 
 _POSIX = {"alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
           "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~",
@@ -29,18 +69,15 @@ _POSIX = {"alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blan
 _MULTILINE = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z]*[:)]")
 
 
-def compile_re2(pattern: str) -> re.Pattern:
-    """``pattern`` (RE2 syntax) compiled for Python; StatementError says why it cannot be."""
-    try:
-        return re.compile(_translate(pattern, multiline=bool(_MULTILINE.search(pattern))))
-    except re.error as error:
-        raise StatementError(f"invalid regular expression {quote(pattern)}: {error}") from None
+def compile_re2(pattern: str) -> Pattern:
+    """``pattern`` (RE2 syntax) compiled; StatementError says why it cannot be."""
+    return _compile(_translate(pattern, multiline=bool(_MULTILINE.search(pattern))), pattern, pattern)
 
 
 _NAMED_OR_ESCAPE = re.compile(r"\\.|\(\?P?<([^>=!][^>]*)>", re.DOTALL)
 
 
-def compile_re2_named(pattern: str) -> tuple[re.Pattern, list[tuple[str, str]]]:
+def compile_re2_named(pattern: str) -> tuple[Pattern, list[tuple[str, str]]]:
     """``pattern`` compiled, with its named groups as (Python group name, RE2 name) pairs, in order.
 
     RE2 allows names Python does not (``git.sha``), so every named group is renamed.
@@ -54,10 +91,7 @@ def compile_re2_named(pattern: str) -> tuple[re.Pattern, list[tuple[str, str]]]:
         return f"(?P<{names[-1][0]}>"
 
     renamed = _NAMED_OR_ESCAPE.sub(rename, pattern)
-    try:
-        return re.compile(_translate(renamed, multiline=bool(_MULTILINE.search(pattern)))), names
-    except re.error as error:
-        raise StatementError(f"invalid regular expression {quote(pattern)}: {error}") from None
+    return _compile(_translate(renamed, multiline=bool(_MULTILINE.search(pattern))), renamed, pattern), names
 
 
 def _unsupported(pattern: str, what: str) -> StatementError:
@@ -155,7 +189,7 @@ def _char_class(pattern: str, pos: int, out: list[str]) -> int:
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
-def expander(template: str) -> Callable[[re.Match], str]:
+def expander(template: str) -> Callable[[Any], str]:
     """The replacement function for ``re.sub`` that expands a Go ``Regexp.Expand`` template."""
     parts: list[str | int] = []  # literal text, or a group (number or name) to insert
     pos = 0
@@ -180,7 +214,7 @@ def expander(template: str) -> Callable[[re.Match], str]:
         parts.append(int(name) if name.isdigit() else "\0" + name)
         pos = dollar + 1 + match.end() + (1 if braced else 0)
 
-    def expand(found: re.Match) -> str:
+    def expand(found) -> str:
         out = []
         for part in parts:
             if isinstance(part, int):
@@ -194,7 +228,15 @@ def expander(template: str) -> Callable[[re.Match], str]:
     return expand
 
 
-def compile_glob(pattern: str) -> re.Pattern:
+# Escaped with a backslash in both engines; RE2 refuses an escaped letter, digit or space.
+_SPECIAL = frozenset("\\.^$|?*+()[]{}")
+
+
+def _literal(char: str) -> str:
+    return "\\" + char if char in _SPECIAL else char
+
+
+def compile_glob(pattern: str) -> Pattern:
     """A glob pattern as a regular expression matching the whole text."""
     out, depth, pos = [], 0, 0
     while pos < len(pattern):
@@ -202,7 +244,7 @@ def compile_glob(pattern: str) -> re.Pattern:
         if char == "\\":
             if pos + 1 >= len(pattern):
                 raise StatementError(f"invalid glob pattern {quote(pattern)}: it ends with an escape")
-            out.append(re.escape(pattern[pos + 1]))
+            out.append(_literal(pattern[pos + 1]))
             pos += 2
             continue
         if char == "*":
@@ -228,11 +270,9 @@ def compile_glob(pattern: str) -> re.Pattern:
         elif char == "," and depth:
             out.append("|")
         else:
-            out.append(re.escape(char))
+            out.append(_literal(char))
         pos += 1
     if depth:
         raise StatementError(f"invalid glob pattern {quote(pattern)}: unclosed {{")
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error as error:
-        raise StatementError(f"invalid glob pattern {quote(pattern)}: {error}") from None
+    translated = "(?s)" + "".join(out)
+    return _compile(translated, translated, pattern, "glob pattern")

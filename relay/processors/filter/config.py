@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from relay.attributes.filterspec import AttributeMatch, MatchProperties
-from relay.errors import ConfigError, Problem
+from relay.errors import Problem
 from relay.ottl.compile import Scope, predicate
+from relay.ottl.compiled_config import CompiledConfig, statement_problem
 from relay.ottl.contexts import Item
 from relay.ottl.parse import StatementError, parse_condition
 from relay.signals import Signal
@@ -171,27 +172,16 @@ _SECTIONS = (("traces", "span", "span"), ("traces", "spanevent", "spanevent"), (
 
 
 @dataclass
-class Config:
+class Config(CompiledConfig):
     error_mode: ErrorMode = DEFAULT_ERROR_MODE
     traces: TraceConditions | None = None
     metrics: MetricFilters | None = None
     logs: LogFilters | None = None
     profiles: ProfileConditions | None = None
     spans: SpanFilters | None = None
-    # Filled by validate(), so that create() does not compile a second time.
-    plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
 
-    def validate(self) -> list[Problem]:
-        plan, problems = build_plan(self)
-        self.plan = None if problems else plan
-        return problems
-
-    def compiled(self) -> Plan:
-        if self.plan is None:
-            problems = self.validate()
-            if problems:
-                raise ConfigError(problems)
-        return self.plan
+    def build(self) -> tuple[Plan, list[Problem]]:
+        return build_plan(self)
 
 
 def build_plan(config: Config) -> tuple[Plan, list[Problem]]:
@@ -205,7 +195,7 @@ def build_plan(config: Config) -> tuple[Plan, list[Problem]]:
             try:
                 compiled.append(Condition(str(text), predicate(parse_condition(text), Scope(context))))
             except StatementError as error:
-                problems.append(Problem((section, key, str(index)), f'unsupported OTTL condition "{text}": {error}'))
+                problems.append(statement_problem((section, key, str(index)), text, error, "condition"))
         if compiled:
             conditions[context] = tuple(compiled)
     legacy: dict[Signal, Legacy] = {}

@@ -21,6 +21,10 @@ same way on every retry). Failures are logged once per condition and request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from relay.attributes.filterspec import selection
 from relay.errors import PermanentError
 from relay.ottl.contexts import EvalError, Item, data_points
@@ -60,20 +64,13 @@ class Filter:
         self.errors = error_counter(telemetry)
         self.selections = {signal: selection(legacy.include, legacy.exclude, signal)
                            for signal, legacy in plan.legacy.items()}
-        conditions = plan.conditions
-        self.span, self.spanevent = conditions.get("span", ()), conditions.get("spanevent", ())
-        self.metric, self.datapoint = conditions.get("metric", ()), conditions.get("datapoint", ())
-        self.log_record = conditions.get("log", ())
-        self.profile = conditions.get("profile", ())
 
     def __call__(self, request):
         signal = signal_of(request)
         if not self.plan.covers(signal):
             return request
         failures: dict[str, list] = {}  # condition text -> [count, first message]
-        filtering = {Signal.TRACES: self._traces, Signal.METRICS: self._metrics, Signal.LOGS: self._logs,
-                     Signal.PROFILES: self._profiles}[signal]
-        dropped = filtering(request, failures)
+        dropped = self._filter(signal, request, failures)
         if dropped:
             self.dropped[signal].inc(dropped)
             # Dropping is what the processor is configured for: counted always, logged at debug only.
@@ -90,10 +87,14 @@ class Filter:
             try:
                 if condition.test(item):
                     return True
-            except EvalError as error:
+            except Exception as error:  # noqa: BLE001 - see below
+                # Anything else a condition raises on an item (a converter bug, a recursion limit) is
+                # a failure on this data too: escaping, it would fail the request as retryable, and the
+                # client would resend the same data for ever, past error_mode.
+                message = str(error) if isinstance(error, EvalError) else f"{type(error).__name__}: {error}"
                 if self.plan.error_mode == "propagate":
-                    raise PermanentError(f'{self.id}: OTTL condition "{condition.text}" failed: {error}') from None
-                entry = failures.setdefault(condition.text, [0, str(error)])
+                    raise PermanentError(f'{self.id}: OTTL condition "{condition.text}" failed: {message}') from None
+                entry = failures.setdefault(condition.text, [0, message])
                 entry[0] += 1
         return False
 
@@ -104,111 +105,78 @@ class Filter:
                 self.log.warning("OTTL condition failed; the item is kept",
                                  fields={"condition": text, "error": first, "items": count, "signal": signal.value})
 
-    # --- the signals ------------------------------------------------------------------------
+    # --- the walk ---------------------------------------------------------------------------
 
-    def _traces(self, request, failures) -> int:
-        chosen = self.selections.get(Signal.TRACES)
+    def _filter(self, signal: Signal, request, failures) -> int:
+        """Drops what the plan matches in ``request``; how many of the signal's counted items went."""
+        resources_field, scopes_field, items_field = signal.layout
+        level = _LEVELS[signal]
+        chosen = self.selections.get(signal)
+        own, inner = self.plan.conditions.get(level.own, ()), self.plan.conditions.get(level.inner, ())
         item, dropped = Item(), 0
-        for rs in request.resource_spans:
-            item.resource = rs.resource
-            for ss in rs.scope_spans:
-                item.scope = ss.scope
-                keep = chosen.chooser(rs.resource, ss.scope) if chosen is not None else None
-                doomed = []
-                for index, span in enumerate(ss.spans):
+        if signal is Signal.PROFILES:
+            item.dictionary = request.dictionary
+        resources = getattr(request, resources_field)
+        for resource_group in resources:
+            item.resource = resource_group.resource
+            scopes = getattr(resource_group, scopes_field)
+            for scope_group in scopes:
+                item.scope = scope_group.scope
+                keep = chosen.chooser(resource_group.resource, scope_group.scope) if chosen is not None else None
+                elements, doomed = getattr(scope_group, items_field), []
+                for index, element in enumerate(elements):
                     if chosen is not None:
-                        if keep is None or not keep(span):
+                        if keep is None or not keep(element):
                             doomed.append(index)
+                            dropped += level.weight(element)
                         continue
-                    item.span = item.item = span
-                    if self.span and self._any(self.span, item, failures):
+                    item.item = element
+                    if level.slot:
+                        setattr(item, level.slot, element)
+                    if own and self._any(own, item, failures):
                         doomed.append(index)
-                    elif self.spanevent:
-                        events = []
-                        for position, event in enumerate(span.events):
-                            item.item = event
-                            if self._any(self.spanevent, item, failures):
-                                events.append(position)
-                        _delete(span.events, events)
-                dropped += _delete(ss.spans, doomed)
-            _delete(rs.scope_spans, [i for i, ss in enumerate(rs.scope_spans) if not len(ss.spans)])
-        _delete(request.resource_spans, [i for i, rs in enumerate(request.resource_spans) if not len(rs.scope_spans)])
-        return dropped
-
-    def _metrics(self, request, failures) -> int:
-        chosen = self.selections.get(Signal.METRICS)
-        item, dropped = Item(), 0
-        for rm in request.resource_metrics:
-            item.resource = rm.resource
-            for sm in rm.scope_metrics:
-                item.scope = sm.scope
-                keep = chosen.chooser(rm.resource, sm.scope) if chosen is not None else None
-                doomed = []
-                for index, metric in enumerate(sm.metrics):
-                    item.metric = item.item = metric
-                    if chosen is not None:
-                        if keep is None or not keep(metric):
-                            doomed.append(index)
-                            dropped += len(data_points(metric))
-                        continue
-                    if self.metric and self._any(self.metric, item, failures):
-                        doomed.append(index)
-                        dropped += len(data_points(metric))
-                    elif self.datapoint:
-                        points = data_points(metric)
+                        dropped += level.weight(element)
+                    elif inner:
+                        children = level.children(element)
                         gone = []
-                        for position, point in enumerate(points):
-                            item.item = point
-                            if self._any(self.datapoint, item, failures):
+                        for position, child in enumerate(children):
+                            item.item = child
+                            if self._any(inner, item, failures):
                                 gone.append(position)
-                        dropped += _delete(points, gone)
-                        if not len(points):
-                            doomed.append(index)
-                _delete(sm.metrics, doomed)
-            _delete(rm.scope_metrics, [i for i, sm in enumerate(rm.scope_metrics) if not len(sm.metrics)])
-        _delete(request.resource_metrics,
-                [i for i, rm in enumerate(request.resource_metrics) if not len(rm.scope_metrics)])
+                        removed = _delete(children, gone)
+                        if level.children_are_items:
+                            dropped += removed
+                            if not len(children):
+                                doomed.append(index)  # nothing left to carry: it goes too, uncounted
+                _delete(elements, doomed)
+            _delete(scopes, [i for i, group in enumerate(scopes) if not len(getattr(group, items_field))])
+        _delete(resources, [i for i, group in enumerate(resources) if not len(getattr(group, scopes_field))])
         return dropped
 
-    def _logs(self, request, failures) -> int:
-        chosen = self.selections.get(Signal.LOGS)
-        item, dropped = Item(), 0
-        for rl in request.resource_logs:
-            item.resource = rl.resource
-            for sl in rl.scope_logs:
-                item.scope = sl.scope
-                keep = chosen.chooser(rl.resource, sl.scope) if chosen is not None else None
-                doomed = []
-                for index, record in enumerate(sl.log_records):
-                    if chosen is not None:
-                        if keep is None or not keep(record):
-                            doomed.append(index)
-                        continue
-                    item.item = record
-                    if self._any(self.log_record, item, failures):
-                        doomed.append(index)
-                dropped += _delete(sl.log_records, doomed)
-            _delete(rl.scope_logs, [i for i, sl in enumerate(rl.scope_logs) if not len(sl.log_records)])
-        _delete(request.resource_logs, [i for i, rl in enumerate(request.resource_logs) if not len(rl.scope_logs)])
-        return dropped
 
-    def _profiles(self, request, failures) -> int:
-        item, dropped = Item(), 0
-        item.dictionary = request.dictionary
-        for rp in request.resource_profiles:
-            item.resource = rp.resource
-            for sp in rp.scope_profiles:
-                item.scope = sp.scope
-                doomed = []
-                for index, profile in enumerate(sp.profiles):
-                    item.item = profile
-                    if self._any(self.profile, item, failures):
-                        doomed.append(index)
-                dropped += _delete(sp.profiles, doomed)
-            _delete(rp.scope_profiles, [i for i, sp in enumerate(rp.scope_profiles) if not len(sp.profiles)])
-        _delete(request.resource_profiles,
-                [i for i, rp in enumerate(request.resource_profiles) if not len(rp.scope_profiles)])
-        return dropped
+@dataclass(frozen=True)
+class _Level:
+    """How one signal's items are filtered: their context, and what each holds below it."""
+
+    own: str  # the OTTL context of the signal's items
+    slot: str | None = None  # the Item slot the item also fills, for the contexts below it
+    inner: str | None = None  # the context of what each item holds (span events, data points)
+    children: Callable[[Any], Any] | None = None
+    # Data points, not metrics, are what the collector counts, and a metric whose points are all
+    # dropped goes with them; a span left without events stays, and events are not counted.
+    children_are_items: bool = False
+
+    def weight(self, element) -> int:
+        """How many counted items dropping ``element`` drops."""
+        return len(self.children(element)) if self.children_are_items else 1
+
+
+_LEVELS = {
+    Signal.TRACES: _Level("span", "span", "spanevent", lambda span: span.events),
+    Signal.METRICS: _Level("metric", "metric", "datapoint", data_points, children_are_items=True),
+    Signal.LOGS: _Level("log"),
+    Signal.PROFILES: _Level("profile"),
+}
 
 
 def _delete(repeated, indexes: list[int]) -> int:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relay.config.decode import decode
-from relay.errors import ConfigError, Problem
+from relay.errors import Problem
 from relay.ottl.compile import Scope, compile_statement, infer_context, predicate
+from relay.ottl.compiled_config import CompiledConfig, statement_problem
 from relay.ottl.contexts import BY_SIGNAL, Item
 from relay.ottl.parse import StatementError, parse_condition, parse_statement
 from relay.signals import Signal
@@ -57,25 +58,14 @@ Plan = dict[Signal, tuple[Group, ...]]
 
 
 @dataclass
-class Config:
+class Config(CompiledConfig):
     error_mode: ErrorMode = "ignore"
     trace_statements: list[Any] | None = None
     metric_statements: list[Any] | None = None
     log_statements: list[Any] | None = None
-    # Filled by validate(), so that create() does not compile a second time.
-    plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
 
-    def validate(self) -> list[Problem]:
-        plan, problems = build_plan(self)
-        self.plan = None if problems else plan
-        return problems
-
-    def compiled(self) -> Plan:
-        if self.plan is None:
-            problems = self.validate()
-            if problems:
-                raise ConfigError(problems)
-        return self.plan
+    def build(self) -> tuple[Plan, list[Problem]]:
+        return build_plan(self)
 
 
 def build_plan(config: Config) -> tuple[Plan, list[Problem]]:
@@ -105,17 +95,13 @@ def _kind(raw: Any) -> str:
         type(raw), type(raw).__name__)
 
 
-def _statement_problem(path, text: str, error: StatementError, what: str = "statement") -> Problem:
-    return Problem(path, f'unsupported OTTL {what} "{text}": {error}')
-
-
 def _flat(text: str, signal: Signal, error_mode: str, path) -> tuple[Group | None, list[Problem]]:
     try:
         tree = parse_statement(text)
         scope = Scope(infer_context([tree], signal), inferred=True)
         run = compile_statement(tree, scope)
     except StatementError as error:
-        return None, [_statement_problem(path, text, error)]
+        return None, [statement_problem(path, text, error)]
     return Group(scope.context, (Compiled(str(text), run),), None, error_mode), []
 
 
@@ -165,7 +151,7 @@ def _parse_all(texts, parse, path, what: str, problems: list[Problem]) -> list[t
         try:
             out.append((where, parse(text), str(text)))
         except StatementError as error:
-            problems.append(_statement_problem(where, text, error, what))
+            problems.append(statement_problem(where, text, error, what))
     return out
 
 
@@ -175,7 +161,7 @@ def _compile_all(parsed: list[tuple], build, what: str, problems: list[Problem])
         try:
             out.append(Compiled(text, build(tree)))
         except StatementError as error:
-            problems.append(_statement_problem(where, text, error, what))
+            problems.append(statement_problem(where, text, error, what))
     return out
 
 

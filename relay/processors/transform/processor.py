@@ -52,10 +52,14 @@ class Transform:
     def _run(self, compiled: Compiled, item, group: Group, failures: dict[str, list]):
         try:
             return compiled.run(item)
-        except EvalError as error:
+        except Exception as error:  # noqa: BLE001 - see below
+            # Anything else a statement raises on an item (a converter bug, a recursion limit) is a
+            # failure on this data too: escaping, it would fail the request as retryable, and the
+            # client would resend the same data for ever, past error_mode.
+            message = str(error) if isinstance(error, EvalError) else f"{type(error).__name__}: {error}"
             if group.error_mode == "propagate":
-                raise PermanentError(f'{self.id}: OTTL statement "{compiled.text}" failed: {error}') from None
-            entry = failures.setdefault(compiled.text, [0, str(error)])
+                raise PermanentError(f'{self.id}: OTTL statement "{compiled.text}" failed: {message}') from None
+            entry = failures.setdefault(compiled.text, [0, message])
             entry[0] += 1
             return None
 
