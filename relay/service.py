@@ -55,21 +55,26 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
     A failure to start (a port in use, a bad certificate) shuts down what did
     start and raises, so the process exits non-zero with the reason logged.
     """
-    installed = install_filters(log_filters(config.telemetry.logs))
-    log_advisories(config)
-    graph = Graph(config, telemetry)
-    metrics = config.telemetry.metrics
+    # Everything global (log filters, the registered target_info) is set up inside the try, so a
+    # failure to build or start undoes it and a later serve() in the same process starts clean.
+    installed: list = []
+    graph = None
     listeners = []
     target_info = None
-    if metrics.level != "none":
-        # One listener per pull reader (or the one address); each serves the same registry.
-        listeners = [metrics_listener(telemetry.registry, address, with_report_hint(graph.host.routes))
-                     for address in dict.fromkeys(metrics.listen_addresses())]
-        if not any(reader.pull.exporter.prometheus.without_target_info for reader in metrics.readers or ()
-                   if reader.pull is not None and reader.pull.exporter.prometheus is not None):
-            target_info = TargetInfo(resource_attributes(config.telemetry.resource_attributes(), _version()))
-            telemetry.registry.register(target_info)
     try:
+        installed = install_filters(log_filters(config.telemetry.logs))
+        log_advisories(config)
+        graph = Graph(config, telemetry)
+        metrics = config.telemetry.metrics
+        if metrics.level != "none":
+            # One listener per pull reader (or the one address); each serves the same registry.
+            listeners = [metrics_listener(telemetry.registry, address, with_report_hint(graph.host.routes))
+                         for address in dict.fromkeys(metrics.listen_addresses())]
+            if not any(reader.pull.exporter.prometheus.without_target_info for reader in metrics.readers or ()
+                       if reader.pull is not None and reader.pull.exporter.prometheus is not None):
+                info = TargetInfo(resource_attributes(config.telemetry.resource_attributes(), _version()))
+                telemetry.registry.register(info)
+                target_info = info  # only once registered: unregistering one that is not would raise
         for listener in listeners:
             await listener.start()
             # Every listener's start is logged with its port, this one (8888 by default) too.
@@ -82,8 +87,9 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
         await stop.wait()
         log.info("shutting down")
     finally:
-        graph.set_ready(False)
-        await graph.shutdown(shutdown_timeout)
+        if graph is not None:
+            graph.set_ready(False)
+            await graph.shutdown(shutdown_timeout)
         for listener in listeners:
             await listener.shutdown()
         if target_info is not None:

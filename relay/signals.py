@@ -62,6 +62,14 @@ class Signal(enum.Enum):
             return points.count(request, data)
         return _COUNT[self](request)
 
+    def is_empty(self, request, count: int) -> bool:
+        """Whether the request carries nothing to forward, given its ``count`` of items. A profile
+        without samples still carries its own data (its time, attributes, dropped counts), so a
+        profiles request is empty only when it holds no profiles."""
+        if self is Signal.PROFILES:
+            return count == 0 and count_profiles(request) == 0
+        return count == 0
+
 
 def _count_spans(request) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
@@ -74,6 +82,11 @@ def _count_log_records(request) -> int:
 def _count_profile_samples(request) -> int:
     # The collector counts profiles in samples (otelcol_receiver_accepted_profile_samples).
     return sum(len(p.samples) for rp in request.resource_profiles for sp in rp.scope_profiles for p in sp.profiles)
+
+
+def count_profiles(request) -> int:
+    """Whole profiles, with or without samples (what a downstream's ``rejected_profiles`` counts)."""
+    return sum(len(sp.profiles) for rp in request.resource_profiles for sp in rp.scope_profiles)
 
 
 _REQUEST = {

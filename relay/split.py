@@ -11,7 +11,9 @@ fields such as aggregation_temporality); for profiles, whose items are samples, 
 without its samples and the request's whole ``dictionary``, since samples point into it by
 index. Items keep their order. Containers
 without items (a resource without scopes, a metric without data points) hold
-nothing to send and do not appear in any chunk.
+nothing to send and do not appear in any chunk, except a profile without samples: it
+carries data of its own (its time, attributes and counts), so it travels in the chunk being
+filled when it is reached (the first chunk when it comes first), taking none of its room.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ def split(request, limit: int) -> list:
     opened_at: tuple = ()
     for position, makers, field, items in _runs(request):
         start, total = 0, len(items)
-        while start < total:
-            if left == 0:
+        # One pass at least: a profile without samples (the only empty container _runs yields)
+        # still gets its containers opened in the current chunk, taking none of its room.
+        while True:
+            if not chunks or (left == 0 and start < total):
                 chunks.append(_chunk(request))
                 left, opened, opened_at = limit, [], ()
             shared = _common_prefix(opened_at, position, len(opened))
@@ -63,6 +67,8 @@ def split(request, limit: int) -> list:
             getattr(parent, field).extend(items[start:start + take])
             start += take
             left -= take
+            if start >= total:
+                break
     return chunks
 
 
@@ -84,7 +90,8 @@ _Maker = Callable[[Message], Message]
 
 
 def _runs(request) -> Iterator[tuple[tuple, list[_Maker], str, object]]:
-    """(position, container makers, item field, items) for every innermost container, in order.
+    """(position, container makers, item field, items) for every innermost container holding
+    items, and every profile (with or without samples), in order.
 
     ``position`` identifies the source containers (by index) so that a chunk
     reuses the copy it already made of them; each maker adds the copy of one
@@ -102,11 +109,12 @@ def _runs(request) -> Iterator[tuple[tuple, list[_Maker], str, object]]:
                            "samples", profile.samples)
                 continue
             if signal is not Signal.METRICS:
-                yield (r, s), [make_resource, make_scope], leaves, getattr(scope, leaves)
+                if getattr(scope, leaves):
+                    yield (r, s), [make_resource, make_scope], leaves, getattr(scope, leaves)
                 continue
             for m, metric in enumerate(scope.metrics):
                 kind = metric.WhichOneof("data")
-                if kind is not None:
+                if kind is not None and getattr(metric, kind).data_points:
                     yield ((r, s, m), [make_resource, make_scope, _metric_shell(metric, kind)],
                            "data_points", getattr(metric, kind).data_points)
 
@@ -147,8 +155,17 @@ def by_size(request, max_bytes: int) -> list:
     """Requests of at most ``max_bytes`` serialized, together holding ``request``'s items in order.
 
     A single item larger than ``max_bytes`` travels alone: it cannot be cut, and the downstream
-    decides. Each part's size is measured, so attributes of any size are handled."""
-    count, size = signal_of(request).count(request), request.ByteSize()
+    decides. Each part's size is measured, so attributes of any size are handled.
+
+    A profiles request travels whole: every part would carry a copy of the request's whole
+    dictionary (its samples point into it by index), so cutting it would multiply the bytes
+    sent rather than bound them, down to one sample per request when the dictionary alone is
+    above ``max_bytes``. Pruning the dictionary per part means renumbering every index into it.
+    As with an item too large to cut, the downstream decides."""
+    signal = signal_of(request)
+    if signal is Signal.PROFILES:
+        return [request]
+    count, size = signal.count(request), request.ByteSize()
     if count <= 1 or size <= max_bytes:
         return [request]
     # Parts sized by the average item (at least two of them), then any still too large split again.

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import threading
 
 import aiohttp
 import bcrypt
@@ -544,3 +545,109 @@ def test_a_reference_to_something_that_is_no_authenticator_names_both_types():
         'receivers::otlp::protocols::http::auth::authenticator: extension "health_check" is a health_check, '
         "not a bearertokenauth or basicauth"]
     assert PASSWORD not in str(caught.value)
+
+
+# --- bcrypt off the event loop, and unknown users ---------------------------------------------
+
+class CheckSpy:
+    """bcrypt.checkpw as it is, except that each call notes its thread and hash, and can be held
+    (until ``release``) to show what the event loop does meanwhile."""
+
+    def __init__(self, real, hold: bool = False):
+        self.real = real
+        self.calls: list[tuple[str, bytes]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls.append((threading.current_thread().name, hashed))
+        self.entered.set()
+        assert self.release.wait(10), "never released"
+        return self.real(password, hashed)
+
+
+def test_a_wrong_bcrypt_password_does_not_hold_up_other_requests(monkeypatch):
+    hashed = bcrypt.hashpw(b"alice-pass", bcrypt.gensalt(4)).decode()
+    ext = make({"htpasswd": {"inline": f"alice:{hashed}\nbob:bob-pass"}})
+    spy = CheckSpy(bcrypt.checkpw, hold=True)
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+
+    async def post(session, url, user, password) -> int:
+        async with session.post(url, data=traces_request(1).SerializeToString(),
+                                headers={"Content-Type": "application/x-protobuf",
+                                         "Authorization": basic(user, password)}) as answer:
+            return answer.status
+
+    async def run():
+        loop_thread = threading.current_thread().name
+        async with Receiver(ext) as r:
+            url = f"http://127.0.0.1:{r.receiver.http.port}/v1/traces"
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(10)) as session:
+                wrong = asyncio.create_task(post(session, url, "alice", "guess"))
+                assert await asyncio.to_thread(spy.entered.wait, 10)
+                # alice's bcrypt check is held on its thread; bob is let in meanwhile.
+                other = await post(session, url, "bob", "bob-pass")
+                held = not wrong.done()
+                spy.release.set()
+                first = await wrong
+                calls = len(spy.calls)
+                again = await post(session, url, "alice", "guess")
+                return loop_thread, other, held, first, calls, again, r.spans()
+        return None
+
+    loop_thread, other, held, first, calls, again, spans = asyncio.run(run())
+    assert (other, held, first) == (200, True, 401)
+    assert spans == 1
+    assert calls == 1 and {name for name, _ in spy.calls} != {loop_thread}
+    assert all(name.startswith(basicauth.CHECK_THREAD_NAME) for name, _ in spy.calls)
+    # The same wrong password again is answered from the remembered failures: no second bcrypt run.
+    assert again == 401 and len(spy.calls) == 1
+    asyncio.run(ext.shutdown())
+
+
+def test_an_unknown_user_costs_a_check_of_the_same_kind(monkeypatch):
+    from relay.extensions.basicauth import htpasswd
+
+    hashed = bcrypt.hashpw(b"alice-pass", bcrypt.gensalt(5)).decode()
+    ext = make({"htpasswd": {"inline": f"alice:{hashed}\nbob:bob-pass"}})
+    spy = CheckSpy(bcrypt.checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+
+    async def attempts():
+        return [await ext.authenticate_async({"authorization": basic(user, password)})
+                for user, password in (("mallory", "alice-pass"), ("alice", "guess"), ("alice", "alice-pass"))]
+
+    assert asyncio.run(attempts()) == [False, False, True]
+    # An unknown user ran bcrypt too, at the cost of the table's bcrypt user, as a known one does.
+    prefixes = [checked[:7] for _, checked in spy.calls]
+    assert prefixes == [hashed[:7].encode()] * 3  # "$2b$05$" each time
+    # The unknown user's password met the dummy hash, never alice's.
+    assert [checked == hashed.encode() for _, checked in spy.calls] == [False, True, True]
+    asyncio.run(ext.shutdown())
+
+    # Without bcrypt, an unknown user is checked as the costliest kind there is ($apr1$ here).
+    ext = make({"htpasswd": {"inline": "carol:$apr1$StJ5t4wb$tIVEx.MPZR1SqDm5y9VCs1\nbob:bob-pass"}})
+    digests = []
+    real = htpasswd.apr1
+    monkeypatch.setattr(htpasswd, "apr1", lambda password, salt: digests.append(salt) or real(password, salt))
+    assert not ext.authenticate({"authorization": basic("mallory", "SRI")})
+    assert not ext.authenticate({"authorization": basic("carol", "guess")})
+    assert len(digests) == 2
+    asyncio.run(ext.shutdown())
+
+
+@pytest.mark.parametrize("lines, kind, cost", [
+    (["a:plain"], "plain", None),
+    (["a:plain", "b:{SHA}D9rQ8iK6feNAniulHNKdr5V38ok="], "sha", None),
+    (["a:{SHA}D9rQ8iK6feNAniulHNKdr5V38ok=", "b:$apr1$gxNb79DX$6wi9QaGNM5TA0kBKiC4710"], "apr1", None),
+    (["a:$apr1$gxNb79DX$6wi9QaGNM5TA0kBKiC4710", f"b:{bcrypt.hashpw(b'x', bcrypt.gensalt(4)).decode()}",
+      f"c:{bcrypt.hashpw(b'x', bcrypt.gensalt(5)).decode()}"], "bcrypt", 5),
+])
+def test_the_dummy_is_the_costliest_kind_in_the_table(lines, kind, cost):
+    from relay.extensions.basicauth.htpasswd import dummy
+
+    check = dummy(parse("\n".join(lines), "x").values())
+    assert check.kind == kind
+    assert getattr(check, "cost", None) == cost

@@ -255,6 +255,18 @@ def test_resource_exhausted_without_retry_info_is_permanent(sink):
     assert h.failed(Signal.METRICS, False) == 5
 
 
+def test_a_too_large_request_is_sent_in_halves_but_a_profiles_request_is_not(sink):
+    """Halves of a profiles request would each carry its whole dictionary: it is refused whole."""
+    sink.fail_with(grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large")
+    export_once(sink.endpoint, traces_request(spans=4))
+    assert sink.refused == 3  # all four, then the first half, then its first span: refused alone, it fails
+    request = profiles_request(("checkout", "cart"))
+    assert Signal.PROFILES.count(request) > 1
+    error, _ = export_once(sink.endpoint, request)
+    assert isinstance(error, PermanentError) and error.status == "RESOURCE_EXHAUSTED"
+    assert sink.refused == 4  # once, whole
+
+
 def test_resource_exhausted_with_retry_info_is_retryable(sink):
     sink.fail_with(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota", retry_after=1.5)
     error, h = export_once(sink.endpoint, metrics_request())

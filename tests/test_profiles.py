@@ -388,3 +388,74 @@ def test_a_profile_pointing_outside_the_dictionary_fails_its_condition_and_is_ke
     # which error_mode ignore counts as false: both are kept, and the failure is counted.
     assert [len(sp.profiles) for rp in kept.resource_profiles for sp in rp.scope_profiles] == [2]
     assert metric(telemetry, "otelcol_processor_filter_errors_total", filter="filter/p", signal="profiles") == 1
+
+
+def profiles_of(request) -> list:
+    return [p for rp in request.resource_profiles for sp in rp.scope_profiles for p in sp.profiles]
+
+
+def with_sampleless_profiles(request, at: tuple[int, ...]):
+    """``request`` with the profiles at positions ``at`` (in request order) emptied of samples."""
+    for position, profile in enumerate(profiles_of(request)):
+        if position in at:
+            del profile.samples[:]
+    return request
+
+
+def test_profiles_without_samples_reach_the_exporter():
+    # A profile without samples still carries its time, attributes and counts: the receiver must
+    # forward it rather than acknowledge and forget it.
+    request = with_sampleless_profiles(profiles_request(), at=(0, 1))
+    assert samples(request) == 0 and len(profiles_of(request)) == 2
+    data = request.SerializeToString()
+    telemetry = SelfMetrics(CollectorRegistry())
+    sink = GrpcRecorder()
+
+    async def scenario():
+        endpoint = await sink.start()
+        try:
+            exporter = {"otlp/profiles": {"endpoint": endpoint, "tls": {"insecure": True}, **NO_QUEUE}}
+            grpc_port = free_port()
+            text = relay_yaml(exporter, {"memory_limiter": PROCESSORS["memory_limiter"]}, ["memory_limiter"],
+                              grpc_port, free_port())
+
+            async def send():
+                response = await grpc_export(grpc_port, data)
+                await asyncio.wait_for(sink.arrived.wait(), WAIT)
+                return response
+
+            return await run_relay(text, telemetry, send)
+        finally:
+            await sink.stop()
+
+    response = asyncio.run(scenario())
+    assert not response.HasField("partial_success")
+    assert sink.bodies == [data]
+
+
+def test_splitting_keeps_profiles_without_samples_in_the_chunk_that_reaches_them():
+    from relay import split
+
+    # Six profiles, two samples each; the first and the fourth lose theirs: 8 samples in all.
+    request = with_sampleless_profiles(profiles_request(("a", "b", "c")), at=(0, 3))
+    parts = split.split(request, 3)
+    assert [samples(part) for part in parts] == [3, 3, 2]
+    assert [len(profiles_of(part)) for part in parts] == [3, 3, 1]
+    # Every profile arrives once, in order, the sample-less ones with their own fields intact.
+    shells = [(p.time_unix_nano, tuple(p.attribute_indices)) for p in profiles_of(request)]
+    arrived = [(p.time_unix_nano, tuple(p.attribute_indices)) for part in parts for p in profiles_of(part)]
+    assert list(dict.fromkeys(arrived)) == shells
+    assert [len(p.samples) for p in profiles_of(parts[0])] == [0, 2, 1]
+    # A request of sample-less profiles only is one chunk holding them all.
+    empty = with_sampleless_profiles(profiles_request(("a",)), at=(0, 1))
+    (part,) = split.split(empty, 3)
+    assert part == empty
+
+
+def test_a_profiles_request_is_not_cut_by_size():
+    from relay import split
+
+    # Cutting would copy the whole dictionary into every part, so the request travels whole.
+    request = profiles_request(("a", "b", "c"))
+    assert request.dictionary.ByteSize() > 64
+    assert split.by_size(request, 64) == [request]

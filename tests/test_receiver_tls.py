@@ -434,6 +434,42 @@ def test_an_encrypted_key_stops_the_start_without_prompting(tmp_path, server_fil
     assert f"{encrypted} is encrypted" in str(error)
 
 
+def encrypted_copy(key_file: str, target: Path) -> Path:
+    key = serialization.load_pem_private_key(Path(key_file).read_bytes(), None)
+    target.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.BestAvailableEncryption(b"passphrase")))
+    return target
+
+
+@pytest.mark.parametrize("key, make, message", [
+    ("key_file", lambda tmp_path, files: encrypted_copy(files["key_file"], tmp_path / "encrypted-key.pem"),
+     "is encrypted; the key must be unencrypted PEM"),
+    ("cert_file", lambda tmp_path, files: (tmp_path / "bad.pem", (tmp_path / "bad.pem").write_bytes(b"no\n"))[0],
+     "holds no PEM certificate"),
+])
+def test_the_zipkin_receiver_checks_its_tls_files_as_the_otlp_one_does(key, make, message, tmp_path, server_files):
+    # The same loader as the OTLP receiver's: an encrypted key is refused by name, never prompted for.
+    from relay.receivers import zipkin
+    from relay.receivers.zipkin.server import ZipkinReceiver
+
+    bad = make(tmp_path, server_files)
+    config, problems = decode(zipkin.Config, {"endpoint": "127.0.0.1:0",
+                                              "tls": tls_settings(server_files, **{key: str(bad)})})
+    assert problems == []
+    receiver = ZipkinReceiver(ComponentID("zipkin"), config, Recorder(), SelfMetrics(CollectorRegistry()))
+
+    async def run():
+        try:
+            await receiver.start()
+        except ConfigError as error:
+            return error
+        await receiver.shutdown(0)
+        return None
+
+    error = asyncio.run(run())
+    assert str(error) == f"receivers::zipkin::tls::{key}: {bad} {message}"
+
+
 def test_nothing_listens_after_a_failed_tls_start(tmp_path, server_files):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

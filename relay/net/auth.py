@@ -3,8 +3,10 @@
 A receiver protocol or an exporter says ``auth: {authenticator: <extension id>}``; the
 extension is looked up on the host when the component starts. Any extension whose type
 is in ``AUTHENTICATOR_TYPES`` will do, as long as it plays the role asked of it: a
-receiver needs a server authenticator (one with ``authenticate(headers)``), an exporter
-a client one (``client_headers()``). An extension says which roles it plays in
+receiver needs a server authenticator (one with ``authenticate(headers) -> bool``, and,
+when that check is slow, such as bcrypt, ``async authenticate_async(headers)``, which a
+receiver awaits instead so the event loop is not held up), an exporter a client one
+(``client_headers()``). An extension says which roles it plays in
 ``roles``; ``bearertokenauth`` plays both, a ``basicauth`` one or the other.
 """
 

@@ -1,6 +1,7 @@
 """One client TLS config, the collector's ``configtls`` keys, for every client the relay has: the
 otlp, otlphttp, jaeger and remote-write exporters, the budget webhook and the prometheus
-receiver's scrapes; and one server TLS config, for the OTLP receiver's listeners.
+receiver's scrapes; and one server TLS config, for the receivers' listeners, loaded and checked
+by ``CertificateFiles`` (an encrypted key is an error, never a passphrase prompt).
 
 - ``insecure``: gRPC without a scheme in the endpoint sends in plain text; an http:// or
   https:// URL's scheme decides for HTTP clients, as in the collector.
@@ -24,11 +25,12 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
 from relay.config.decode import Duration
-from relay.errors import Problem
+from relay.errors import ConfigError, Problem
 
 VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
             "1.3": ssl.TLSVersion.TLSv1_3}
@@ -86,7 +88,8 @@ class TLSClientConfig:
 
 @dataclass
 class TLSServerConfig:
-    """The one server TLS config: the OTLP receiver's gRPC and HTTP listeners (``relay.receivers.otlp.security``)."""
+    """The one server TLS config: the OTLP receiver's gRPC and HTTP listeners (``relay.receivers.otlp.security``)
+    and the Zipkin receiver's; ``CertificateFiles`` loads it."""
 
     cert_file: str = ""
     key_file: str = ""
@@ -106,6 +109,115 @@ class TLSServerConfig:
         if self.reload_interval < 0:
             problems.append(Problem(("reload_interval",), "must not be negative (0 never reloads)"))
         return problems
+
+
+@dataclass(frozen=True)
+class ServerMaterial:
+    """One loaded, checked set of server TLS files."""
+
+    context: ssl.SSLContext
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase():
+    # Without this, OpenSSL would prompt for a passphrase on the terminal.
+    raise _Encrypted
+
+
+class CertificateFiles:
+    """The cert_file, key_file and client_ca_file of one TLS server (a ``TLSServerConfig``),
+    loaded together, and whether any changed on disk since the last load (looked at most every
+    reload_interval). ``where`` is the key path of the tls section, for errors.
+
+    Thread-safe: gRPC asks from its own threads.
+    """
+
+    def __init__(self, tls, where: tuple[str, ...]):
+        self.tls = tls
+        self.where = where
+        self.paths = {"cert_file": tls.cert_file, "key_file": tls.key_file}
+        if tls.client_ca_file:
+            self.paths["client_ca_file"] = tls.client_ca_file
+        self._lock = threading.Lock()
+        self._next_check = 0.0
+        self._signature: tuple | None = None
+
+    def _problem(self, key: str, message: str) -> ConfigError:
+        return ConfigError([Problem(self.where + (key,), message)])
+
+    def _stat(self) -> tuple:
+        out = []
+        for path in self.paths.values():
+            try:
+                st = os.stat(path)
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def load(self) -> ServerMaterial:
+        """Read and check every file; ConfigError naming the key and file when one is unusable."""
+        signature = self._stat()  # before reading: a change made while reading is seen next time
+        raw = {}
+        for key, path in self.paths.items():
+            try:
+                with open(path, "rb") as handle:
+                    raw[key] = handle.read()
+            except OSError as error:
+                raise self._problem(key, f"cannot read {path}: {error.strerror}") from None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert_path, key_path = self.paths["cert_file"], self.paths["key_file"]
+        try:
+            # A throwaway store: does the file hold a PEM certificate at all?
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cadata=raw["cert_file"].decode("latin-1"))
+        except ssl.SSLError:
+            raise self._problem("cert_file", f"{cert_path} holds no PEM certificate") from None
+        try:
+            context.load_cert_chain(cert_path, key_path, password=_no_passphrase)
+        except _Encrypted:
+            raise self._problem("key_file", f"{key_path} is encrypted; the key must be unencrypted PEM") from None
+        except ssl.SSLError as error:
+            if error.reason == "KEY_VALUES_MISMATCH":
+                raise self._problem("key_file", f"{key_path} does not match the certificate in {cert_path}") from None
+            raise self._problem("key_file", f"{key_path} holds no PEM private key") from None
+        except OSError as error:
+            raise self._problem("cert_file", f"cannot load {cert_path} / {key_path}: {error.strerror}") from None
+        client_ca = raw.get("client_ca_file")
+        if client_ca is not None:
+            ca_path = self.paths["client_ca_file"]
+            try:
+                context.load_verify_locations(cadata=client_ca.decode("latin-1"))
+            except ssl.SSLError:
+                raise self._problem("client_ca_file", f"{ca_path} holds no PEM certificate") from None
+            context.verify_mode = ssl.CERT_REQUIRED
+        with self._lock:
+            self._signature = signature
+        return ServerMaterial(context, raw["cert_file"], raw["key_file"], client_ca)
+
+    def changed(self) -> bool:
+        """True once per change on disk, looked at no more often than ``reload_interval``."""
+        interval = self.tls.reload_interval
+        if not interval:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next_check:
+                return False
+            self._next_check = now + interval
+            signature = self._stat()
+            if signature == self._signature:
+                return False
+            # Taken as seen even if loading it fails: a half-written set is tried again
+            # when it changes again, not on every connection.
+            self._signature = signature
+            return True
 
 
 def _read(path: str) -> bytes:

@@ -66,7 +66,9 @@ class GrpcTransport:
                                                timeout=self.config.timeout or None, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
             items = signal.count(request)
-            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and items > 1 and not _retry_info(error):
+            # Profiles are never halved: each half would carry the whole dictionary (see split.by_size).
+            if (error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and items > 1 and not _retry_info(error)
+                    and signal is not Signal.PROFILES):
                 # Too large for the downstream (its limit is below ours): halves, not a drop.
                 self.log.info("downstream refused a request as too large; sending it in halves",
                               fields={"items": items, "bytes": len(data)})

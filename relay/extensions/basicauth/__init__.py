@@ -16,22 +16,26 @@ One extension is either side, never both:
   the last credentials read stay in force.
 
 Passwords and the header stay out of everything the relay writes: logs, errors, the
-config's repr. Checks compare in constant time.
+config's repr. Checks compare in constant time. A bcrypt check (tens of milliseconds) runs on
+the extension's own worker threads, so clients with wrong passwords do not hold up the event
+loop; recent outcomes, right or wrong, are remembered. An unknown user's password is checked
+against a dummy password of the table's costliest kind, so timing does not tell which users exist.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import hmac
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from relay.component import Settings
 from relay.errors import ConfigError, Problem
-from relay.extensions.basicauth.htpasswd import HtpasswdError, Matcher, parse
+from relay.extensions.basicauth.htpasswd import HtpasswdError, Matcher, dummy, parse
 from relay.net.auth import BASIC_AUTHENTICATOR_TYPE, CLIENT, SERVER, header_value
 from relay.telemetry import Throttled, component_logger
 
@@ -45,6 +49,10 @@ SCHEME = "Basic"
 MAX_FILE_BYTES = 1024 * 1024
 # Credential files are looked at no more often than this, however many requests use them.
 FILE_CHECK_INTERVAL = 1.0
+# Threads for slow (bcrypt) checks: few, so a flood of wrong passwords queues here and takes
+# neither the event loop nor the threads the rest of the relay shares.
+CHECK_THREADS = 2
+CHECK_THREAD_NAME = "basicauth-check"
 
 
 @dataclass
@@ -106,6 +114,8 @@ class BasicAuth:
         self.scheme = SCHEME
         self.roles = (SERVER,) if config.htpasswd is not None else (CLIENT,)
         self._users: dict[str, Matcher] = {}
+        self._unknown: Matcher | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._header_value: str | None = None
         self._file_trouble = Throttled(self.log, 60.0, clock)
         self._signature: tuple | None = None
@@ -114,6 +124,8 @@ class BasicAuth:
     async def start(self) -> None:
         if self.config.htpasswd is not None:
             self._users = self._load_users(self.config.htpasswd)
+            self._unknown = dummy(self._users.values())
+            self._threads = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix=CHECK_THREAD_NAME)
             self.log.info("basic authenticator ready", fields={
                 "side": "server", "users": len(self._users),
                 **({"file": self.config.htpasswd.file} if self.config.htpasswd.file else {})})
@@ -124,20 +136,42 @@ class BasicAuth:
             self.log.info("basic authenticator ready", fields={"side": "client"})
 
     async def shutdown(self) -> None:
-        pass
+        if self._threads is not None:
+            # Checks still queued are for requests being torn down; none is waited for.
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
 
     def authenticate(self, headers: Mapping[str, Any]) -> bool:
-        """Whether ``headers`` carry Basic credentials of a known user with the right password."""
-        credentials = _credentials(header_value(headers, HEADER))
-        if credentials is None:
+        """Whether ``headers`` carry Basic credentials of a known user with the right password.
+        Checks in the caller's thread, bcrypt included: a receiver awaits ``authenticate_async``."""
+        found = self._lookup(headers)
+        if found is None:
             return False
+        check, password, known = found
+        return check(password) and known  # the check runs first, known or not
+
+    async def authenticate_async(self, headers: Mapping[str, Any]) -> bool:
+        """``authenticate``, with a slow check (bcrypt) on the extension's threads, not the event loop."""
+        found = self._lookup(headers)
+        if found is None:
+            return False
+        check, password, known = found
+        verdict = check.remembered(password)
+        if verdict is None:
+            if self._threads is None:
+                return False  # shut down: nothing is let in any more
+            verdict = await asyncio.get_running_loop().run_in_executor(self._threads, check, password)
+        return verdict and known
+
+    def _lookup(self, headers: Mapping[str, Any]) -> tuple[Matcher, bytes, bool] | None:
+        """(the check to run, the password, whether the user exists); None without Basic credentials.
+        An unknown user gets the dummy check, so it costs what a known user's does."""
+        credentials = _credentials(header_value(headers, HEADER))
+        if credentials is None or self._unknown is None:
+            return None
         username, password = credentials
         check = self._users.get(username)
-        if check is None:
-            # An unknown user costs a comparison too, so timing does not tell users apart from passwords.
-            hmac.compare_digest(password, password)
-            return False
-        return check(password)
+        return (self._unknown, password, False) if check is None else (check, password, True)
 
     def client_headers(self) -> dict[str, str]:
         """The header an exporter sends; credential files that changed are read anew first."""

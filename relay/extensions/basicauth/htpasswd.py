@@ -7,7 +7,7 @@ matches when written ``{PLAIN}<password>``):
 
 - ``$apr1$salt$hash``: Apache's MD5 (``htpasswd -m``, its default)
 - ``{SHA}base64``: SHA-1 (``htpasswd -s``)
-- ``$2y$``, ``$2a$``, ``$2b$``: bcrypt (``htpasswd -B``), with the ``bcrypt`` package
+- ``$2y$``, ``$2a$``, ``$2b$``: bcrypt (``htpasswd -B``)
 - ``{SSHA}base64``: salted SHA-1
 - ``$5$``, ``$6$``: SHA-crypt, which the collector takes and the relay does not: such a line is an error
 
@@ -25,12 +25,25 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-Matcher = Callable[[bytes], bool]
+import bcrypt
 
-# Successful bcrypt checks are remembered (as a keyed digest, never the password), so that a
-# client sending the same credentials on every request costs one bcrypt run, not one per request.
+# Recent bcrypt outcomes are remembered (as a keyed digest, never the password): a client sending
+# the same credentials on every request costs one bcrypt run, not one per request, and so does
+# one repeating a wrong password. Each table is bounded, the oldest entry going first.
 BCRYPT_CACHE_SIZE = 1024
+BCRYPT_FAILURE_CACHE_SIZE = 1024
 _APR1_ALPHABET = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Kinds of encoded password, cheapest first; an unknown user is checked against a dummy of the
+# costliest kind in the table (``dummy``), so a miss takes as long as a known user's wrong password.
+_KINDS = ("plain", "sha", "ssha", "apr1", "bcrypt")
+# Well-formed; what they match does not matter, a dummy's verdict is never used.
+_DUMMIES = {
+    "plain": "{PLAIN}" + "\0" * 32,
+    "sha": "{SHA}" + base64.b64encode(b"\0" * 20).decode(),
+    "ssha": "{SSHA}" + base64.b64encode(b"\0" * 28).decode(),
+    "apr1": "$apr1$relayrel$" + "." * 22,
+}
+_DUMMY_BCRYPT = "$2b${cost:02d}$relayrelayrelayrelayre" + "dummy" * 6 + "d"
 
 
 class HtpasswdError(ValueError):
@@ -54,6 +67,25 @@ def parse(text: str, source: str) -> dict[str, Matcher]:
     return table
 
 
+class Matcher:
+    """One user's password check: calling it with a password says whether it matches. ``kind``
+    names the encoding (one of ``_KINDS``); ``slow`` checks (bcrypt) are meant to run off the
+    event loop, unless ``remembered`` already knows the answer."""
+
+    slow = False
+
+    def __init__(self, kind: str, verify: Callable[[bytes], bool]):
+        self.kind = kind
+        self._verify = verify
+
+    def __call__(self, password: bytes) -> bool:
+        return self._verify(password)
+
+    def remembered(self, password: bytes) -> bool | None:
+        """The answer without doing the check, when it is cheap or known; None otherwise."""
+        return None if self.slow else self(password)
+
+
 def matcher(encoded: str) -> Matcher:
     """How to check a password against one line's encoded password."""
     if encoded.startswith("$apr1$"):
@@ -61,28 +93,39 @@ def matcher(encoded: str) -> Matcher:
         if not dollar:
             raise HtpasswdError("malformed $apr1$ password (expected $apr1$salt$hash)")
         expected = digest.encode("ascii", "replace")
-        return lambda password: hmac.compare_digest(apr1(password, salt.encode()), expected)
+        return Matcher("apr1", lambda password: hmac.compare_digest(apr1(password, salt.encode()), expected))
     if encoded.startswith("{SHA}"):
         expected = _b64(encoded[len("{SHA}"):], "{SHA}")
         if len(expected) != hashlib.sha1().digest_size:
             raise HtpasswdError("malformed {SHA} password (not a base64 SHA-1 digest)")
-        return lambda password: hmac.compare_digest(hashlib.sha1(password).digest(), expected)
+        return Matcher("sha", lambda password: hmac.compare_digest(hashlib.sha1(password).digest(), expected))
     if encoded[:4] in ("$2y$", "$2a$", "$2b$"):
-        return _bcrypt(encoded)
+        return Bcrypt(encoded)
     if encoded.startswith("{SSHA}"):
         raw = _b64(encoded[len("{SSHA}"):], "{SSHA}")
         size = hashlib.sha1().digest_size
         if len(raw) <= size:
             raise HtpasswdError("malformed {SSHA} password (no salt after the SHA-1 digest)")
         expected, salt = raw[:size], raw[size:]
-        return lambda password: hmac.compare_digest(hashlib.sha1(password + salt).digest(), expected)
+        return Matcher("ssha", lambda password: hmac.compare_digest(hashlib.sha1(password + salt).digest(), expected))
     if encoded.startswith(("$5$", "$6$")):
         raise HtpasswdError("SHA-crypt ($5$, $6$) passwords are not supported here; "
                             "use bcrypt (htpasswd -B), $apr1$ or {SHA}")
     plain = encoded.encode("utf-8", "surrogateescape")
     # "|", not "or": both comparisons run, whichever matches.
-    return lambda password: (hmac.compare_digest(password, plain)
-                             | hmac.compare_digest(b"{PLAIN}" + password, plain))
+    return Matcher("plain", lambda password: (hmac.compare_digest(password, plain)
+                                              | hmac.compare_digest(b"{PLAIN}" + password, plain)))
+
+
+def dummy(matchers) -> Matcher:
+    """What an unknown user's password is checked against (its verdict ignored): a fixed password
+    of the costliest kind among ``matchers`` (bcrypt at their highest cost), so that an unknown
+    user takes as long as a known one with a wrong password and timing does not tell them apart."""
+    matchers = list(matchers)
+    kind = max((m.kind for m in matchers), key=_KINDS.index, default="plain")
+    if kind == "bcrypt":
+        return Bcrypt(_DUMMY_BCRYPT.format(cost=max(m.cost for m in matchers if isinstance(m, Bcrypt))))
+    return matcher(_DUMMIES[kind])
 
 
 def _b64(text: str, kind: str) -> bytes:
@@ -92,37 +135,50 @@ def _b64(text: str, kind: str) -> bytes:
         raise HtpasswdError(f"malformed {kind} password (not base64)") from None
 
 
-def _bcrypt(encoded: str) -> Matcher:
-    try:
-        import bcrypt
-    except ImportError:
-        raise HtpasswdError("bcrypt passwords need the bcrypt package (pip install bcrypt)") from None
-    hashed = encoded.encode("ascii", "replace")
-    # bcrypt refuses a malformed hash only when asked to check one: ask now, with a throwaway password.
-    try:
-        bcrypt.checkpw(b"", hashed)
-    except ValueError:
-        raise HtpasswdError("malformed bcrypt password") from None
-    key = secrets.token_bytes(32)
-    seen: OrderedDict[bytes, None] = OrderedDict()
-    lock = threading.Lock()
+class Bcrypt(Matcher):
+    """A bcrypt password (tens of milliseconds per check, by design), with its recent outcomes
+    remembered as keyed digests. Thread-safe: checks run on worker threads."""
 
-    def check(password: bytes) -> bool:
+    slow = True
+
+    def __init__(self, encoded: str):
+        hashed = encoded.encode("ascii", "replace")
+        # bcrypt refuses a malformed hash only when asked to check one: ask now, with a throwaway password.
+        try:
+            bcrypt.checkpw(b"", hashed)
+        except ValueError:
+            raise HtpasswdError("malformed bcrypt password") from None
+        super().__init__("bcrypt", lambda password: bcrypt.checkpw(password, hashed))
+        self.cost = int(encoded[4:6]) if encoded[4:6].isdigit() else 0
+        self._key = secrets.token_bytes(32)
+        self._matched: OrderedDict[bytes, None] = OrderedDict()
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tag(self, password: bytes) -> bytes:
         # bcrypt ignores what lies past 72 bytes; the digest covers it all, so this is stricter, never looser.
-        tag = hmac.new(key, password, hashlib.sha256).digest()
-        with lock:
-            if tag in seen:
-                seen.move_to_end(tag)
-                return True
-        if not bcrypt.checkpw(password, hashed):
-            return False
-        with lock:
-            seen[tag] = None
-            while len(seen) > BCRYPT_CACHE_SIZE:
-                seen.popitem(last=False)
-        return True
+        return hmac.new(self._key, password, hashlib.sha256).digest()
 
-    return check
+    def remembered(self, password: bytes) -> bool | None:
+        tag = self._tag(password)
+        with self._lock:
+            for table, verdict in ((self._matched, True), (self._failed, False)):
+                if tag in table:
+                    table.move_to_end(tag)
+                    return verdict
+        return None
+
+    def __call__(self, password: bytes) -> bool:
+        verdict = self.remembered(password)
+        if verdict is not None:
+            return verdict
+        verdict = self._verify(password)
+        table, size = (self._matched, BCRYPT_CACHE_SIZE) if verdict else (self._failed, BCRYPT_FAILURE_CACHE_SIZE)
+        with self._lock:
+            table[self._tag(password)] = None
+            while len(table) > size:
+                table.popitem(last=False)
+        return verdict
 
 
 def apr1(password: bytes, salt: bytes) -> bytes:

@@ -85,8 +85,8 @@ class GrpcReceiver:
         gate = self._auth
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if gate is not None and not gate.allows(_text_metadata(context), signal.value,
-                                                    grpc.StatusCode.UNAUTHENTICATED.name, context.peer()):
+            if gate is not None and not await gate.allows(_text_metadata(context), signal.value,
+                                                          grpc.StatusCode.UNAUTHENTICATED.name, context.peer()):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
             try:
                 request = parse(data)
