@@ -1,6 +1,14 @@
-"""A small aiohttp listener used by the health check and the telemetry endpoint."""
+"""A small aiohttp listener, for the receivers that take HTTP posts (Zipkin, Jaeger's Thrift
+HTTP) and for the health check, the telemetry endpoint and the other extensions' pages.
+
+Shutdown stops accepting at once and gives requests in flight ``grace`` seconds before
+cancelling them: aiohttp's own cleanup would wait up to a minute for them, past any caller's
+deadline, and be cancelled part-way by it.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -18,6 +26,17 @@ class HttpListener:
         self.handler_options = handler_options
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._in_flight: set[asyncio.Task] = set()
+        app.middlewares.append(self._track)
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler):
+        task = asyncio.current_task()
+        self._in_flight.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight.discard(task)
 
     async def start(self) -> None:
         host, port = split_endpoint(self.endpoint)
@@ -27,7 +46,22 @@ class HttpListener:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
-    async def shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting at once; requests in flight get ``grace`` seconds, then are cancelled."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await stop(runner, self._in_flight, grace)
+
+
+async def stop(runner: web.BaseRunner, in_flight: set[asyncio.Task], grace: float) -> None:
+    """``runner.cleanup()``, with the request tasks of ``in_flight`` cancelled after ``grace`` seconds."""
+    deadline = asyncio.get_running_loop().call_later(grace, _cancel, in_flight)
+    try:
+        await runner.cleanup()
+    finally:
+        deadline.cancel()
+
+
+def _cancel(tasks: set[asyncio.Task]) -> None:
+    for task in list(tasks):
+        task.cancel()

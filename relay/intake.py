@@ -43,7 +43,7 @@ class Intake:
         from, bound for exporters to forward as is; None for other encodings. ``metadata``:
         the client's (key, value) pairs."""
         count = self.signal.count(request, data)
-        if count == 0:
+        if self.signal.is_empty(request, count):
             return 0, None
         token = client.bind(client.ClientInfo.from_pairs(metadata, peer)) if self.include_metadata else None
         bound = received.bind(request, data) if data is not None else None
@@ -59,6 +59,15 @@ class Intake:
                 client.unbind(token)
         self._accepted.inc(count)
         return count, None
+
+    def unreadable(self, error: Exception, what: str) -> InvalidDataError:
+        """The safety net under a transport's decoder: a failure other than InvalidDataError
+        while reading or translating a client's bytes is a gap in the decoder, logged with its
+        traceback, but the same bytes would fail the same way, so the client is told they are
+        invalid (400 / INVALID_ARGUMENT) rather than to retry them for ever."""
+        self.log.error("decoding a request failed unexpectedly", exc_info=error,
+                       fields={"signal": self.signal.value, "transport": self.transport})
+        return InvalidDataError(f"cannot read {what}: {status.describe(error)}")
 
     def refusal(self, error: BaseException, count: int, code: str | int) -> str:
         """Logs and counts a refused request (``code``: the status in the transport's terms);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 import re
 import time
 
@@ -84,6 +85,15 @@ def to_http(error: BaseException) -> tuple[int, float | None]:
         return 413, None
     code, retry_after = to_grpc(error)
     return GRPC_TO_HTTP.get(code, 500), retry_after
+
+
+def http_refusal(error: BaseException) -> tuple[int, dict[str, str]]:
+    """(status, headers) of an HTTP receiver's refusal of ``error``: ``to_http``'s status, with
+    a Retry-After in whole seconds (rounded up) where the status is retryable and a delay is known."""
+    code, retry_after = to_http(error)
+    if retry_after is not None and code in RETRYABLE_HTTP:
+        return code, {"Retry-After": str(max(0, math.ceil(retry_after)))}
+    return code, {}
 
 
 # An object's default repr, and the dump str() of a gRPC error is, where a message quotes them.

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gzip
 import json
 import os
 import socket
@@ -33,11 +34,11 @@ from relay.component import ComponentID, Settings
 from relay.config.decode import decode
 from relay.config.load import load
 from relay.errors import ConfigError, InvalidDataError, RetryableError
+from relay.intake import INTERNAL_MESSAGE
 from relay.jaeger import proto, thrift
 from relay.pipeline.graph import Graph
 from relay.pipeline.registry import default_registry
 from relay.receivers import jaeger
-from relay.receivers.jaeger import intake
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
 from tests.jaeger_clients import venv
@@ -310,6 +311,30 @@ async def test_thrift_http_takes_the_other_thrift_media_type_with_parameters():
     assert view(consumer.requests) == THRIFT_VIEW * 2
 
 
+@in_loop
+async def test_thrift_http_inflates_a_compressed_body_within_its_limit():
+    consumer = RecordingConsumer()
+    registry = CollectorRegistry()
+    batch = fixture("batch.thrift")
+    async with running({"thrift_http": {"endpoint": LOOPBACK, "max_request_body_size": 4096}},
+                       consumer, registry) as receiver:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async def post(data: bytes, encoding: str) -> tuple[int, str]:
+                async with session.post(f"http://127.0.0.1:{receiver.ports['thrift_http']}/api/traces", data=data,
+                                        headers={"Content-Type": "application/x-thrift",
+                                                 "Content-Encoding": encoding}) as response:
+                    return response.status, await response.text()
+
+            assert (await post(gzip.compress(batch), "gzip"))[0] == 202
+            code, text = await post(gzip.compress(batch * 100), "gzip")  # small on the wire, past the limit inflated
+            assert code == 413 and "inflates to more than the limit of 4096 bytes" in text
+            code, text = await post(batch, "br")
+            assert code == 400 and 'unsupported Content-Encoding "br"' in text
+    assert consumer.spans() == 3
+    assert metric(registry, "otelcol_receiver_refused_requests_total", transport="collector_http", signal="traces",
+                  status="413") == 1
+
+
 @pytest.mark.parametrize("protocol, name", [("thrift_compact", "emit_batch_compact.thrift"),
                                             ("thrift_binary", "emit_batch_binary.thrift")])
 @in_loop
@@ -373,6 +398,9 @@ def kv(key, **value):
     ([kv("http.status_code", v_int64=399)], "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_ERROR"),
     ([kv("http.status_code", v_int64=302)], "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_UNSET"),
     ([kv("http.status_code", v_str="n/a")], "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_UNSET"),
+    # Past int64, as Go's ParseInt: no code (and past Python's 4300 digits, no ValueError).
+    ([kv("http.status_code", v_str="5" * 5000)], "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_UNSET"),
+    ([kv("http.status_code", v_str="0" * 5000 + "503")], "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_ERROR"),
     ([kv("otel.status_code", v_str="ok"), kv("http.status_code", v_int64=500)], "SPAN_KIND_UNSPECIFIED",
      "STATUS_CODE_OK"),
     ([kv("error", v_bool=False), kv("span.kind", v_str="consumer")], "SPAN_KIND_CONSUMER", "STATUS_CODE_UNSET"),
@@ -427,6 +455,27 @@ def truncated_batch() -> bytes:
     return fixture("batch.thrift")[:-40]
 
 
+def zigzag_varint(value: int) -> bytes:
+    raw, out = (value << 1) ^ (value >> 63), b""
+    while raw >= 0x80:
+        out, raw = out + bytes([raw & 0x7F | 0x80]), raw >> 7
+    return out + bytes([raw])
+
+
+def with_micros(name: str, old: int, new: int) -> bytes:
+    """A fixture written by the real encoders, with the i64 ``old`` (a start time or a log's
+    timestamp, which occur once) rewritten to ``new``."""
+    data = fixture(name)
+    encode = zigzag_varint if "compact" in name else functools.partial(struct.pack, ">q")
+    assert data.count(encode(old)) == 1
+    return data.replace(encode(old), encode(new))
+
+
+# Past a protobuf Timestamp's years 1 to 9999: the first span's start, the first log's timestamp.
+FAR_START = ("batch.thrift", START_US, 2 ** 63 - 1)
+FAR_LOG = ("batch.thrift", START_US + 100_000, -(2 ** 63))
+
+
 @in_loop
 async def test_grpc_error_table():
     consumer = RecordingConsumer()
@@ -448,7 +497,7 @@ async def test_grpc_error_table():
         consumer.error = InvalidDataError("downstream refused it")
         assert await post_spans(port, good) == (grpc.StatusCode.INVALID_ARGUMENT, "downstream refused it", None)
         consumer.error = RuntimeError("a bug")
-        assert await post_spans(port, good) == (grpc.StatusCode.UNAVAILABLE, intake.INTERNAL_MESSAGE, None)
+        assert await post_spans(port, good) == (grpc.StatusCode.UNAVAILABLE, INTERNAL_MESSAGE, None)
     # Each pipeline refusal counted its three spans.
     refused = sum(metric(registry, "otelcol_receiver_refused_spans_total", transport="grpc", reason=reason)
                   for reason in ("RetryableError", "InvalidDataError", "RuntimeError"))
@@ -474,6 +523,11 @@ async def test_thrift_http_error_table():
         assert code == 400 and "truncated" in text
         code, _, _ = await post_thrift(port, b"\0" * 5000)
         assert code == 413
+        code, text, _ = await post_thrift(port, with_micros(*FAR_START))
+        assert code == 400 and "batch.spans[0].startTime of 9223372036854775807 microseconds is past what a " \
+            "timestamp (years 1 to 9999) can hold" in text
+        code, text, _ = await post_thrift(port, with_micros(*FAR_LOG))
+        assert code == 400 and "batch.spans[0].logs[0].timestamp of" in text
         assert (await post_thrift(port, b"", method="GET"))[0] == 405
         assert (await post_thrift(port, fixture("batch.thrift"), path="/v1/traces"))[0] == 404
         assert consumer.requests == []
@@ -485,11 +539,13 @@ async def test_thrift_http_error_table():
         assert (await post_thrift(port, fixture("batch.thrift")))[0] == 400
         consumer.error = RuntimeError("a bug")
         code, text, _ = await post_thrift(port, fixture("batch.thrift"))
-        assert (code, text.strip()) == (503, intake.INTERNAL_MESSAGE)
+        assert (code, text.strip()) == (503, INTERNAL_MESSAGE)
     assert metric(registry, "otelcol_receiver_refused_requests_total", transport="collector_http", signal="traces",
                   status="415") == 1
     assert metric(registry, "otelcol_receiver_refused_requests_total", transport="collector_http", signal="traces",
                   status="503") == 2
+    assert metric(registry, "otelcol_receiver_refused_requests_total", transport="collector_http", signal="traces",
+                  status="400") == 6
 
 
 @in_loop
@@ -507,7 +563,8 @@ async def test_udp_drops_are_counted_and_the_port_stays_up():
         send_datagram(port, b"\x82\x21\x00\x09emitBatch\x00")  # an emitBatch with no batch
         send_datagram(port, fixture("emit_batch_binary.thrift"))  # binary protocol on the compact port
         send_datagram(port, b"\x00" * 3001)
-        await until(lambda: refused("INVALID_ARGUMENT") == 2 and refused("RESOURCE_EXHAUSTED") == 1)
+        send_datagram(port, with_micros("emit_batch_compact.thrift", START_US, 2 ** 63 - 1))
+        await until(lambda: refused("INVALID_ARGUMENT") == 3 and refused("RESOURCE_EXHAUSTED") == 1)
         consumer.error = RetryableError("memory limit")
         send_datagram(port, fixture("emit_batch_compact.thrift"))
         await until(lambda: refused("UNAVAILABLE") == 1)
@@ -556,7 +613,90 @@ async def test_udp_counts_what_shutdown_leaves_behind():
     await receiver.shutdown(0.05)
     assert metric(registry, "otelcol_receiver_refused_requests_total", transport="udp_thrift_binary",
                   signal="traces", status="UNAVAILABLE") == 3
+    # The datagram in the pipeline had been read: its three spans are counted as refused.
+    assert metric(registry, "otelcol_receiver_refused_spans_total", transport="udp_thrift_binary",
+                  reason="ShutdownError") == 3
     assert metric(registry, "otelcol_receiver_accepted_spans_total", transport="udp_thrift_binary") == 0
+
+
+@in_loop
+async def test_a_translator_failure_of_another_kind_is_refused_as_invalid_on_every_transport(monkeypatch):
+    """The safety net under the readers: a gap answers in the protocol's terms and is counted, never a bare 500."""
+    from relay.receivers.jaeger import translate
+
+    def broken(batch):
+        raise OverflowError("a gap in the translator")
+
+    monkeypatch.setattr(translate, "to_request", broken)
+    consumer = RecordingConsumer()
+    registry = CollectorRegistry()
+    protocols = {"grpc": {"endpoint": LOOPBACK}, "thrift_http": {"endpoint": LOOPBACK},
+                 "thrift_compact": {"endpoint": LOOPBACK}}
+    async with running(protocols, consumer, registry) as receiver:
+        code, text, _ = await post_thrift(receiver.ports["thrift_http"], fixture("batch.thrift"))
+        assert (code, text.strip()) == (400, "cannot read the body as a jaeger.thrift Batch: "
+                                             "OverflowError: a gap in the translator")
+        code, details, _ = await post_spans(receiver.ports["grpc"], fixture("post_spans.binpb"))
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                   "cannot read the PostSpansRequest: OverflowError: a gap in the translator")
+        send_datagram(receiver.ports["thrift_compact"], fixture("emit_batch_compact.thrift"))
+        await until(lambda: metric(registry, "otelcol_receiver_refused_requests_total", transport="udp_thrift_compact",
+                                   signal="traces", status="INVALID_ARGUMENT") == 1)
+    assert consumer.requests == []
+    assert metric(registry, "otelcol_receiver_refused_requests_total", transport="collector_http", signal="traces",
+                  status="400") == 1
+    assert metric(registry, "otelcol_receiver_refused_requests_total", transport="grpc", signal="traces",
+                  status="INVALID_ARGUMENT") == 1
+
+
+@in_loop
+async def test_grpc_takes_an_http_status_code_of_thousands_of_digits():
+    tag = kv("http.status_code", v_str="5" * 5000)
+    request = proto.PostSpansRequest(batch=one_span(tags=[tag], start_time={"seconds": 1}))
+    consumer = RecordingConsumer()
+    async with running({"grpc": {"endpoint": LOOPBACK}}, consumer) as receiver:
+        assert await post_spans(receiver.ports["grpc"], request.SerializeToString()) == (grpc.StatusCode.OK, "", None)
+    assert consumer.spans() == 1
+
+
+@in_loop
+async def test_thrift_http_shutdown_cancels_what_is_in_flight_after_its_grace():
+    consumer = RecordingConsumer()
+    consumer.gate = asyncio.Event()  # never set: the pipeline holds the request
+    registry = CollectorRegistry()
+    config, _ = decode(jaeger.Config, {"protocols": {"thrift_http": {"endpoint": LOOPBACK}}})
+    receiver = jaeger.create(Settings(ComponentID.parse(RECEIVER), SelfMetrics(registry)), config,
+                             {Signal.TRACES: consumer})
+    await receiver.start()
+    post = asyncio.ensure_future(post_thrift(receiver.ports["thrift_http"], fixture("batch.thrift")))
+    try:
+        await consumer.wait_for_spans(3)
+        # aiohttp alone would wait up to a minute for the request; the bound here is only a safety net.
+        await asyncio.wait_for(receiver.shutdown(0.05), 30)
+    finally:
+        post.cancel()
+        await asyncio.gather(post, return_exceptions=True)
+    assert metric(registry, "otelcol_receiver_accepted_spans_total", transport="collector_http") == 0
+
+
+def test_udp_errors_are_logged_a_line_a_second_with_what_was_held_back():
+    from relay.receivers.jaeger.udp import _ThrottledLog
+
+    class Lines:
+        def __init__(self):
+            self.lines = []
+
+        def error(self, message, exc_info=None, fields=None):
+            self.lines.append((message, fields))
+
+    now = [100.0]
+    log = _ThrottledLog(Lines(), 1.0, lambda: now[0])
+    for _ in range(3):
+        log.error("decoding a request failed unexpectedly", exc_info=None, fields={"n": 1})
+    now[0] += 1.0
+    log.error("decoding a request failed unexpectedly", fields={"n": 2})
+    assert log.log.lines == [("decoding a request failed unexpectedly", {"n": 1}),
+                             ("decoding a request failed unexpectedly", {"n": 2, "suppressed": 2})]
 
 
 def test_thrift_readers_refuse_what_is_not_an_emit_batch():

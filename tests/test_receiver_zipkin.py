@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import zlib
 from dataclasses import dataclass, field
 
@@ -26,8 +27,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from relay.component import ComponentID
 from relay.config.decode import decode
 from relay.errors import ConfigError, InvalidDataError, PermanentError, RetryableError
+from relay.net import body
 from relay.receivers import zipkin
-from relay.receivers.zipkin import proto
+from relay.receivers.zipkin import proto, translate
 from relay.receivers.zipkin.server import ZipkinReceiver
 from relay.telemetry import SelfMetrics
 from tests.support import ROOT
@@ -269,6 +271,14 @@ TRANSLATIONS = [
                  lambda s: attributes(s.attributes) == {"n": "42", "d": "1.5", "b": "true", "s": "4x"},
                  id="tags stay strings"),
     pytest.param({"shared": True, "debug": True}, lambda s: attributes(s.attributes) == {}, id="shared and debug"),
+    # Hostile packed forms are no packed form: the value stays the event's name, whole.
+    pytest.param({"annotations": [{"timestamp": 5, "value": "e|{}|" + "1" * 5000}]},
+                 lambda s: [e.name for e in s.events] == ["e|{}|" + "1" * 5000], id="5000-digit dropped count"),
+    pytest.param({"annotations": [{"timestamp": 5, "value": 'e|{"a":1' + "0" * 400 + "}|0"}]},
+                 lambda s: [e.name for e in s.events] == ['e|{"a":1' + "0" * 400 + "}|0"],
+                 id="integer past a double"),
+    pytest.param({"annotations": [{"timestamp": 5, "value": '{"a":' + "[" * 100_000}]},
+                 lambda s: [len(e.name) for e in s.events] == [5 + 100_000], id="deep packed json"),
 ]
 
 
@@ -288,6 +298,15 @@ def test_parse_string_tags_types_numbers_and_booleans():
     assert answer.status == 202
     got = attributes(only_span(recorder).attributes)
     assert {k: got[k] for k in span["tags"]} == {"n": 42, "neg": -7, "d": 1.5, "b": False, "s": "4x", "big": "9" * 30}
+
+
+def test_parse_string_tags_keeps_a_number_of_thousands_of_digits_a_string():
+    # Past Python's 4300-digit limit int() raises, where Go's ParseInt says "out of range".
+    span = {**README_SPAN, "tags": {"huge": "9" * 5000, "plus": "+5", "padded": "0" * 5000 + "7"}}
+    answer, recorder, _ = post_once(V2, [span], settings={"parse_string_tags": True})
+    assert answer.status == 202, answer.text
+    got = attributes(only_span(recorder).attributes)
+    assert {k: got[k] for k in span["tags"]} == {"huge": "9" * 5000, "plus": "+5", "padded": 7}
 
 
 def test_spans_are_grouped_by_service_and_resource_tags_and_then_by_scope():
@@ -499,6 +518,12 @@ BAD = [
                  "truncated", id="truncated gzip"),
     pytest.param(V2, JSON, gzip.compress(b"[{]"), {"Content-Encoding": "gzip"}, 400, "http_v2_json", "not JSON",
                  id="gzip of malformed json"),
+    pytest.param(V2, JSON, b"[" * 100_000, {}, 400, "http_v2_json", "the JSON nests too deep", id="deep json"),
+    pytest.param(V1, JSON, b"[" * 100_000, {}, 400, "http_v1_json", "the JSON nests too deep", id="v1 deep json"),
+    pytest.param(V2, JSON, with_span(tags={"otlp.link.0": "463ac35c9f6413ad48485a3953bb6124|b7ad6b7169203331||{}|"
+                                                          + "7" * 5000}), {}, 400, "http_v2_json",
+                 "otlp.link.0: expected trace id|span id|trace state|JSON attributes|dropped count",
+                 id="link with a 5000-digit dropped count"),
 ]
 
 
@@ -511,6 +536,43 @@ def test_bad_input_is_refused_in_zipkin_terms_and_counted(path, content_type, bo
     assert recorder.requests == []
     assert sample(metrics, "otelcol_receiver_refused_requests_total", receiver="zipkin", transport=transport,
                   signal="traces", status=str(status)) == 1
+
+
+def test_a_translator_failure_of_another_kind_is_still_a_counted_400(monkeypatch):
+    # The safety net under the decoders: whatever gap is left answers in Zipkin's terms, never a bare 500.
+    def broken(spans, parse_string_tags):
+        raise OverflowError("a gap in the translator")
+
+    monkeypatch.setattr(translate, "to_otlp", broken)
+    answer, recorder, metrics = post_once(V2, [README_SPAN])
+    assert answer.status == 400
+    assert "cannot read the http_v2_json body: OverflowError: a gap in the translator" in answer.text
+    assert recorder.requests == []
+    assert sample(metrics, "otelcol_receiver_refused_requests_total", receiver="zipkin", transport="http_v2_json",
+                  signal="traces", status="400") == 1
+
+
+def test_a_large_body_is_decoded_and_delivered():
+    # Past relay.net.body.OFF_LOOP_SIZE the decoding runs in a thread; what it delivers is the same.
+    spans = [{**README_SPAN, "id": f"{i + 1:016x}"} for i in range(2000)]
+    data = json.dumps(spans).encode()
+    assert len(data) > body.OFF_LOOP_SIZE
+    answer, recorder, metrics = post_once(V2, data)
+    assert answer.status == 202, answer.text
+    assert sum(len(ss.spans) for r in recorder.requests for rs in r.resource_spans for ss in rs.scope_spans) == 2000
+    assert sample(metrics, "otelcol_receiver_accepted_spans_total", receiver="zipkin",
+                  transport="http_v2_json") == 2000
+
+
+def test_decoding_past_the_off_loop_size_runs_in_a_thread():
+    def thread(data: bytes) -> int:
+        return threading.get_ident()
+
+    async def run():
+        return await body.decode(b"[]", thread), await body.decode(b" " * (body.OFF_LOOP_SIZE + 1), thread)
+
+    small, large = asyncio.run(run())
+    assert small == threading.get_ident() and large != threading.get_ident()
 
 
 def test_a_body_over_the_limit_is_413_on_the_wire_and_once_inflated():

@@ -11,20 +11,16 @@ registers Jaeger's own files in the default pool cannot clash with them.
 
 from __future__ import annotations
 
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    duration_pb2,
-    message_factory,
-    timestamp_pb2,
-)
+from google.protobuf import descriptor_pb2, duration_pb2, timestamp_pb2
+
+from relay.protodesc import FieldDescriptor, add_fields, message_classes
 
 PACKAGE = "jaeger.api_v2"
 SERVICE = f"{PACKAGE}.CollectorService"
 POST_SPANS = f"/{SERVICE}/PostSpans"
 DEFAULT_PORT = 14250
 
-_F = descriptor_pb2.FieldDescriptorProto
+_F = FieldDescriptor
 _STRING, _BOOL, _INT64, _UINT32 = _F.TYPE_STRING, _F.TYPE_BOOL, _F.TYPE_INT64, _F.TYPE_UINT32
 _DOUBLE, _BYTES, _MESSAGE, _ENUM = _F.TYPE_DOUBLE, _F.TYPE_BYTES, _F.TYPE_MESSAGE, _F.TYPE_ENUM
 
@@ -77,28 +73,15 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         for value_name, number in values:
             enum.value.add(name=value_name, number=number)
     for name, fields in _MESSAGES:
-        message = file.message_type.add(name=name)
-        for field_name, number, type_, type_name, repeated in fields:
-            field = message.field.add(name=field_name, number=number, type=type_,
-                                      label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
-            if type_name:
-                field.type_name = type_name
+        add_fields(file.message_type.add(name=name), fields)
     service = file.service.add(name="CollectorService")
     service.method.add(name="PostSpans", input_type=f".{PACKAGE}.PostSpansRequest",
                        output_type=f".{PACKAGE}.PostSpansResponse")
     return file
 
 
-def _build() -> dict[str, type]:
-    pool = descriptor_pool.DescriptorPool()
-    for dependency in (timestamp_pb2.DESCRIPTOR, duration_pb2.DESCRIPTOR):
-        pool.Add(descriptor_pb2.FileDescriptorProto.FromString(dependency.serialized_pb))
-    pool.Add(_file())
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-            for name, _ in _MESSAGES}
-
-
-_CLASSES = _build()
+_CLASSES = message_classes(_file(), [name for name, _ in _MESSAGES],
+                           (timestamp_pb2.DESCRIPTOR, duration_pb2.DESCRIPTOR))
 KeyValue = _CLASSES["KeyValue"]
 Log = _CLASSES["Log"]
 SpanRef = _CLASSES["SpanRef"]

@@ -269,6 +269,19 @@ def _process(fields: dict, where: str) -> proto.Process:
     return proto.Process(service_name=name, tags=_tags(fields, 2, where, "tags"))
 
 
+# What the api_v2 messages can hold, in microseconds: a protobuf Timestamp is within the years
+# 1 to 9999 and a Duration within 10000 years either way; past them protobuf raises.
+_TIMESTAMP_US = (-62_135_596_800 * 10 ** 6, 253_402_300_799_999_999)
+_DURATION_US = (-315_576_000_000 * 10 ** 6, 315_576_000_000 * 10 ** 6)
+
+
+def _micros(value: int, bounds: tuple[int, int], what: str) -> int:
+    if not bounds[0] <= value <= bounds[1]:
+        kind = "a timestamp (years 1 to 9999)" if bounds is _TIMESTAMP_US else "a duration (10000 years)"
+        raise ThriftError(f"{what} of {value} microseconds is past what {kind} can hold")
+    return value
+
+
 def _span(fields: dict, where: str) -> proto.Span:
     def need(field_id, type_, name):
         return _get(fields, field_id, type_, where, name, True)
@@ -279,8 +292,8 @@ def _span(fields: dict, where: str) -> proto.Span:
                       flags=need(7, I32, "flags") & 0xFFFFFFFF)
     parent = need(4, I64, "parentSpanId")
     start, duration = need(8, I64, "startTime"), need(9, I64, "duration")
-    span.start_time.FromMicroseconds(start)
-    span.duration.FromMicroseconds(duration)
+    span.start_time.FromMicroseconds(_micros(start, _TIMESTAMP_US, f"{where}.startTime"))
+    span.duration.FromMicroseconds(_micros(duration, _DURATION_US, f"{where}.duration"))
     references = []
     for i, ref in enumerate(_structs(_get(fields, 6, LIST, where, "references"))):
         at = f"{where}.references[{i}]"
@@ -296,7 +309,8 @@ def _span(fields: dict, where: str) -> proto.Span:
     for i, log in enumerate(_structs(_get(fields, 11, LIST, where, "logs"))):
         at = f"{where}.logs[{i}]"
         entry = span.logs.add()
-        entry.timestamp.FromMicroseconds(_get(log, 1, I64, at, "timestamp", True))
+        entry.timestamp.FromMicroseconds(_micros(_get(log, 1, I64, at, "timestamp", True), _TIMESTAMP_US,
+                                                 f"{at}.timestamp"))
         entry.fields.extend(_tags(log, 2, at, "fields", True))
     return span
 

@@ -1,5 +1,5 @@
 """Reading an HTTP request body within a size limit, inflating it if compressed: shared by the
-receivers that take HTTP posts (OTLP/HTTP, Zipkin).
+receivers that take HTTP posts (OTLP/HTTP, Zipkin, Jaeger's Thrift HTTP).
 
 The limit bounds both the bytes on the wire and the bytes they inflate to.
 Inflation is streamed, each step producing at most what is left of the limit
@@ -11,11 +11,15 @@ is read chunk by chunk and counted, since Content-Length is only the client's wo
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from aiohttp.http_exceptions import BadHttpMessage
 
-from relay.errors import InvalidDataError, TooLargeError
+from relay.errors import InvalidDataError, Problem, TooLargeError
+
+# confighttp's default max_request_body_size, for every receiver that takes HTTP posts.
+DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 # What a Content-Encoding header may name; "identity" is the same as no header.
 SUPPORTED = ("gzip", "deflate")
@@ -23,6 +27,45 @@ SUPPORTED = ("gzip", "deflate")
 _GZIP = 16 + zlib.MAX_WBITS
 _ZLIB = zlib.MAX_WBITS
 _RAW = -zlib.MAX_WBITS
+
+
+# Past this many bytes, decoding a body takes long enough to stall every other request on the
+# event loop (tens of milliseconds and up): it runs in a thread instead.
+OFF_LOOP_SIZE = 256 * 1024
+
+
+async def decode(data: bytes, decoder, *args):
+    """``decoder(data, *args)``, in a thread for a body past OFF_LOOP_SIZE."""
+    if len(data) > OFF_LOOP_SIZE:
+        return await asyncio.to_thread(decoder, data, *args)
+    return decoder(data, *args)
+
+
+def body_limit(max_request_body_size: int) -> int:
+    """The limit a ``max_request_body_size`` setting means: 0 is the default, as in the collector."""
+    return max_request_body_size or DEFAULT_MAX_REQUEST_BODY_SIZE
+
+
+def size_problem(max_request_body_size: int) -> Problem | None:
+    """The setting's problem, if it has one, for a receiver's ``validate()``."""
+    if max_request_body_size < 0:
+        return Problem(("max_request_body_size",), "must not be negative (0 means the default)")
+    return None
+
+
+async def read_request(request, limit: int) -> bytes:
+    """The body of an aiohttp ``request``, inflated per its Content-Encoding, within ``limit``
+    bytes (on the wire and inflated). InvalidDataError for a Content-Encoding other than
+    gzip or deflate, a body that does not inflate or a broken chunked encoding;
+    TooLargeError past the limit, before a byte is read when Content-Length says so already;
+    ConnectionError when the client goes away before the end."""
+    header = request.headers.get("Content-Encoding", "")
+    encoding = coding(header)
+    if encoding is None:
+        raise InvalidDataError(f'unsupported Content-Encoding "{header}" (supported: {", ".join(SUPPORTED)})')
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLargeError(f"request body is larger than the limit of {limit} bytes")
+    return await read(request.content, encoding, limit)
 
 
 def coding(header: str) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from relay.component import Settings
 from relay.errors import Problem
+from relay.net import body
 from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.signals import Signal
 
@@ -33,8 +34,6 @@ DEFAULT_GRPC = "localhost:14250"
 DEFAULT_THRIFT_HTTP = "localhost:14268"
 DEFAULT_THRIFT_COMPACT = "localhost:6831"
 DEFAULT_THRIFT_BINARY = "localhost:6832"
-# confighttp's default body limit, as for the OTLP receiver.
-DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 
 def _endpoint(endpoint: str) -> list[Problem]:
@@ -58,15 +57,15 @@ class GrpcConfig:
 class ThriftHttpConfig:
     endpoint: str = DEFAULT_THRIFT_HTTP
     # 0 means the default, as in the collector.
-    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    max_request_body_size: int = body.DEFAULT_MAX_REQUEST_BODY_SIZE
 
     def body_limit(self) -> int:
-        return self.max_request_body_size or DEFAULT_MAX_REQUEST_BODY_SIZE
+        return body.body_limit(self.max_request_body_size)
 
     def validate(self) -> list[Problem]:
         problems = _endpoint(self.endpoint)
-        if self.max_request_body_size < 0:
-            problems.append(Problem(("max_request_body_size",), "must not be negative (0 means the default)"))
+        if problem := body.size_problem(self.max_request_body_size):
+            problems.append(problem)
         return problems
 
 

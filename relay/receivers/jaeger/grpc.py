@@ -56,11 +56,10 @@ class GrpcServer:
             self._server = None
 
     async def _post_spans(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        try:
-            request = proto.PostSpansRequest.FromString(data)
-        except DecodeError as error:
-            return await self._refuse(context, InvalidDataError(f"cannot parse PostSpansRequest: {error}"), 0)
-        count, failure = await self.intake.deliver(request.batch)
+        request, failure = await self.intake.read(data, _read_batch, "the PostSpansRequest")
+        if failure is not None:
+            return await self._refuse(context, failure, 0)
+        count, failure = await self.intake.deliver(request)
         if failure is not None:
             return await self._refuse(context, failure, count)
         return _EMPTY_RESPONSE
@@ -72,3 +71,10 @@ class GrpcServer:
             context.set_trailing_metadata(status.retry_info_metadata(code, message, retry_after))
         await context.abort(code, message)
         return b""  # not reached: abort raises
+
+
+def _read_batch(data: bytes):
+    try:
+        return proto.PostSpansRequest.FromString(data).batch
+    except DecodeError as error:
+        raise InvalidDataError(f"cannot parse PostSpansRequest: {error}") from None

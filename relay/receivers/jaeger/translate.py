@@ -30,6 +30,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from relay.errors import InvalidDataError
 from relay.jaeger import proto
+from relay.numbers import parse_int64
 
 NO_SERVICE_NAME = "OTLPResourceNoServiceName"
 
@@ -211,10 +212,8 @@ def _http_code(value: AnyValue) -> int | None:
     if kind == "int_value":
         return value.int_value
     if kind == "string_value":
-        text = value.string_value
-        # Go's ParseInt: an optional sign and decimal digits, nothing else.
-        digits = text[1:] if text[:1] in "+-" else text
-        return int(text) if digits.isascii() and digits.isdigit() else None
+        # Go's ParseInt: an optional sign and decimal digits within int64, nothing else.
+        return parse_int64(value.string_value)
     return None
 
 

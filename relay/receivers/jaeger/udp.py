@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 from relay import status
 from relay.errors import InvalidDataError, QueueFullError, ShutdownError, TooLargeError
 from relay.jaeger import thrift
 from relay.net.endpoints import split_endpoint
 from relay.receivers.jaeger.intake import Intake
+from relay.signals import Signal
 from relay.telemetry import Throttled, component_logger
 
 
@@ -34,14 +36,30 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 
 class _ThrottledLog:
-    """The component's log with its warnings throttled."""
+    """The component's log with its warnings and errors throttled: a flood of datagrams that
+    fail the same way is a line a second of each, carrying how many were held back."""
 
-    def __init__(self, log):
+    def __init__(self, log, interval: float = 1.0, clock=time.monotonic):
         self.log = log
-        self._warnings = Throttled(log, 1.0)
+        self.interval = interval
+        self.clock = clock
+        self._warnings = Throttled(log, interval, clock)
+        self._next_error = 0.0
+        self._held_errors = 0
 
     def warning(self, message: str, fields: dict) -> None:
         self._warnings.warning(message, fields)
+
+    def error(self, message: str, exc_info=None, fields: dict | None = None) -> None:
+        now = self.clock()
+        if now < self._next_error:
+            self._held_errors += 1
+            return
+        self._next_error = now + self.interval
+        fields = dict(fields or {})
+        if self._held_errors:
+            fields["suppressed"], self._held_errors = self._held_errors, 0
+        self.log.error(message, exc_info=exc_info, fields=fields)
 
     def __getattr__(self, name):
         return getattr(self.log, name)
@@ -55,8 +73,11 @@ class UdpServer:
         # The collector's transport names, for the metrics' labels.
         transport = "udp_thrift_compact" if compact else "udp_thrift_binary"
         self.log = component_logger(id_)
-        # A flood of bad datagrams is one warning line a second; a bug's traceback is never held back.
-        self.intake = Intake(id_, consumer, telemetry, transport, _ThrottledLog(self.log))
+        # A flood of bad datagrams is one line a second, a traceback included.
+        self.throttled_log = _ThrottledLog(self.log)
+        self.intake = Intake(id_, consumer, telemetry, transport, self.throttled_log)
+        # Spans the pipeline had when shutdown cancelled it: refused, by the reason shutdown gives.
+        self._cancelled_spans = telemetry.receiver_refused[Signal.TRACES].labels(str(id_), transport, "ShutdownError")
         self.port: int | None = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(config.queue_size)
         self._transport: asyncio.DatagramTransport | None = None
@@ -112,27 +133,32 @@ class UdpServer:
     async def _work(self) -> None:
         while True:
             data = await self._queue.get()
+            spans = 0
             try:
-                await self._handle(data)
+                request, failure = await self.intake.read(data, self._read_batch, "the datagram as an emitBatch call")
+                if failure is not None:
+                    self._drop(failure, 0)
+                    continue
+                spans = Signal.TRACES.count(request, None)
+                count, failure = await self.intake.deliver(request)
+                if failure is not None:
+                    self._drop(failure, count)
             except asyncio.CancelledError:
                 # Shutdown's grace ran out with this datagram in the pipeline: whether it got
                 # through is unknown, so it is counted as refused rather than lost unseen.
-                self._drop(ShutdownError("the receiver stopped while the datagram was in the pipeline"), 0)
+                self._cancelled_spans.inc(spans)
+                self._drop(ShutdownError("the receiver stopped while the datagram was in the pipeline"), spans)
                 raise
             except Exception as error:  # noqa: BLE001 - one bad datagram must not stop the worker
-                self.log.error("handling a datagram failed", exc_info=error)
+                self.throttled_log.error("handling a datagram failed", exc_info=error, fields={})
             finally:
                 self._queue.task_done()
 
-    async def _handle(self, data: bytes) -> None:
+    def _read_batch(self, data: bytes):
         try:
-            batch = thrift.read_emit_batch(data, self.compact)
+            return thrift.read_emit_batch(data, self.compact)
         except thrift.ThriftError as error:
-            self._drop(InvalidDataError(f"cannot read the datagram as an Agent.emitBatch call: {error}"), 0)
-            return
-        count, failure = await self.intake.deliver(batch)
-        if failure is not None:
-            self._drop(failure, count)
+            raise InvalidDataError(f"cannot read the datagram as an Agent.emitBatch call: {error}") from None
 
     def _drop(self, error: BaseException, count: int) -> None:
         self.intake.refused(error, count, status.to_grpc(error)[0].name)

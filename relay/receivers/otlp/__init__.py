@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
+from relay.net import body
 from relay.net.auth import AuthConfig, authenticator_for
 from relay.net.endpoints import endpoint_problem, split_endpoint
 from relay.net.tls import TLSServerConfig
@@ -30,8 +31,6 @@ EXAMPLE = {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"}, "http": {"endpo
 
 # The collector's path for profiles; unlike the other three it is not a setting.
 PROFILES_URL_PATH = "/v1development/profiles"
-# The collector's default for max_request_body_size.
-DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 
 @dataclass
@@ -79,7 +78,7 @@ class HttpConfig:
     metrics_url_path: str = "/v1/metrics"
     logs_url_path: str = "/v1/logs"
     # Bounds the body on the wire and once inflated; 0 means the default, as in the collector.
-    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    max_request_body_size: int = body.DEFAULT_MAX_REQUEST_BODY_SIZE
     # Keep the client's HTTP headers for processors' from_context.
     include_metadata: bool = False
     cors: CorsConfig | None = None
@@ -105,7 +104,7 @@ class HttpConfig:
         return path if path.startswith("/") else "/" + path
 
     def body_limit(self) -> int:
-        return self.max_request_body_size or DEFAULT_MAX_REQUEST_BODY_SIZE
+        return body.body_limit(self.max_request_body_size)
 
     def validate(self) -> list[Problem]:
         problems = []

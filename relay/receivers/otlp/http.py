@@ -22,13 +22,12 @@ business (the collector's ``read_header_timeout``, ``read_timeout``,
 from __future__ import annotations
 
 import asyncio
-import math
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
-from relay import otlpjson, status
+from relay import httpserver, otlpjson, status
 from relay.errors import InvalidDataError, TooLargeError
 from relay.intake import Intake
 from relay.net import body
@@ -101,23 +100,15 @@ class HttpReceiver:
         if runner is None:
             return
         self._guard.close()
-        deadline = asyncio.get_running_loop().call_later(grace, self._cancel_in_flight)
-        try:
-            # Idle connections first, then the wait for the requests in flight.
-            await runner.cleanup()
-        finally:
-            deadline.cancel()
-
-    def _cancel_in_flight(self) -> None:
-        for task in list(self._in_flight):
-            task.cancel()
+        # Idle connections first, then the wait for the requests in flight.
+        await httpserver.stop(runner, self._in_flight, grace)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         headers = request.headers
         preflight = (request.method == "OPTIONS" and "Origin" in headers
                      and "Access-Control-Request-Method" in headers)
         # A browser sends no credentials with a preflight: it asks whether it may send them.
-        if self._auth is not None and not preflight and not self._auth.allows(
+        if self._auth is not None and not preflight and not await self._auth.allows(
                 headers, self._signals.get(request.path, ""), "401", request.remote or ""):
             return self._unauthenticated(request)
         export = self._routes.get(request.path)
@@ -144,14 +135,7 @@ class HttpReceiver:
         in_flight = self._in_flight
 
         async def read(request: web.BaseRequest, media: str):
-            header = request.headers.get("Content-Encoding", "")
-            encoding = body.coding(header)
-            if encoding is None:
-                raise InvalidDataError(f'unsupported Content-Encoding "{header}" '
-                                       f'(supported: {", ".join(body.SUPPORTED)})')
-            if request.content_length is not None and request.content_length > limit:
-                raise TooLargeError(f"request body is larger than the limit of {limit} bytes")
-            data = await body.read(request.content, encoding, limit)
+            data = await body.read_request(request, limit)
             if media == PROTOBUF:
                 try:
                     message = parse(data)
@@ -212,12 +196,10 @@ class HttpReceiver:
 
 
 def _refuse(intake: Intake, error: BaseException, count: int, media: str, extra: dict) -> web.Response:
-    code, retry_after = status.to_http(error)
+    code, refusal_headers = status.http_refusal(error)
     grpc_code, _ = status.to_grpc(error)
     message = intake.refusal(error, count, code)
     reply = status_pb2.Status(code=grpc_code.value[0], message=message)
-    headers = {"Content-Type": media, **extra}
-    if retry_after is not None and code in status.RETRYABLE_HTTP:
-        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    headers = {"Content-Type": media, **extra, **refusal_headers}
     return web.Response(status=code, headers=headers,
                         body=reply.SerializeToString() if media == PROTOBUF else otlpjson.encode(reply))

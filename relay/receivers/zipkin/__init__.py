@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from relay.component import Settings
 from relay.errors import Problem
+from relay.net import body
 from relay.net.endpoints import endpoint_problem
 from relay.net.tls import TLSServerConfig
 from relay.signals import Signal
@@ -26,8 +27,6 @@ SIGNALS = (Signal.TRACES,)
 # A minimal working config, as a user would write it (checked by tests/test_component_contract.py).
 EXAMPLE = {"endpoint": "127.0.0.1:9411"}
 
-# The collector's confighttp default for max_request_body_size.
-DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024
 
 
 @dataclass
@@ -35,18 +34,18 @@ class Config:
     endpoint: str = "localhost:9411"
     parse_string_tags: bool = False
     # Bounds the body on the wire and once inflated; 0 means the default, as in the collector.
-    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    max_request_body_size: int = body.DEFAULT_MAX_REQUEST_BODY_SIZE
     tls: TLSServerConfig | None = None
 
     def body_limit(self) -> int:
-        return self.max_request_body_size or DEFAULT_MAX_REQUEST_BODY_SIZE
+        return body.body_limit(self.max_request_body_size)
 
     def validate(self) -> list[Problem]:
         problems = []
         if message := endpoint_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
-        if self.max_request_body_size < 0:
-            problems.append(Problem(("max_request_body_size",), "must not be negative (0 means the default)"))
+        if problem := body.size_problem(self.max_request_body_size):
+            problems.append(problem)
         return problems
 
 

@@ -10,11 +10,13 @@ pool (the OpenTelemetry Zipkin exporter does) cannot clash with them.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
+
+from relay.protodesc import FieldDescriptor, add_fields, message_classes
 
 PACKAGE = "zipkin.proto3"
 
-_F = descriptor_pb2.FieldDescriptorProto
+_F = FieldDescriptor
 _STRING, _BOOL, _BYTES, _MESSAGE, _ENUM = _F.TYPE_STRING, _F.TYPE_BOOL, _F.TYPE_BYTES, _F.TYPE_MESSAGE, _F.TYPE_ENUM
 _FIXED64, _UINT64, _INT32 = _F.TYPE_FIXED64, _F.TYPE_UINT64, _F.TYPE_INT32
 
@@ -47,19 +49,11 @@ _MESSAGES = (
 KINDS = (("SPAN_KIND_UNSPECIFIED", 0), ("CLIENT", 1), ("SERVER", 2), ("PRODUCER", 3), ("CONSUMER", 4))
 
 
-def _add_fields(message, fields) -> None:
-    for field_name, number, type_, type_name, repeated in fields:
-        field = message.field.add(name=field_name, number=number, type=type_,
-                                  label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
-        if type_name:
-            field.type_name = type_name
-
-
 def _file() -> descriptor_pb2.FileDescriptorProto:
     file = descriptor_pb2.FileDescriptorProto(name="zipkin/relay_zipkin.proto", package=PACKAGE, syntax="proto3")
     for name, fields in _MESSAGES:
         message = file.message_type.add(name=name)
-        _add_fields(message, fields)
+        add_fields(message, fields)
         if name == "Span":
             kind = message.enum_type.add(name="Kind")
             for value_name, number in KINDS:
@@ -67,18 +61,11 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
             # map<string, string> tags: a nested entry message marked as a map entry.
             entry = message.nested_type.add(name="TagsEntry")
             entry.options.map_entry = True
-            _add_fields(entry, (("key", 1, _STRING, None, False), ("value", 2, _STRING, None, False)))
+            add_fields(entry, (("key", 1, _STRING, None, False), ("value", 2, _STRING, None, False)))
     return file
 
 
-def _build() -> dict[str, type]:
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(_file())
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
-            for name, _ in _MESSAGES}
-
-
-_CLASSES = _build()
+_CLASSES = message_classes(_file(), [name for name, _ in _MESSAGES])
 Span = _CLASSES["Span"]
 Endpoint = _CLASSES["Endpoint"]
 Annotation = _CLASSES["Annotation"]

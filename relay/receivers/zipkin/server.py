@@ -17,17 +17,17 @@ What happens between decoding and answering (counting, refusals, logs) is ``rela
 
 from __future__ import annotations
 
-import asyncio
-import math
+import functools
 import ssl
 
 from aiohttp import web
 
 from relay import status
-from relay.errors import ConfigError, InvalidDataError, Problem, TooLargeError
+from relay.errors import InvalidDataError, TooLargeError
 from relay.httpserver import HttpListener
 from relay.intake import Intake
 from relay.net import body
+from relay.net.tls import CertificateFiles
 from relay.receivers.zipkin import translate, v1, v2
 from relay.signals import Signal
 from relay.telemetry import component_logger
@@ -53,21 +53,20 @@ class ZipkinReceiver:
         self.port: int | None = None
         self._intakes = {transport: Intake(id_, Signal.TRACES, consumer, telemetry, transport, self.log, False)
                          for transport in _DECODERS}
-        self._in_flight: set[asyncio.Task] = set()
         self._listener: HttpListener | None = None
 
     async def start(self) -> None:
         context = server_ssl_context(self.config.tls, ("receivers", str(self.id), "tls")) \
             if self.config.tls is not None else None
         app = web.Application()
-        app.router.add_post(V2_PATH, self._handler(V2_PATH))
-        app.router.add_post(V1_PATH, self._handler(V1_PATH))
+        app.router.add_post(V2_PATH, functools.partial(self._export, V2_PATH))
+        app.router.add_post(V1_PATH, functools.partial(self._export, V1_PATH))
         # Bodies are inflated within the size limit by relay.net.body, so aiohttp must not do it first.
         listener = HttpListener(app, self.config.endpoint, ssl_context=context, auto_decompress=False)
         try:
             await listener.start()
         except OSError as error:
-            await listener.shutdown()
+            await listener.shutdown(0)
             raise OSError(f"cannot listen on {self.config.endpoint}: {error}") from None
         self._listener, self.port = listener, listener.port
         self.log.info("Zipkin receiver listening", fields={"endpoint": self.config.endpoint, "port": self.port,
@@ -76,28 +75,8 @@ class ZipkinReceiver:
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting at once; requests in flight get ``grace`` seconds, then are cancelled."""
         listener, self._listener = self._listener, None
-        if listener is None:
-            return
-        deadline = asyncio.get_running_loop().call_later(grace, self._cancel_in_flight)
-        try:
-            await listener.shutdown()
-        finally:
-            deadline.cancel()
-
-    def _cancel_in_flight(self) -> None:
-        for task in list(self._in_flight):
-            task.cancel()
-
-    def _handler(self, path: str):
-        async def handle(request: web.Request) -> web.Response:
-            task = asyncio.current_task()
-            self._in_flight.add(task)
-            try:
-                return await self._export(path, request)
-            finally:
-                self._in_flight.discard(task)
-
-        return handle
+        if listener is not None:
+            await listener.shutdown(grace)
 
     async def _export(self, path: str, request: web.Request) -> web.Response:
         media = request.content_type if "Content-Type" in request.headers else JSON
@@ -111,53 +90,32 @@ class ZipkinReceiver:
             return web.Response(status=415, text=text)
         intake = self._intakes[transport]
         try:
-            spans = _DECODERS[transport](await self._read(request))
-            otlp = translate.to_otlp(spans, self.config.parse_string_tags)
+            data = await body.read_request(request, self.config.body_limit())
+            otlp = await body.decode(data, _decode, transport, self.config.parse_string_tags)
         except (InvalidDataError, TooLargeError) as error:
             return _refuse(intake, error, 0)
         except ConnectionError:
             # The client went away mid-body: no one is left to answer.
             self.log.debug("client went away before sending its whole request", fields={"transport": transport})
             return web.Response(status=400)
+        except Exception as error:  # noqa: BLE001 - a decoder's gap is still a counted refusal, never a bare 500
+            return _refuse(intake, intake.unreadable(error, f"the {transport} body"), 0)
         count, failure = await intake.deliver(otlp, None, request.headers.items(), request.remote or "")
         if failure is not None:
             return _refuse(intake, failure, count)
         return web.Response(status=202)
 
-    async def _read(self, request: web.Request) -> bytes:
-        limit = self.config.body_limit()
-        header = request.headers.get("Content-Encoding", "")
-        encoding = body.coding(header)
-        if encoding is None:
-            raise InvalidDataError(f'unsupported Content-Encoding "{header}" (supported: {", ".join(body.SUPPORTED)})')
-        if request.content_length is not None and request.content_length > limit:
-            raise TooLargeError(f"request body is larger than the limit of {limit} bytes")
-        return await body.read(request.content, encoding, limit)
+
+def _decode(data: bytes, transport: str, parse_string_tags: bool):
+    return translate.to_otlp(_DECODERS[transport](data), parse_string_tags)
 
 
 def _refuse(intake: Intake, error: BaseException, count: int) -> web.Response:
-    code, retry_after = status.to_http(error)
-    message = intake.refusal(error, count, code)
-    headers = {}
-    if retry_after is not None and code in status.RETRYABLE_HTTP:
-        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
-    return web.Response(status=code, text=message, headers=headers)
+    code, headers = status.http_refusal(error)
+    return web.Response(status=code, text=intake.refusal(error, count, code), headers=headers)
 
 
 def server_ssl_context(tls, where: tuple[str, ...]) -> ssl.SSLContext:
-    """The listener's TLS, from files read once at start; an unusable file stops the start, named."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as error:
-        raise ConfigError([Problem(where + ("cert_file",), f"cannot load {tls.cert_file} / {tls.key_file}: "
-                                   f"{getattr(error, 'strerror', None) or error}")]) from None
-    if tls.client_ca_file:
-        try:
-            context.load_verify_locations(cafile=tls.client_ca_file)
-        except (OSError, ssl.SSLError) as error:
-            raise ConfigError([Problem(where + ("client_ca_file",), f"cannot load {tls.client_ca_file}: "
-                                       f"{getattr(error, 'strerror', None) or error}")]) from None
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    """The listener's TLS, from files read once at start; an unusable file (an encrypted key
+    included: never a passphrase prompt) stops the start, named."""
+    return CertificateFiles(tls, where).load().context

@@ -40,6 +40,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from relay.errors import InvalidDataError
+from relay.numbers import INT64_MAX, INT64_MIN, parse_int64
 from relay.receivers.zipkin.model import ZipkinSpan
 
 Span = trace_pb2.Span
@@ -81,9 +82,8 @@ STATUS = {"STATUS_CODE_UNSET": Status.STATUS_CODE_UNSET, "STATUS_CODE_OK": Statu
           "OK": Status.STATUS_CODE_OK, "ERROR": Status.STATUS_CODE_ERROR}
 _MAX_LINKS = 128  # otlp.link.0 … otlp.link.127, read until the first missing
 # ASCII digits only, as Go's regexp reads \d.
-_INT = re.compile(r"-?[0-9]+")
 _DOUBLE = re.compile(r"-?[0-9]+\.[0-9]+")
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+_INT64 = (INT64_MIN, INT64_MAX)
 
 
 def to_otlp(spans: list[ZipkinSpan], parse_string_tags: bool = False) -> ExportTraceServiceRequest:
@@ -236,22 +236,37 @@ def _annotation(value: str) -> tuple[str, dict, int]:
 
 
 def _json_object(text: str) -> dict | None:
+    # What does not parse, nests too deep or holds a number past a double (where the
+    # collector's Go decoder fails too) is not the packed form: the value stays whole.
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_int=_json_int)
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
+def _json_int(text: str) -> int:
+    value = int(text)  # past 4300 digits a ValueError, as wanted
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError("integer past the range of a double") from None
+    return value
+
+
 def _count(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() and int(text) < 2 ** 32 else None
+    # Digits only (no sign), within OTLP's uint32.
+    count = parse_int64(text) if text[:1] not in ("+", "-") else None
+    return count if count is not None and count < 2 ** 32 else None
 
 
 def _tag_value(value: str, parse: bool) -> AnyValue:
     """A tag as sent, or with ``parse_string_tags`` the int, double or bool it spells."""
     if parse:
-        if _INT.fullmatch(value) and _INT64[0] <= int(value) <= _INT64[1]:
-            return AnyValue(int_value=int(value))
+        # As the collector's -?\d+: a minus sign, never a plus.
+        number = parse_int64(value) if value[:1] != "+" else None
+        if number is not None:
+            return AnyValue(int_value=number)
         if _DOUBLE.fullmatch(value):
             return AnyValue(double_value=float(value))
         if value in ("true", "false"):

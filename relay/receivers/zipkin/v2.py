@@ -26,6 +26,8 @@ def load_json(data: bytes, what: str):
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidDataError(f"cannot parse {what}: the body is not JSON ({error})") from None
+    except RecursionError:
+        raise InvalidDataError(f"cannot parse {what}: the JSON nests too deep") from None
 
 
 def from_json(data: bytes) -> list[ZipkinSpan]:
