@@ -196,7 +196,7 @@ INVALID = [
         id="otlp-receiver-http-endpoint"),
     pytest.param(
         BASE.replace("      grpc:\n", "      http:\n        max_request_body_size: -1\n"),
-        ["receivers::otlp::protocols::http::max_request_body_size: must not be negative"],
+        ["receivers::otlp::protocols::http::max_request_body_size: must not be negative (0 means the default)"],
         id="otlp-receiver-http-body-size"),
     pytest.param(
         BASE.replace("    protocols:\n      grpc:\n", "    protocols: {}\n"),

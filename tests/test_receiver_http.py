@@ -817,7 +817,7 @@ def test_zero_body_size_means_the_default_and_cors_section_defaults():
 
 @pytest.mark.parametrize("protocols, expected", [
     ({"http": {"endpoint": "nowhere"}}, ['protocols::http::endpoint: "nowhere" is not a host:port endpoint']),
-    ({"http": {"max_request_body_size": -1}}, ["protocols::http::max_request_body_size: must not be negative"]),
+    ({"http": {"max_request_body_size": -1}}, ["protocols::http::max_request_body_size: must not be negative (0 means the default)"]),
     ({"http": {"logs_url_path": "/v1/traces"}},
      ['protocols::http::logs_url_path: "/v1/traces" is already the traces_url_path']),
     ({"http": {"metrics_url_path": "/v1/metrics?x=1"}},

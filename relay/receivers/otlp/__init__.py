@@ -110,8 +110,8 @@ class HttpConfig:
         problems = []
         if message := endpoint_problem(self.endpoint):
             problems.append(Problem(("endpoint",), message))
-        if self.max_request_body_size < 0:
-            problems.append(Problem(("max_request_body_size",), "must not be negative"))
+        if problem := body.size_problem(self.max_request_body_size):
+            problems.append(problem)
         for key, zero in (("read_timeout", "none"), ("read_header_timeout", "read_timeout's value"),
                           ("write_timeout", "none"), ("idle_timeout", "read_timeout's value")):
             if getattr(self, key) < 0:
