@@ -60,16 +60,18 @@ class Harness(ExporterHarness):
     """An exporter (real OTLP/gRPC, or over a fake ``transport``) and the registry it counts into."""
 
     def __init__(self, endpoint: str = "127.0.0.1:1", *, transport=None, host=None,
-                 retry_hooks: dict | None = None, **settings):
+                 retry_hooks: dict | None = None, queue_hooks: dict | None = None, **settings):
         super().__init__(EXPORTER)
         config = exporter_config(endpoint, **settings)
         id_ = ComponentID.parse(EXPORTER)
         if transport is None:
             hooks = {"retry_hooks": retry_hooks} if retry_hooks else {}
+            if queue_hooks:
+                hooks["queue_hooks"] = queue_hooks
             self.exporter = otlp_grpc.create(Settings(id_, self.telemetry, host=host), config, **hooks)
         else:
             self.exporter = Exporter(id_, transport, self.telemetry, timeout=config.timeout, settings=config,
-                                     host=host, retry_hooks=retry_hooks)
+                                     host=host, retry_hooks=retry_hooks, queue_hooks=queue_hooks)
 
     def queue_size(self) -> float:
         return self.value("otelcol_exporter_queue_size")

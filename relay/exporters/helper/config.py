@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config.decode import Duration, advisory
+from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.retry import RetryConfig
 
 
 @dataclass
 class BatchConfig:
-    """``sending_queue.batch``, the collector's defaults. Checked as the collector checks it;
-    batching itself is the ``batch`` processor's job in the relay."""
+    """``sending_queue.batch``, the collector's defaults and checks. The queue's consumers merge
+    queued requests into one export until ``min_size`` is reached or ``flush_timeout`` has passed
+    since the batch's first request, and split what exceeds ``max_size`` (0: no limit)."""
 
     flush_timeout: Duration = Duration(0.2)
     min_size: int = 8192
@@ -49,8 +50,8 @@ class QueueConfig:
     storage: str = ""
     # Full: wait for room (until the caller gives up or the relay stops) instead of refusing.
     block_on_overflow: bool = False
-    batch: BatchConfig | None = advisory("requests are sent as they are queued; put the batch processor "
-                                         "in the pipeline to batch", default=None)
+    # Unset: each queued request is sent as it is.
+    batch: BatchConfig | None = None
 
     def validate(self) -> list[Problem]:
         problems = []

@@ -16,7 +16,7 @@ from relay.component import Host
 from relay.errors import PermanentError, ShutdownError
 from relay.exporters.helper import senders
 from relay.exporters.helper.config import HelperSettings
-from relay.exporters.helper.queue import DiskStore, MemoryStore, QueueSender, sizer
+from relay.exporters.helper.queue import Batching, DiskStore, MemoryStore, QueueSender, sizer
 from relay.signals import signal_of
 from relay.telemetry import Throttled, component_logger
 
@@ -25,7 +25,7 @@ class Exporter:
     mutates_data = False
 
     def __init__(self, id_, transport, telemetry, *, timeout: float, settings: HelperSettings | None = None,
-                 host: Host | None = None, retry_hooks: dict | None = None):
+                 host: Host | None = None, retry_hooks: dict | None = None, queue_hooks: dict | None = None):
         self.id = id_
         self.transport = transport
         self.metrics = telemetry
@@ -36,7 +36,7 @@ class Exporter:
             transport, timeout=timeout,
             retry=settings.retry_on_failure if settings else None,
             queue=settings.sending_queue if settings else None,
-            make_queue=lambda deliver: self._make_queue(deliver, host or Host()),
+            make_queue=lambda deliver: self._make_queue(deliver, host or Host(), queue_hooks or {}),
             **(retry_hooks or {}))
         self.queue = self.stack.queue
         label = str(id_)
@@ -50,7 +50,8 @@ class Exporter:
             telemetry.gauge("otelcol_exporter_queue_capacity", "Capacity of the sending queue, in its sizer's units",
                             ["exporter"]).labels(label).set(self.queue.capacity)
 
-    def _make_queue(self, deliver, host: Host) -> QueueSender:
+    def _make_queue(self, deliver, host: Host, hooks: dict) -> QueueSender:
+        """``hooks``: the queue's ``clock`` and ``wait``, for tests that drive a batch's flush_timeout."""
         config = self.settings.sending_queue
         store = MemoryStore()
         if config.storage:
@@ -58,9 +59,16 @@ class Exporter:
             file.log, file.on_damage = self.log, self._damaged
             self._skipped_counter()  # made here: the store's worker thread may count into it first
             store = DiskStore(file, sizer(config.sizer))
+        batching = None
+        if config.batch is not None:
+            batch = config.batch
+            # Unset: the queue's sizer, or items where that counts requests (a batch counts items or bytes).
+            kind = batch.sizer or (config.sizer if config.sizer != "requests" else "items")
+            batching = Batching(float(batch.flush_timeout), batch.min_size, batch.max_size, kind)
         return QueueSender(deliver.send, store, capacity=config.queue_size, sizer_kind=config.sizer,
                            consumers=config.num_consumers, report=self._report, skipped=self._skipped,
-                           left=self._left, trouble=self._trouble, block_on_overflow=config.block_on_overflow)
+                           left=self._left, trouble=self._trouble, block_on_overflow=config.block_on_overflow,
+                           batching=batching, **hooks)
 
     async def start(self) -> None:
         await self.transport.start()

@@ -14,19 +14,33 @@ every outcome; a request is forgotten (and deleted from disk) only once it
 was delivered or finally failed, so a request in flight when the process dies
 is still on disk at the next start: delivery is at least once.
 
+With ``sending_queue.batch`` (``Batching``) a consumer takes the oldest request and
+gathers further queued requests of the same signal, and ones arriving within
+``flush_timeout`` of the first, until ``min_size`` (in the batch's sizer: items or
+bytes); it merges them into one export, split so that none exceeds ``max_size``.
+Only one consumer gathers at a time, so a trickle of requests fills one batch
+rather than ``num_consumers`` small ones; up to ``num_consumers`` batches are in
+delivery at once. The entries of a batch leave the store only once its every
+export was delivered or finally failed. Profiles requests are sent alone: each
+carries its own dictionary, which merging would have to renumber.
+
 A persistent store that a full disk held back (a file that could not be
 opened at start, deletes that failed) is retried every ``maintain_interval``
 seconds; entries found in a file opened only then join the queue.
 
-Shutdown (``close``): retry backoffs end, consumers finish their attempt,
-then every request still queued gets one attempt, until the deadline. What is
-left stays on disk for the next start; a memory queue reports it dropped.
+Shutdown (``close``): retry backoffs end, a batch being gathered is sent as it
+is, consumers finish their attempt, then every request still queued gets one
+attempt (batched, without waiting for more), until the deadline. What is left
+stays on disk for the next start; a memory queue reports it dropped. A batch
+cut short by shutdown after some of its parts were delivered is kept whole:
+those parts are sent again (delivery is at least once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -34,6 +48,7 @@ from typing import Awaitable, Callable
 from relay import received
 from relay.errors import QueueFullError, ShutdownError, TooLargeError
 from relay.signals import Signal, signal_of
+from relay.split import by_size, merge, split
 from relay.storage.disk_queue import CorruptEntry, DiskQueueFile
 
 
@@ -45,6 +60,26 @@ class Entry:
     request: object = None
     data: bytes | None = None
     key: int = 0                     # the row, on disk
+    size: int = 0                    # serialized bytes, where a sizer counts them
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """``sending_queue.batch`` as the consumers apply it; sizes count ``sizer`` units (items or bytes)."""
+
+    flush_timeout: float
+    min_size: int
+    max_size: int
+    sizer: str
+
+
+async def wait_for(event: asyncio.Event, timeout: float) -> None:
+    """Return once ``event`` is set or ``timeout`` seconds have passed (a batch's wait for more)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 class MemoryStore:
@@ -84,7 +119,7 @@ class DiskStore:
         return self._entries(await self._run(self.file.open))
 
     def _entries(self, stored) -> list[Entry]:
-        return [Entry(s.signal, s.items, self.units(s.items, s.size), key=s.key) for s in stored]
+        return [Entry(s.signal, s.items, self.units(s.items, s.size), key=s.key, size=s.size) for s in stored]
 
     @property
     def needs_maintenance(self) -> bool:
@@ -123,7 +158,9 @@ def sizer(kind: str) -> Callable[[int, int], int]:
 class QueueSender:
     def __init__(self, deliver: Callable[[object], Awaitable[None]], store, *, capacity: int,
                  sizer_kind: str, consumers: int, report, skipped, left, trouble=None,
-                 maintain_interval: float = 1.0, block_on_overflow: bool = False):
+                 maintain_interval: float = 1.0, block_on_overflow: bool = False,
+                 batching: Batching | None = None, clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[asyncio.Event, float], Awaitable[None]] = wait_for):
         self.deliver = deliver
         self.store = store
         self.capacity = capacity
@@ -136,11 +173,18 @@ class QueueSender:
         self.trouble = trouble        # trouble(error): the store's maintenance failed (logged, retried)
         self.maintain_interval = maintain_interval
         self.block_on_overflow = block_on_overflow
+        self.batching = batching
+        self.batch_units = sizer(batching.sizer) if batching is not None else None
+        self.clock = clock            # clock() and wait(event, timeout): a batch's flush_timeout
+        self.wait = wait
         self.used = 0
         # Senders waiting for room (block_on_overflow), oldest first.
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self.pending: collections.deque[Entry] = collections.deque()
         self._available = asyncio.Semaphore(0)
+        # Held by the one consumer gathering a batch; set when a request is queued.
+        self._gathering = asyncio.Lock()
+        self._arrived = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._maintenance: asyncio.Task | None = None
         # Entries mid-attempt; left here if cancelled, so close() still accounts for them.
@@ -173,6 +217,7 @@ class QueueSender:
         self.used += entry.units
         self.pending.append(entry)
         self._available.release()
+        self._arrived.set()
 
     async def send(self, request) -> None:
         if self._closed:
@@ -181,9 +226,9 @@ class QueueSender:
         data = received.raw_bytes(request)
         items = signal.count(request, data)
         size = 0
-        if self.sizer_kind == "bytes":
+        if self.sizer_kind == "bytes" or (self.batching is not None and self.batching.sizer == "bytes"):
             size = len(data) if data is not None else request.ByteSize()
-        entry = Entry(signal, items, self.units(items, size), request, data)
+        entry = Entry(signal, items, self.units(items, size), request, data, size=size)
         if entry.units > self.capacity:
             # No amount of waiting makes room for it: say so, rather than have the client retry for ever.
             raise TooLargeError(f"request of {entry.units} {self.sizer_kind} exceeds the sending queue's "
@@ -201,6 +246,7 @@ class QueueSender:
             raise
         self.pending.append(entry)
         self._available.release()
+        self._arrived.set()
 
     async def _wait_for_room(self, units: int) -> None:
         """Queue behind earlier waiters; return once ``units`` fit (the caller then reserves them)."""
@@ -233,44 +279,123 @@ class QueueSender:
 
     async def _consume(self) -> None:
         while True:
-            await self._available.acquire()
-            if self._stopping or not self.pending:
-                return
-            entry = self.pending.popleft()
-            if not await self._attempt(entry):
-                # A backoff cut short by shutdown: back to the front, for the drain's attempt.
-                self.pending.appendleft(entry)
+            async with self._gathering:
+                await self._available.acquire()
+                if self._stopping or not self.pending:
+                    return
+                entries = await self._gather(self.pending.popleft(), consumer=True)
+            kept = await self._attempt(entries)
+            # A backoff cut short by shutdown: back to the front, for the drain's attempt.
+            self.pending.extendleft(reversed(kept))
 
-    async def _attempt(self, entry: Entry) -> bool:
-        """One delivery (with the retries below it); False if shutdown cut it short."""
-        self._inflight[id(entry)] = entry
-        try:
-            request, data = await self.store.load(entry)
-        except CorruptEntry as error:
-            self.skipped(entry, str(error))
+    async def _gather(self, first: Entry, *, consumer: bool) -> list[Entry]:
+        """``first`` and, with batching, the queued requests that join its batch.
+
+        A consumer (``consumer``) also waits up to ``flush_timeout`` for more; the
+        drain at shutdown takes only what is queued. Gathered entries are in flight
+        from here on, so a consumer cancelled while waiting still has them accounted for.
+        """
+        self._inflight[id(first)] = first
+        entries = [first]
+        batching = self.batching
+        if batching is None or first.signal is Signal.PROFILES:
+            return entries
+        size = self.batch_units(first.items, first.size)
+        deadline = self.clock() + batching.flush_timeout
+        while size < batching.min_size:
+            taken = self._take_like(first.signal, batching.min_size - size)
+            if taken:
+                for entry in taken:
+                    if consumer and not self._available.locked():
+                        await self._available.acquire()  # the entry's own release: returns at once
+                    self._inflight[id(entry)] = entry
+                    size += self.batch_units(entry.items, entry.size)
+                entries.extend(taken)
+                continue
+            remaining = deadline - self.clock()
+            if not consumer or self._stopping or remaining <= 0:
+                break
+            self._arrived.clear()
+            await self.wait(self._arrived, remaining)
+        return entries
+
+    def _take_like(self, signal: Signal, room: int) -> list[Entry]:
+        """Queued entries of ``signal``, oldest first, until they fill ``room``; others keep their place."""
+        taken: list[Entry] = []
+        passed: list[Entry] = []
+        while self.pending and room > 0:
+            entry = self.pending.popleft()
+            if entry.signal is signal:
+                taken.append(entry)
+                room -= self.batch_units(entry.items, entry.size)
+            else:
+                passed.append(entry)
+        self.pending.extendleft(reversed(passed))
+        return taken
+
+    async def _attempt(self, entries: list[Entry]) -> list[Entry]:
+        """Deliver the batch ``entries`` (with the retries below); the entries shutdown cut short."""
+        loaded = []
+        for entry in entries:
+            try:
+                request, data = await self.store.load(entry)
+            except CorruptEntry as error:
+                self.skipped(entry, str(error))
+                await self._forget(entry)
+                continue
+            except Exception as error:  # noqa: BLE001 - a read that failed is not corruption
+                # Left on disk for the next start rather than deleted; counted, and never a crash loop.
+                self.skipped(entry, f"could not read the entry, kept for the next start: {error}")
+                del self._inflight[id(entry)]
+                self._free(entry.units)
+                continue
+            loaded.append((entry, request, data))
+        if not loaded:
+            return []
+        held = [entry for entry, _, _ in loaded]
+        for request, data, count in self._exports(loaded):
+            # One entry sent as it is reports as itself; a batch or part, as what it holds.
+            outcome = held[0] if len(held) == 1 and count == held[0].items else Entry(held[0].signal, count, 0)
+            token = received.bind(request, data) if data is not None else None
+            try:
+                await self.deliver(request)
+            except ShutdownError:
+                for entry in held:
+                    del self._inflight[id(entry)]
+                return held
+            except Exception as error:  # noqa: BLE001 - reported (counted and logged) as dropped
+                self.report(outcome, error)
+            else:
+                self.report(outcome, None)
+            finally:
+                if token is not None:
+                    received.unbind(token)
+        for entry in held:
             await self._forget(entry)
-            return True
-        except Exception as error:  # noqa: BLE001 - a read that failed is not corruption
-            # Left on disk for the next start rather than deleted; counted, and never a crash loop.
-            self.skipped(entry, f"could not read the entry, kept for the next start: {error}")
-            del self._inflight[id(entry)]
-            self._free(entry.units)
-            return True
-        token = received.bind(request, data) if data is not None else None
-        try:
-            await self.deliver(request)
-        except ShutdownError:
-            del self._inflight[id(entry)]
-            return False
-        except Exception as error:  # noqa: BLE001 - reported (counted and logged) as dropped
-            self.report(entry, error)
+        return []
+
+    def _exports(self, loaded: list) -> list[tuple[object, bytes | None, int]]:
+        """(request, wire bytes or None, items) for each export the loaded entries make."""
+        signal = loaded[0][0].signal
+        items = sum(entry.items for entry, _, _ in loaded)
+        if len(loaded) == 1:
+            merged, data = loaded[0][1], loaded[0][2]
         else:
-            self.report(entry, None)
-        finally:
-            if token is not None:
-                received.unbind(token)
-        await self._forget(entry)
-        return True
+            merged = merge([request for _, request, _ in loaded])
+            raws = [data for _, _, data in loaded]
+            # An export request is one repeated field: the parts' bytes one after another are their merge.
+            data = None if any(raw is None for raw in raws) else b"".join(raws)
+        batching = self.batching
+        if batching is None or not batching.max_size or signal is Signal.PROFILES:
+            return [(merged, data, items)]
+        if batching.sizer == "items":
+            chunks = split(merged, batching.max_size) if items > batching.max_size else [merged]
+        else:
+            size = len(data) if data is not None else merged.ByteSize()
+            chunks = by_size(merged, batching.max_size) if size > batching.max_size else [merged]
+        if len(chunks) == 1:
+            return [(merged, data, items)]
+        return [(chunk, None, signal.count(chunk)) for chunk in chunks]
 
     async def _forget(self, entry: Entry) -> None:
         del self._inflight[id(entry)]
@@ -298,15 +423,15 @@ class QueueSender:
             self._maintenance.cancel()
         for _ in self._tasks:
             self._available.release()
+        self._arrived.set()  # a batch being gathered is sent as it is
         kept: list[Entry] = []
         try:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
             async def worker():
                 while self.pending:
-                    entry = self.pending.popleft()
-                    if not await self._attempt(entry):
-                        kept.append(entry)
+                    entries = await self._gather(self.pending.popleft(), consumer=False)
+                    kept.extend(await self._attempt(entries))
 
             await asyncio.gather(*(worker() for _ in range(self.consumers)))
         finally:
