@@ -1,0 +1,1 @@
+"""Tools for the corpus of real collector configs in tests/testdata/collector-configs."""
