@@ -242,6 +242,40 @@ def test_rules_with_threshold_makes_the_cost_alert_fire_lower(tmp_path):
     })
 
 
+# The same teams' hourly cost as two DaemonSet relays remote-write it: identical series but
+# for relay_replica (the node's name, deploy/kubernetes). node-a's relay restarts at hour 11,
+# and its counter starts again from 0 under the same label. Per rolling 24h at 30h: team a
+# node-a 40 (hours 6-10) + 190 (hours 11-30: the reset adds the new count, 0) = 230, node-b
+# 120, so 350; team b 72 + 48 = 120, crossing 100 only as the sum of both relays.
+REPLICA_COST_SERIES = [
+    {"series": series("genops_openrouter_cost_total", genops_team=team, genops_model="m1", service="openrouter",
+                      relay_replica=replica), "values": values}
+    for team, replica, values in [("a", "node-a", "0+10x10 0+10x19"), ("a", "node-b", "0+5x30"),
+                                  ("b", "node-a", "0+3x30"), ("b", "node-b", "0+2x30")]
+]
+
+
+def test_daily_cost_by_team_sums_the_replicas_of_a_fleet(tmp_path):
+    promtool_test(tmp_path, RULES, {
+        "interval": "1h",
+        "input_series": REPLICA_COST_SERIES,
+        "promql_expr_test": [{
+            "expr": "genops_openrouter:daily_cost_by_team",
+            "eval_time": "30h",
+            "exp_samples": [
+                {"labels": 'genops_openrouter:daily_cost_by_team{genops_team="a"}', "value": 350},
+                {"labels": 'genops_openrouter:daily_cost_by_team{genops_team="b"}', "value": 120},
+            ],
+        }],
+        # Once per team, not once per replica: the alert carries no relay_replica.
+        "alert_rule_test": [{
+            "eval_time": "30h",
+            "alertname": "OpenRouterHighDailyCost",
+            "exp_alerts": [cost_alert("a", "350.00"), cost_alert("b", "120.00")],
+        }],
+    })
+
+
 # Per-minute counters over 25 minutes, evaluated at 20m (5m rate windows):
 #   team a, model m1 via x: 3 ok + 1 server error a minute, 2 USD a minute
 #   team a, model m2 via y: 2 ok a minute, no errors, 1 USD a minute

@@ -25,6 +25,7 @@ import yaml
 from relay.config.load import load
 from relay.net.endpoints import split_endpoint
 from relay.pipeline.registry import default_registry
+from relay.signals import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
@@ -169,9 +170,14 @@ def relay_config(workload: dict):
     return loaded(relay_config_text(workload))
 
 
+# What the containers give the configs: placeholders for the Secret and the downward API.
+CONFIG_ENV = {"BACKEND_API_KEY": "x", "RELAY_REPLICA": "node-a",
+              "RELAY_REMOTE_WRITE_ENDPOINT": "http://prometheus.monitoring.svc:9090/api/v1/write"}
+
+
 @functools.cache
 def loaded(text: str):
-    return load(text, default_registry(), env={"BACKEND_API_KEY": "x"})
+    return load(text, default_registry(), env=CONFIG_ENV)
 
 
 def component(config, kind: str, type_: str):
@@ -259,7 +265,7 @@ def test_kustomization_deploys_the_daemonset_set():
 @pytest.mark.parametrize("name", ["genops-relay-config", "genops-relay-sidecar-config"])
 def test_relay_config_in_configmap_loads_without_problems(name):
     text = the("ConfigMap", name=name)["data"]["relay.yaml"]
-    config = load(text, default_registry(), env={"BACKEND_API_KEY": "x"})
+    config = load(text, default_registry(), env=CONFIG_ENV)
     assert [p.processors[0].type for p in config.pipelines] == ["memory_limiter"] * len(config.pipelines)
     otlp = component(config, "exporters", "otlp")
     assert otlp.sending_queue.storage == "file_storage"
@@ -428,6 +434,37 @@ def test_relay_runs_the_mounted_config(which):
 def test_daemonset_never_runs_two_relays_on_one_node_at_once():
     strategy = the("DaemonSet")["spec"]["updateStrategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_daemonset_names_each_relay_by_its_node_from_the_downward_api():
+    replica = env_of(relay_container(the("DaemonSet")))["RELAY_REPLICA"]
+    # The node's name: unique among the relays running at once only because a DaemonSet
+    # never runs two on one node, which the update strategy guarantees during a rollout.
+    assert replica == {"name": "RELAY_REPLICA", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    assert the("DaemonSet")["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def test_daemonset_remote_writes_every_series_with_its_replica_label():
+    daemonset = the("DaemonSet")
+    text = relay_config_text(daemonset)
+    config = relay_config(daemonset)
+    remote_write = component(config, "exporters", "prometheusremotewrite")
+    # A plain label that keeps the replicas' series apart, not Mimir's HA pair
+    # (cluster, __replica__), which would keep one replica's samples and drop the others'.
+    assert remote_write.external_labels == {"service": "openrouter", "relay_replica": CONFIG_ENV["RELAY_REPLICA"]}
+    assert "relay_replica: ${env:RELAY_REPLICA}" in text
+    assert remote_write.namespace == component(config, "exporters", "prometheus").namespace
+    assert remote_write.target_info.enabled
+    (metrics,) = [p for p in config.pipelines if p.signal == Signal.METRICS]
+    assert "prometheusremotewrite" in {e.type for e in metrics.exporters}
+    assert "genops_metrics" in {r.type for r in metrics.receivers}
+    endpoint = env_of(relay_container(daemonset))["RELAY_REMOTE_WRITE_ENDPOINT"]
+    assert "${env:RELAY_REMOTE_WRITE_ENDPOINT}" in text
+    assert endpoint["value"].startswith("http://") and endpoint["value"].endswith("/api/v1/write")
 
 
 def test_services_select_the_relay_pods_by_named_ports():
