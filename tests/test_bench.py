@@ -135,3 +135,20 @@ def test_the_usage_payload_is_the_instrumentations_shape_and_grows_export_by_exp
         costs.append(sum(points(flushed(made, sink))["cost"].values()))
     assert 0 < costs[0] < costs[1] < costs[2]
     assert costs[1] == pytest.approx(2 * costs[0]) and costs[2] == pytest.approx(3 * costs[0])
+
+
+def test_the_budget_check_scenario_measures_hits_and_misses_next_to_a_ceiling():
+    out = subprocess.run(
+        [sys.executable, "-m", "relay", "bench", "--json", "--scenario", "budget-check", "--requests", "20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["scenario"] == "budget-check" and result["requests"] == 20
+    assert result["passed"] is True and result["errors"] == {} and result["relay_exit_status"] == 0
+    # 50 seeded rows of 0.25 USD, every answer decided by the project budget that counts them.
+    assert result["expected_spent_usd"] == 12.5 and result["wrong_answers"] == 0
+    for name in ("ceiling_ms", "check_hit_ms", "check_miss_ms"):
+        figures = result[name]
+        assert 0 < figures["p50"] <= figures["p99"] <= figures["max"], name
+    for kind in ("hit", "miss"):
+        assert result[f"ratio_{kind}"] == round(result["ceiling_ms"]["p50"] / result[f"check_{kind}_ms"]["p50"], 3)

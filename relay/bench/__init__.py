@@ -116,8 +116,11 @@ def add_arguments(parser) -> None:
                              "instrumentation dialect's recorded spans mixed")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--scenario", choices=("outage", "crash", "overload"),
-                        help="run a reliability scenario instead of the throughput measurement")
+    parser.add_argument("--scenario", choices=("outage", "crash", "overload", "budget-check"),
+                        help="run a reliability scenario, or budget-check (the latency of "
+                             "/api/v1/budgets/check), instead of the throughput measurement")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="--scenario budget-check: requests per measurement (default 2000)")
 
 
 def free_port() -> int:
@@ -392,6 +395,13 @@ def _render_metrics(result: dict) -> str:
 
 
 def main(args) -> int:
+    if args.scenario == "budget-check":
+        from relay.bench import scenarios
+        from relay.bench.scenarios.budget_check import run as budget_check
+
+        result = budget_check(args.requests)
+        print(json.dumps(result, indent=2) if args.json else scenarios.render(result))
+        return 0 if result["passed"] else 1
     if args.scenario:
         from relay.bench import scenarios
 

@@ -3,7 +3,9 @@
 The ``genops_budget`` processor feeds it; the ``genops_metrics`` connector
 (``budgets_from``) exposes its budget gauges; ``genops-relay report`` and
 ``GET /api/v1/cost/report`` on the telemetry port read it (``from`` and ``to``
-default to this month so far). The built-in default config keeps one in the
+default to this month so far). ``GET /api/v1/budgets/check?team=…`` answers a
+gateway whether a call may still be made (relay.ledger.check), behind the
+token of ``budget_check.auth`` when set. The built-in default config keeps one in the
 relay's data directory (relay.datadir).
 
 The ledger file holds this relay's share only: with many replicas (a
@@ -24,7 +26,8 @@ from relay.component import Settings
 from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.ledger.budgets import BudgetConfig, duplicate_names
-from relay.ledger.query import REPORT_PATH, parse_range, report_from_file
+from relay.ledger.check import BudgetCheck, BudgetCheckConfig
+from relay.ledger.query import CHECK_PATH, REPORT_PATH, parse_range, report_from_file
 from relay.ledger.report import render
 from relay.ledger.runtime import FILE_NAME, Ledger
 from relay.ledger.webhook import Webhook, WebhookConfig
@@ -49,6 +52,8 @@ class Config:
     fsync: bool = False
     budgets: list[BudgetConfig] = field(default_factory=list)
     webhook: WebhookConfig | None = None
+    # GET /api/v1/budgets/check: answers cached for at most flush_interval.
+    budget_check: BudgetCheckConfig | None = None
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -65,6 +70,12 @@ class Config:
             problems.append(Problem(("retention_days",), "must be at least 1"))
         return problems + [problem.under("budgets") for problem in duplicate_names(self.budgets)]
 
+    def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """The budget check's authenticator, for the loader to check against service::extensions."""
+        if self.budget_check is None or self.budget_check.auth is None:
+            return []
+        return [self.budget_check.auth.reference("budget_check")]
+
 
 class GenopsLedger:
     def __init__(self, id_, config: Config, telemetry, host=None):
@@ -72,12 +83,16 @@ class GenopsLedger:
         self.config = config
         webhook = Webhook(str(id_), config.webhook, telemetry) if config.webhook else None
         self.ledger = Ledger(id_, config, telemetry, webhook=webhook)
+        self.host = host
+        self.check = BudgetCheck(self.ledger, config.budget_check, ("extensions", str(id_), "budget_check"))
         if host is not None:
             host.routes.append(("GET", REPORT_PATH, self._report))
+            host.routes.append(("GET", CHECK_PATH, self.check.handle))
 
     async def start(self) -> None:
         check_directory(Path(self.config.directory), self.config.create_directory, component=str(self.id))
         await self.ledger.start()
+        self.check.start(self.host)
 
     async def shutdown(self) -> None:
         await self.ledger.shutdown()

@@ -18,6 +18,9 @@ from relay.ledger.report import build_report
 from relay.ledger.store import LedgerStore
 
 REPORT_PATH = "/api/v1/cost/report"
+CHECK_PATH = "/api/v1/budgets/check"
+# What a genops_ledger extension serves on the telemetry port.
+LEDGER_PATHS = (REPORT_PATH, CHECK_PATH)
 README_SECTION = "Budgets, the cost ledger and cost reports"
 HOW_TO_ENABLE = (
     "to keep one, add the genops_ledger extension (extensions: genops_ledger: {directory: DIR, "
@@ -29,15 +32,15 @@ NOT_CONFIGURED = "no cost ledger is configured: " + HOW_TO_ENABLE
 
 
 async def not_configured(request: web.Request) -> web.Response:
-    """The report path on a relay without a ledger: a 404 in the API's JSON error shape, saying how."""
+    """A ledger path on a relay without a ledger: a 404 in the API's JSON error shape, saying how."""
     return web.json_response({"error": NOT_CONFIGURED}, status=404)
 
 
 def with_report_hint(routes: list) -> list:
-    """``routes`` (method, path, handler), plus the how-to answer on the report path where no ledger serves it."""
-    if any(path == REPORT_PATH for _, path, _ in routes):
-        return routes
-    return [*routes, ("GET", REPORT_PATH, not_configured)]
+    """``routes`` (method, path, handler), plus the how-to answer on the report and budget check paths
+    where no ledger serves them."""
+    served = {path for _, path, _ in routes}
+    return [*routes, *(("GET", path, not_configured) for path in LEDGER_PATHS if path not in served)]
 
 
 def parse_range(start: str, end: str, tz: str, now: datetime.datetime | None = None
