@@ -200,9 +200,9 @@ class BudgetCheck:
             # the pending sums, and its write queues behind the read on the one writer thread.
             unflushed = [ledger.pending.sum_cost(s.period.start_ns, s.period.end_ns, **s.sum_args()[1])
                          for s in wanted]
-            batches = list(ledger._unwritten)
+            batches = ledger.unwritten()
             self.reads += 1
-            stored = await ledger._run(_stored_and_uncommitted, ledger.store, wanted, batches)
+            stored = await ledger.on_writer(_stored_and_uncommitted, ledger.store, wanted, batches)
             spent = [math.fsum(pair) for pair in zip(stored, unflushed)]
         answer = decide(query, wanted, spent)
         answer.update({"spend": SPEND, "max_staleness_s": self.ttl_ns / NS,

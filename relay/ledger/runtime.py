@@ -78,6 +78,14 @@ class Ledger:
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
+    async def on_writer(self, fn, *args):
+        """``fn`` on the ledger's one writer thread, after every write already queued there."""
+        return await self._run(fn, *args)
+
+    def unwritten(self) -> list:
+        """The batches taken from pending whose commit is not yet known."""
+        return list(self._unwritten)
+
     async def start(self) -> None:
         await self._run(self.store.open)
         for budget, key, threshold in await self._run(self.store.fired):
