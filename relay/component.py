@@ -12,13 +12,20 @@ not raise for data that was still in flight: that data is logged and counted.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
 from relay.signals import Signal
 
-_ID = re.compile(r"^[A-Za-z0-9_]+(/[^/\s]+)?$")
+_TYPE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _valid_name(name: str) -> bool:
+    """The collector's rule for the part after the first "/": not empty, and no separator, control
+    or symbol character (so "metrics/infra/otel" is the pipeline "metrics" named "infra/otel")."""
+    return bool(name) and all(unicodedata.category(char)[0] not in "ZCS" for char in name)
 
 
 class Component(Protocol):
@@ -36,9 +43,9 @@ class ComponentID:
 
     @classmethod
     def parse(cls, text: str) -> "ComponentID":
-        if not isinstance(text, str) or not _ID.match(text):
+        type_, slash, name = text.partition("/") if isinstance(text, str) else ("", "", "")
+        if not _TYPE.match(type_) or (slash and not _valid_name(name)):
             raise ValueError(f'invalid component id "{text}": expected "type" or "type/name"')
-        type_, _, name = text.partition("/")
         return cls(type_, name)
 
     def __str__(self) -> str:

@@ -109,10 +109,11 @@ class FileStorage:
     def queue_file(self, owner) -> DiskQueueFile:
         text = str(owner)
         name = _UNSAFE.sub("_", text.replace("/", "__"))
-        if name != text.replace("/", "__"):
-            # Replacing characters can map two ids to one name ("otlp/a:b", "otlp/a_b"),
-            # and two exporters must never share (and replay) one queue: add the exact id's
-            # hash, after an "@" that no name left as it was can contain.
+        if name != text.replace("/", "__") or text.count("/") > 1:
+            # Replacing characters can map two ids to one name ("otlp/a:b", "otlp/a_b"; and,
+            # names may hold "/", "otlp/a/b" and "otlp/a__b"), and two exporters must never share
+            # (and replay) one queue: add the exact id's hash, after an "@" that no name left as
+            # it was can contain.
             name += "@" + hashlib.sha256(text.encode()).hexdigest()[:12]
         return DiskQueueFile(self.directory / f"exporter_{name}.sqlite", fsync=self.config.fsync,
                              max_bytes=self.config.max_size_mib * 1024 * 1024)
