@@ -10,7 +10,9 @@ relay's data directory (relay.datadir).
 
 The ledger file holds this relay's share only: with many replicas (a
 DaemonSet), fleet-wide budgets are evaluated in Prometheus from the budget
-gauges summed over replicas (deploy/prometheus/budget-rules.yaml).
+gauges summed over replicas (deploy/prometheus/budget-rules.yaml). The shared
+PostgreSQL store (relay.ledger.postgres) is configured under ``postgres:``, but
+``backend: postgres`` is refused until the running ledger books into it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from relay.config.decode import Duration
 from relay.errors import Problem
 from relay.ledger.budgets import BudgetConfig, duplicate_names
 from relay.ledger.check import BudgetCheck, BudgetCheckConfig
+from relay.ledger.postgres import PostgresConfig
 from relay.ledger.query import CHECK_PATH, REPORT_PATH, parse_range, report_from_file
 from relay.ledger.report import render
 from relay.ledger.runtime import FILE_NAME, Ledger
@@ -54,6 +57,12 @@ class Config:
     webhook: WebhookConfig | None = None
     # GET /api/v1/budgets/check: answers cached for at most flush_interval.
     budget_check: BudgetCheckConfig | None = None
+    # Where the ledger's rows live: this relay's SQLite file, or a PostgreSQL database the fleet shares.
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    postgres: PostgresConfig | None = None
+    # This relay's name in the shared ledger: unique in the fleet, stable across restarts
+    # ("" = the host name and a hash of directory).
+    replica_id: str = ""
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -68,6 +77,13 @@ class Config:
             problems.append(Problem(("flush_interval",), "must be positive"))
         if self.retention_days < 1:
             problems.append(Problem(("retention_days",), "must be at least 1"))
+        if self.backend == "postgres" and self.postgres is None:
+            problems.append(Problem(("postgres",), "is required with backend: postgres (dsn, dsn_file or dsn_env)"))
+        if self.backend == "postgres":
+            # Refused rather than booked into the SQLite file unasked: the store
+            # (relay.ledger.postgres) exists, the running ledger does not use it yet.
+            problems.append(Problem(("backend",), "postgres is not available yet: this relay books into sqlite "
+                                                  "only (remove backend, or set it to sqlite)"))
         return problems + [problem.under("budgets") for problem in duplicate_names(self.budgets)]
 
     def extension_references(self) -> list[tuple[tuple[str, ...], str, str]]:
