@@ -9,6 +9,8 @@ import logging
 from relay.config.load import RelayConfig
 from relay.ledger.query import with_report_hint
 from relay.pipeline.graph import Graph
+from relay.selflogs import config_secrets, self_logs
+from relay.selfmetrics_push import SelfMetricsPush
 from relay.telemetry import (
     InitialFields,
     SampledLogs,
@@ -61,8 +63,17 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
     graph = None
     listeners = []
     target_info = None
+    logs_out = None
+    pushers: list[SelfMetricsPush] = []
     try:
         installed = install_filters(log_filters(config.telemetry.logs))
+        # One resource (one service.instance.id) for the self-logs, target_info and the pushes.
+        resource = resource_attributes(config.telemetry.resource_attributes(), _version())
+        if config.telemetry.logs.processors:
+            # Before anything else is logged, so every line of the start goes out over OTLP too.
+            logs_out = self_logs(config.telemetry.logs.processors, resource, telemetry,
+                                 config_secrets(config.components), config.telemetry.logs.initial_fields)
+            await asyncio.to_thread(logs_out.start)
         log_advisories(config)
         graph = Graph(config, telemetry)
         metrics = config.telemetry.metrics
@@ -70,9 +81,14 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
             # One listener per pull reader (or the one address); each serves the same registry.
             listeners = [metrics_listener(telemetry.registry, address, with_report_hint(graph.host.routes))
                          for address in dict.fromkeys(metrics.listen_addresses())]
+            # One push task per periodic reader.
+            pushers = [SelfMetricsPush(telemetry.registry, reader.periodic, resource, _version())
+                       for reader in metrics.readers or () if reader is not None and reader.periodic is not None]
+            for pusher in pushers:
+                pusher.start()
             if not any(reader.pull.exporter.prometheus.without_target_info for reader in metrics.readers or ()
                        if reader.pull is not None and reader.pull.exporter.prometheus is not None):
-                info = TargetInfo(resource_attributes(config.telemetry.resource_attributes(), _version()))
+                info = TargetInfo(resource)
                 telemetry.registry.register(info)
                 target_info = info  # only once registered: unregistering one that is not would raise
         for listener in listeners:
@@ -90,9 +106,13 @@ async def serve(config: RelayConfig, telemetry: SelfMetrics, stop: asyncio.Event
         if graph is not None:
             graph.set_ready(False)
             await graph.shutdown(shutdown_timeout)
+        # After the graph, so the last push carries the final counts; bounded, so a sink down waits no longer.
+        await asyncio.gather(*(pusher.shutdown(shutdown_timeout) for pusher in pushers))
         for listener in listeners:
             await listener.shutdown()
         if target_info is not None:
             telemetry.registry.unregister(target_info)
+        if logs_out is not None:
+            await asyncio.to_thread(logs_out.shutdown, shutdown_timeout)
         remove_filters(installed)
     log.info("relay stopped")

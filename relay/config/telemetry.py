@@ -1,9 +1,8 @@
 """``service.telemetry``: the relay's own logs and metrics, in the collector's keys.
 
-Levels are read in any case, as the collector reads them. Settings that configure
-OpenTelemetry SDK exporters for the collector's own telemetry (``logs.processors``,
-``metrics.readers[].periodic``, ``traces``) are accepted and noted as advisory: the relay
-writes its logs to stderr and serves its metrics on /metrics, from the pull readers.
+Levels are read in any case, as the collector reads them. Settings for OpenTelemetry SDK
+parts the relay does not run are accepted and noted as advisory. Its metrics are served on
+/metrics (pull readers) and pushed over OTLP (periodic readers).
 """
 
 from __future__ import annotations
@@ -46,12 +45,128 @@ class LogsSamplingConfig:
 
 _ZAP_ONLY = "the relay writes JSON lines with no caller or stack trace fields"
 
+# OpenTelemetry's declarative config: where an OTLP exporter sends when no endpoint is given.
+DEFAULT_OTLP_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318/v1/logs"}
+
+
+@dataclass
+class OtlpHeader:
+    name: str
+    # repr=False: header values are credentials more often than not.
+    value: str | None = field(default=None, repr=False)
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class OtlpLogExporter:
+    """``exporter: {otlp: ...}`` of a log record processor, with the declarative schema's
+    defaults (times in milliseconds)."""
+
+    # The OTLP exporter specification's default protocol.
+    protocol: Literal["grpc", "http/protobuf"] = "http/protobuf"
+    endpoint: str = ""
+    insecure: bool | None = None
+    headers: list[OtlpHeader] = field(default_factory=list)
+    headers_list: str = field(default="", repr=False)
+    compression: Literal["gzip", "none", ""] = ""
+    timeout: int = 10000
+    certificate: str = ""
+    client_key: str = ""
+    client_certificate: str = ""
+
+    def validate(self) -> list[Problem]:
+        from urllib.parse import urlsplit
+
+        problems = []
+        # gRPC also takes host:port, its security then set by ``insecure`` (the schema's rule).
+        bare = self.protocol == "grpc" and "://" not in self.url
+        url = urlsplit(f"http://{self.url}" if bare else self.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            problems.append(Problem(("endpoint",), "must be a URL such as http://host:4317 (grpc) or "
+                                                   "http://host:4318/v1/logs (http/protobuf)"))
+        else:
+            try:
+                url.port  # noqa: B018 - a port out of range raises here
+            except ValueError:
+                problems.append(Problem(("endpoint",), "the port must be a number (0-65535)"))
+        if self.timeout <= 0:
+            problems.append(Problem(("timeout",), "must be positive (milliseconds)"))
+        if bool(self.client_key) != bool(self.client_certificate):
+            problems.append(Problem(("client_key" if self.client_certificate else "client_certificate",),
+                                    "a client certificate needs its key, and a key its certificate"))
+        for index, item in enumerate(self.headers_list.split(",") if self.headers_list.strip() else ()):
+            if "=" not in item or not item.split("=", 1)[0].strip():
+                # What is wrong, never the value: it is most likely a credential.
+                problems.append(Problem(("headers_list",), f"item {index} is not name=value"))
+        return problems
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or DEFAULT_OTLP_ENDPOINTS[self.protocol]
+
+    def header_map(self) -> dict[str, str]:
+        """``headers`` over ``headers_list``, as the declarative schema has it."""
+        merged = {}
+        for item in self.headers_list.split(",") if self.headers_list.strip() else ():
+            name, _, value = item.partition("=")
+            merged[name.strip()] = value.strip()
+        merged.update({h.name: h.value for h in self.headers if h.value is not None})
+        return merged
+
+
+@dataclass
+class LogRecordExporter:
+    otlp: OtlpLogExporter | None = None
+
+    def validate(self) -> list[Problem]:
+        return [] if self.otlp is not None else [Problem(("otlp",), "required key is missing")]
+
+
+@dataclass
+class BatchLogProcessor:
+    exporter: LogRecordExporter
+    # OpenTelemetry's batch log record processor defaults (milliseconds, records).
+    schedule_delay: int = 1000
+    export_timeout: int = 30000
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+
+    def validate(self) -> list[Problem]:
+        problems = [Problem((name,), "must be positive") for name in
+                    ("export_timeout", "max_queue_size", "max_export_batch_size") if getattr(self, name) <= 0]
+        if self.schedule_delay < 0:
+            problems.append(Problem(("schedule_delay",), "must not be negative"))
+        if 0 < self.max_queue_size < self.max_export_batch_size:
+            problems.append(Problem(("max_export_batch_size",), "must not be greater than max_queue_size"))
+        return problems
+
+
+@dataclass
+class SimpleLogProcessor:
+    exporter: LogRecordExporter
+
+    def validate(self) -> list[Problem]:
+        return []
+
+
+@dataclass
+class LogRecordProcessor:
+    batch: BatchLogProcessor | None = None
+    simple: SimpleLogProcessor | None = None
+
+    def validate(self) -> list[Problem]:
+        if (self.batch is None) == (self.simple is None):
+            return [Problem((), "give exactly one of batch or simple")]
+        return []
+
 
 @dataclass
 class LogsConfig:
     level: str = "info"
     encoding: Literal["json", "console"] = "json"
-    processors: list[Any] = advisory(_NO_OTLP_HERE, default_factory=list)
+    processors: list[LogRecordProcessor] = field(default_factory=list)
     # Unset: no sampling (the collector samples by default; the relay keeps every line unless asked).
     sampling: LogsSamplingConfig | None = None
     initial_fields: dict[str, Any] = field(default_factory=dict)
@@ -110,21 +225,92 @@ class PullReader:
         return []
 
 
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+TEMPORALITIES = ("cumulative", "delta", "low_memory")
+
+
+@dataclass
+class OtlpPushExporter:
+    """``periodic.exporter.otlp`` in the declarative-config schema's keys."""
+
+    endpoint: str
+    # The OTLP exporter specification's default protocol.
+    protocol: str = "http/protobuf"
+    # Without a scheme in ``endpoint``, whether the connection is plain (the schema's rule for gRPC).
+    insecure: bool = False
+    # The schema's list form ``[{name, value}]``, or the collector's older map form.
+    headers: Any = None
+    headers_list: str = ""
+    compression: str = ""
+    timeout: int = 10000
+    temporality_preference: str = "cumulative"
+    default_histogram_aggregation: str = advisory("histograms are pushed with the buckets they are counted in",
+                                                  default="")
+    certificate: str = ""
+    client_certificate: str = advisory("the push uses no client certificate", default="")
+    client_key: str = advisory("the push uses no client certificate", default="")
+
+    def validate(self) -> list[Problem]:
+        problems = []
+        if self.protocol not in OTLP_PROTOCOLS:
+            problems.append(Problem(("protocol",), f'"{self.protocol}" is not one of: {", ".join(OTLP_PROTOCOLS)}'))
+        if not self.endpoint:
+            problems.append(Problem(("endpoint",), "must not be empty"))
+        if self.compression not in ("", "none", "gzip"):
+            problems.append(Problem(("compression",), f'"{self.compression}" is not one of: none, gzip'))
+        if self.timeout <= 0:
+            problems.append(Problem(("timeout",), "must be positive (milliseconds)"))
+        if self.temporality_preference not in TEMPORALITIES:
+            problems.append(Problem(("temporality_preference",),
+                                    f'"{self.temporality_preference}" is not one of: {", ".join(TEMPORALITIES)}'))
+        elif self.temporality_preference != "cumulative":
+            note_advisory(("temporality_preference",), "self-metrics are pushed cumulative")
+        if self.headers_list:
+            note_advisory(("headers_list",), "give headers as a list of {name, value}")
+        problems.extend(Problem(("headers",) + path, message) for path, message in _header_problems(self.headers))
+        return problems
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        if isinstance(self.headers, dict):
+            return [(str(k), str(v)) for k, v in self.headers.items()]
+        return [(str(item["name"]), str(item["value"])) for item in self.headers or ()]
+
+
+def _header_problems(headers: Any) -> list[tuple[tuple[str, ...], str]]:
+    if headers is None or isinstance(headers, dict):
+        return []
+    if not isinstance(headers, list):
+        return [((), "expected a list of {name: ..., value: ...}")]
+    return [((str(index),), "expected {name: ..., value: ...}") for index, item in enumerate(headers)
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item]
+
+
+@dataclass
+class PushExporter:
+    otlp: OtlpPushExporter | None = None
+
+    def validate(self) -> list[Problem]:
+        return [] if self.otlp is not None else [Problem(("otlp",), "required key is missing")]
+
+
 @dataclass
 class PeriodicReader:
-    # OpenTelemetry's declarative-config defaults; the reader itself is advisory here.
-    exporter: dict[str, Any]
+    """``readers: [{periodic: ...}]``: self-metrics pushed over OTLP every ``interval``."""
+
+    exporter: PushExporter
+    # OpenTelemetry's declarative-config defaults, in milliseconds.
     interval: int = 60000
     timeout: int = 30000
 
     def validate(self) -> list[Problem]:
-        return []
+        return [Problem((name,), "must be positive (milliseconds)") for name in ("interval", "timeout")
+                if getattr(self, name) <= 0]
 
 
 @dataclass
 class MetricReader:
     pull: PullReader | None = None
-    periodic: PeriodicReader | None = advisory(_NO_OTLP_HERE, default=None)
+    periodic: PeriodicReader | None = None
 
     def validate(self) -> list[Problem]:
         if (self.pull is None) == (self.periodic is None):
