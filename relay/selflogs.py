@@ -12,28 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import logging
-import ssl
 import threading
 import time
 from collections import deque
-from urllib.parse import urlsplit
 
-import aiohttp
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from relay.net.grpc_channel import open_channel
-from relay.net.http_client import user_agent
-from relay.net.tls import TLSClientConfig
+from relay.selfotlp import LOGS, Destination, destination, key_values, sender
 from relay.telemetry import InitialFields
 
 log = logging.getLogger("relay.selflogs")
 
-GRPC_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-DEFAULT_HTTP_PATH = "/v1/logs"
 NOTE_INTERVAL = 60.0
 REDACTED = "[REDACTED]"
 DROPPED_METRIC = "otelcol_self_telemetry_dropped_log_records"
@@ -48,24 +40,6 @@ def severity(levelno: int) -> tuple[int, str]:
         if levelno >= floor:
             return number, text
     return 1, "TRACE"
-
-
-def any_value(value) -> common_pb2.AnyValue:
-    if isinstance(value, bool):
-        return common_pb2.AnyValue(bool_value=value)
-    if isinstance(value, int) and -(2 ** 63) <= value < 2 ** 63:
-        return common_pb2.AnyValue(int_value=value)
-    if isinstance(value, float):
-        return common_pb2.AnyValue(double_value=value)
-    if isinstance(value, (list, tuple)):
-        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[any_value(v) for v in value]))
-    if isinstance(value, dict):
-        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(values=key_values(value)))
-    return common_pb2.AnyValue(string_value=str(value))
-
-
-def key_values(mapping: dict) -> list[common_pb2.KeyValue]:
-    return [common_pb2.KeyValue(key=str(key), value=any_value(value)) for key, value in mapping.items()]
 
 
 class Redactor:
@@ -124,18 +98,9 @@ def config_secrets(tree) -> set[str]:
 
 
 @dataclasses.dataclass
-class ProcessorSettings:
+class ProcessorSettings(Destination):
     """One processor, resolved: where to send, how, and its batching (seconds, records)."""
 
-    protocol: str
-    url: str
-    insecure: bool
-    headers: dict[str, str]
-    compression: str
-    timeout: float
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
     schedule_delay: float = 1.0
     export_timeout: float = 30.0
     max_queue_size: int = 2048
@@ -146,15 +111,7 @@ def settings_of(processor) -> ProcessorSettings:
     """From a ``LogRecordProcessor`` config. ``simple`` exports each record as it comes, still
     off the logging call: a record at a time, with no delay."""
     batch = processor.batch
-    otlp = (batch or processor.simple).exporter.otlp
-    url = otlp.url
-    if "://" not in url:
-        insecure = bool(otlp.insecure)  # host:port (gRPC): TLS unless insecure, as the schema has it
-    else:
-        insecure = urlsplit(url).scheme == "http" if otlp.insecure is None else otlp.insecure
-    common = dict(protocol=otlp.protocol, url=url, insecure=insecure, headers=otlp.header_map(),
-                  compression=otlp.compression if otlp.compression == "gzip" else "", timeout=otlp.timeout / 1000,
-                  ca_file=otlp.certificate, cert_file=otlp.client_certificate, key_file=otlp.client_key)
+    common = vars(destination((batch or processor.simple).exporter.otlp))
     if batch is None:
         return ProcessorSettings(**common, schedule_delay=0.0, max_export_batch_size=1)
     return ProcessorSettings(**common, schedule_delay=batch.schedule_delay / 1000,
@@ -284,7 +241,8 @@ class OtlpLogHandler(logging.Handler):
     async def _run(self) -> None:
         try:
             self._wake = asyncio.Event()
-            sender = await _open_sender(self.settings)
+            out = sender(LOGS, self.settings, log)
+            await out.open()
             self._loop = asyncio.get_running_loop()
         except Exception as error:  # noqa: BLE001 - handed to start(), which raises it
             self._failed = error
@@ -311,7 +269,7 @@ class OtlpLogHandler(logging.Handler):
                     if timeout <= 0:
                         self._requeue(batch)
                         break
-                    await self._send(sender, batch, timeout)
+                    await self._send(out, batch, timeout)
                     with self._lock:
                         more = len(self._queue) >= self.settings.max_export_batch_size
                     if not more and not stopping:
@@ -319,7 +277,7 @@ class OtlpLogHandler(logging.Handler):
                 if stopping:
                     return
         finally:
-            await sender.close()
+            await out.close()
 
     def _take(self) -> list:
         with self._lock:
@@ -330,10 +288,10 @@ class OtlpLogHandler(logging.Handler):
         with self._lock:
             self._queue.extendleft(reversed(batch))
 
-    async def _send(self, sender, batch: list, timeout: float) -> None:
-        request = self.request(batch)
+    async def _send(self, out, batch: list, timeout: float) -> None:
+        body = self.request(batch).SerializeToString()
         try:
-            await asyncio.wait_for(sender.send(request, min(timeout, self.settings.timeout)), timeout)
+            await asyncio.wait_for(out.send(body, min(timeout, self.settings.timeout)), timeout)
             self.exported += len(batch)
         except Exception as error:  # noqa: BLE001 - any failure to send is counted, never raised into logging
             self._drop(len(batch), "export_failed")
@@ -351,65 +309,6 @@ class OtlpLogHandler(logging.Handler):
             resource={"attributes": key_values(self.resource)},
             scope_logs=[logs_pb2.ScopeLogs(scope=common_pb2.InstrumentationScope(name=name), log_records=records)
                         for name, records in scopes.items()])])
-
-
-class _Retry:
-    enabled = False
-
-
-class _GrpcSender:
-    def __init__(self, link, headers: dict[str, str]):
-        self.link = link
-        self.metadata = tuple((key.lower(), value) for key, value in headers.items())
-        self.call = link.channel.unary_unary(
-            GRPC_METHOD, request_serializer=logs_service_pb2.ExportLogsServiceRequest.SerializeToString,
-            response_deserializer=logs_service_pb2.ExportLogsServiceResponse.FromString)
-
-    async def send(self, request, timeout: float) -> None:
-        await self.call(request, timeout=timeout, metadata=self.metadata)
-
-    async def close(self) -> None:
-        await self.link.close()
-
-
-class _HttpSender:
-    def __init__(self, settings: ProcessorSettings):
-        url = urlsplit(settings.url)
-        self.url = settings.url if url.path not in ("", "/") else settings.url.rstrip("/") + DEFAULT_HTTP_PATH
-        self.headers = {"Content-Type": "application/x-protobuf", "User-Agent": user_agent(), **settings.headers}
-        self.gzip = settings.compression == "gzip"
-        if self.gzip:
-            self.headers["Content-Encoding"] = "gzip"
-        context = None
-        if url.scheme == "https":
-            context = ssl.create_default_context(cafile=settings.ca_file or None)
-            if settings.cert_file:
-                context.load_cert_chain(settings.cert_file, settings.key_file)
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context if context else True))
-
-    async def send(self, request, timeout: float) -> None:
-        body = request.SerializeToString()
-        if self.gzip:
-            body = gzip.compress(body)
-        async with self.session.post(self.url, data=body, headers=self.headers,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
-            if answer.status // 100 != 2:
-                raise RuntimeError(f"HTTP {answer.status}")
-            await answer.read()
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-async def _open_sender(settings: ProcessorSettings):
-    if settings.protocol == "grpc":
-        url = urlsplit(settings.url if "://" in settings.url else f"http://{settings.url}")
-        host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname
-        tls = TLSClientConfig(ca_file=settings.ca_file, cert_file=settings.cert_file, key_file=settings.key_file)
-        link = await open_channel(f"{host}:{url.port or 4317}", tls, not settings.insecure, settings.compression,
-                                  _Retry(), log)
-        return _GrpcSender(link, settings.headers)
-    return _HttpSender(settings)
 
 
 class SelfLogs:

@@ -10,28 +10,20 @@ shutdown; a failed push is one log line and never holds the relay up.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import math
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from prometheus_client import CollectorRegistry
 
 from relay.config.telemetry import OtlpPushExporter, PeriodicReader
-from relay.net.grpc_channel import Link, open_channel
-from relay.net.http_client import user_agent
-from relay.net.tls import TLSClientConfig, ssl_context
+from relay.selfotlp import METRICS, GrpcSender, HttpSender, destination, key_values
 
 log = logging.getLogger("relay.service")
 
-EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 SCOPE_NAME = "genops-relay"
 CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 # Served in the resource itself over OTLP, so never pushed as a metric.
@@ -60,9 +52,8 @@ def otlp_name(name: str, unit: str) -> tuple[str, str]:
     return name, _UCUM.get(unit, unit)
 
 
-def _attributes(target, labels: dict[str, str]) -> None:
-    for key, value in labels.items():
-        target.add(key=key, value=common_pb2.AnyValue(string_value=str(value)))
+def _attributes(target, labels: dict) -> None:
+    target.extend(key_values(labels))
 
 
 def _histogram_points(samples, start_ns: int, now_ns: int) -> list[metrics_pb2.HistogramDataPoint]:
@@ -150,76 +141,18 @@ def _summary(metric, samples, start_ns: int, now_ns: int):
     return metric.summary.data_points
 
 
-@dataclass
-class _NoRetry:
-    # Each interval is the retry: a push that fails waits for the next one.
-    enabled: bool = False
-
-
-def _secure(url, insecure: bool) -> bool:
-    if url.scheme in ("http", "https"):
-        return url.scheme == "https"
-    return not insecure
-
-
-class GrpcPush:
-    """One MetricsService/Export call per push, on a channel opened once."""
+class GrpcPush(GrpcSender):
+    """MetricsService/Export to a periodic reader's exporter."""
 
     def __init__(self, config: OtlpPushExporter):
-        self.config = config
-        url = urlsplit(config.endpoint if "//" in config.endpoint else f"//{config.endpoint}")
-        self.target = url.netloc or config.endpoint
-        self.tls = TLSClientConfig(insecure=not _secure(url, config.insecure), ca_file=config.certificate)
-        self.metadata = tuple((name.lower(), value) for name, value in config.header_pairs())
-        self._link: Link | None = None
-
-    async def send(self, body: bytes, timeout: float) -> None:
-        if self._link is None:
-            self._link = await open_channel(self.target, self.tls, not self.tls.insecure,
-                                            self.config.compression, _NoRetry(), log)
-        call = self._link.channel.unary_unary(EXPORT_METHOD, request_serializer=None,
-                                              response_deserializer=None)
-        await call(body, timeout=timeout, metadata=self.metadata or None)
-
-    async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close()
-            self._link = None
+        super().__init__(METRICS, destination(config), log)
 
 
-class HttpPush:
-    """OTLP/HTTP: a protobuf POST to ``/v1/metrics`` (or the path the endpoint gives)."""
+class HttpPush(HttpSender):
+    """OTLP/HTTP to ``/v1/metrics`` (or the path the endpoint gives) of a periodic reader's exporter."""
 
     def __init__(self, config: OtlpPushExporter):
-        self.config = config
-        endpoint = config.endpoint if "//" in config.endpoint else (
-            f"{'http' if config.insecure else 'https'}://{config.endpoint}")
-        url = urlsplit(endpoint)
-        path = url.path if url.path not in ("", "/") else "/v1/metrics"
-        self.url = urlunsplit((url.scheme, url.netloc, path, url.query, ""))
-        self.tls = TLSClientConfig(ca_file=config.certificate) if url.scheme == "https" else None
-        self.headers = {"Content-Type": "application/x-protobuf", "User-Agent": user_agent(),
-                        **dict(config.header_pairs())}
-        if config.compression == "gzip":
-            self.headers["Content-Encoding"] = "gzip"
-        self._session: aiohttp.ClientSession | None = None
-
-    async def send(self, body: bytes, timeout: float) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        if self.config.compression == "gzip":
-            body = gzip.compress(body)
-        ssl = ssl_context(self.tls) if self.tls is not None else None
-        async with self._session.post(self.url, data=body, headers=self.headers, ssl=ssl,
-                                      timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            if not 200 <= response.status < 300:
-                text = (await response.text(errors="replace"))[:200]
-                raise OSError(f"HTTP {response.status}: {text}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(METRICS, destination(config))
 
 
 class SelfMetricsPush:
@@ -255,7 +188,7 @@ class SelfMetricsPush:
             self.failed += 1
             reason = error.details() if isinstance(error, grpc.aio.AioRpcError) else str(error) or type(error).__name__
             log.warning("self-metrics push failed", extra={"fields": {
-                "endpoint": self.reader.exporter.otlp.endpoint, "error": reason}})
+                "endpoint": self.reader.exporter.otlp.url, "error": reason}})
             return False
         self.pushed += 1
         return True

@@ -8,7 +8,7 @@ parts the relay does not run are accepted and noted as advisory. Its metrics are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from relay.config.decode import Duration, advisory, note_advisory
 from relay.errors import Problem
@@ -45,52 +45,43 @@ class LogsSamplingConfig:
 
 _ZAP_ONLY = "the relay writes JSON lines with no caller or stack trace fields"
 
-# OpenTelemetry's declarative config: where an OTLP exporter sends when no endpoint is given.
-DEFAULT_OTLP_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318/v1/logs"}
+# OpenTelemetry's declarative config: where an OTLP exporter sends when no endpoint is given
+# (OTLP/HTTP adds the signal's path, /v1/logs or /v1/metrics, to an endpoint without one).
+DEFAULT_OTLP_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 
 
 @dataclass
-class OtlpHeader:
-    name: str
-    # repr=False: header values are credentials more often than not.
-    value: str | None = field(default=None, repr=False)
-
-    def validate(self) -> list[Problem]:
-        return []
-
-
-@dataclass
-class OtlpLogExporter:
-    """``exporter: {otlp: ...}`` of a log record processor, with the declarative schema's
-    defaults (times in milliseconds)."""
+class OtlpExporter:
+    """``exporter: {otlp: ...}`` of a log record processor or a periodic metric reader, in the
+    declarative schema's keys and with its defaults (times in milliseconds)."""
 
     # The OTLP exporter specification's default protocol.
-    protocol: Literal["grpc", "http/protobuf"] = "http/protobuf"
+    protocol: str = "http/protobuf"
     endpoint: str = ""
+    # For an endpoint without a scheme, whether the connection is plain (the schema's rule).
     insecure: bool | None = None
-    headers: list[OtlpHeader] = field(default_factory=list)
+    # The schema's list form ``[{name, value}]``, or the collector's older map form.
+    # repr=False: header values are credentials more often than not.
+    headers: Any = field(default=None, repr=False)
     headers_list: str = field(default="", repr=False)
-    compression: Literal["gzip", "none", ""] = ""
+    compression: str = ""
     timeout: int = 10000
     certificate: str = ""
     client_key: str = ""
     client_certificate: str = ""
+    # Whether OTLP/HTTP, like gRPC, also takes an endpoint without a scheme (``insecure`` then
+    # picks http or https) where ``insecure`` is not given.
+    bare_http_endpoint: ClassVar[bool] = False
 
     def validate(self) -> list[Problem]:
-        from urllib.parse import urlsplit
-
         problems = []
-        # gRPC also takes host:port, its security then set by ``insecure`` (the schema's rule).
-        bare = self.protocol == "grpc" and "://" not in self.url
-        url = urlsplit(f"http://{self.url}" if bare else self.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            problems.append(Problem(("endpoint",), "must be a URL such as http://host:4317 (grpc) or "
-                                                   "http://host:4318/v1/logs (http/protobuf)"))
+        if self.protocol not in OTLP_PROTOCOLS:
+            problems.append(Problem(("protocol",), f'"{self.protocol}" is not one of: {", ".join(OTLP_PROTOCOLS)}'))
         else:
-            try:
-                url.port  # noqa: B018 - a port out of range raises here
-            except ValueError:
-                problems.append(Problem(("endpoint",), "the port must be a number (0-65535)"))
+            problems.extend(self._endpoint_problems())
+        if self.compression not in ("", "none", "gzip"):
+            problems.append(Problem(("compression",), f'"{self.compression}" is not one of: none, gzip'))
         if self.timeout <= 0:
             problems.append(Problem(("timeout",), "must be positive (milliseconds)"))
         if bool(self.client_key) != bool(self.client_certificate):
@@ -100,11 +91,29 @@ class OtlpLogExporter:
             if "=" not in item or not item.split("=", 1)[0].strip():
                 # What is wrong, never the value: it is most likely a credential.
                 problems.append(Problem(("headers_list",), f"item {index} is not name=value"))
+        problems.extend(Problem(("headers",) + path, message) for path, message in _header_problems(self.headers))
         return problems
+
+    def _endpoint_problems(self) -> list[Problem]:
+        from urllib.parse import urlsplit
+
+        # gRPC also takes host:port, its security then set by ``insecure``; OTLP/HTTP only where
+        # ``insecure`` says which scheme it is.
+        bare = "://" not in self.url and (self.protocol == "grpc" or self.insecure is not None
+                                          or self.bare_http_endpoint)
+        url = urlsplit(f"http://{self.url}" if bare else self.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            return [Problem(("endpoint",), "must be a URL such as http://host:4317 (grpc) or "
+                                           "http://host:4318 (http/protobuf)")]
+        try:
+            url.port  # noqa: B018 - a port out of range raises here
+        except ValueError:
+            return [Problem(("endpoint",), "the port must be a number (0-65535)")]
+        return []
 
     @property
     def url(self) -> str:
-        return self.endpoint or DEFAULT_OTLP_ENDPOINTS[self.protocol]
+        return self.endpoint or DEFAULT_OTLP_ENDPOINTS.get(self.protocol, "")
 
     def header_map(self) -> dict[str, str]:
         """``headers`` over ``headers_list``, as the declarative schema has it."""
@@ -112,13 +121,25 @@ class OtlpLogExporter:
         for item in self.headers_list.split(",") if self.headers_list.strip() else ():
             name, _, value = item.partition("=")
             merged[name.strip()] = value.strip()
-        merged.update({h.name: h.value for h in self.headers if h.value is not None})
+        if isinstance(self.headers, dict):
+            merged.update((str(k), str(v)) for k, v in self.headers.items())
+        else:
+            merged.update((str(item["name"]), str(item["value"])) for item in self.headers or ())
         return merged
+
+
+def _header_problems(headers: Any) -> list[tuple[tuple[str, ...], str]]:
+    if headers is None or isinstance(headers, dict):
+        return []
+    if not isinstance(headers, list):
+        return [((), "expected a list of {name: ..., value: ...}")]
+    return [((str(index),), "expected {name: ..., value: ...}") for index, item in enumerate(headers)
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item]
 
 
 @dataclass
 class LogRecordExporter:
-    otlp: OtlpLogExporter | None = None
+    otlp: OtlpExporter | None = None
 
     def validate(self) -> list[Problem]:
         return [] if self.otlp is not None else [Problem(("otlp",), "required key is missing")]
@@ -225,64 +246,28 @@ class PullReader:
         return []
 
 
-OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 TEMPORALITIES = ("cumulative", "delta", "low_memory")
 
 
 @dataclass
-class OtlpPushExporter:
-    """``periodic.exporter.otlp`` in the declarative-config schema's keys."""
+class OtlpPushExporter(OtlpExporter):
+    """``periodic.exporter.otlp``: the OTLP exporter, with what only a metric reader reads."""
 
-    endpoint: str
-    # The OTLP exporter specification's default protocol.
-    protocol: str = "http/protobuf"
-    # Without a scheme in ``endpoint``, whether the connection is plain (the schema's rule for gRPC).
-    insecure: bool = False
-    # The schema's list form ``[{name, value}]``, or the collector's older map form.
-    headers: Any = None
-    headers_list: str = ""
-    compression: str = ""
-    timeout: int = 10000
+    # The periodic reader has always taken host:port for OTLP/HTTP (https unless insecure):
+    # kept, so that configs it loaded still load.
+    bare_http_endpoint: ClassVar[bool] = True
     temporality_preference: str = "cumulative"
     default_histogram_aggregation: str = advisory("histograms are pushed with the buckets they are counted in",
                                                   default="")
-    certificate: str = ""
-    client_certificate: str = advisory("the push uses no client certificate", default="")
-    client_key: str = advisory("the push uses no client certificate", default="")
 
     def validate(self) -> list[Problem]:
-        problems = []
-        if self.protocol not in OTLP_PROTOCOLS:
-            problems.append(Problem(("protocol",), f'"{self.protocol}" is not one of: {", ".join(OTLP_PROTOCOLS)}'))
-        if not self.endpoint:
-            problems.append(Problem(("endpoint",), "must not be empty"))
-        if self.compression not in ("", "none", "gzip"):
-            problems.append(Problem(("compression",), f'"{self.compression}" is not one of: none, gzip'))
-        if self.timeout <= 0:
-            problems.append(Problem(("timeout",), "must be positive (milliseconds)"))
+        problems = super().validate()
         if self.temporality_preference not in TEMPORALITIES:
             problems.append(Problem(("temporality_preference",),
                                     f'"{self.temporality_preference}" is not one of: {", ".join(TEMPORALITIES)}'))
         elif self.temporality_preference != "cumulative":
             note_advisory(("temporality_preference",), "self-metrics are pushed cumulative")
-        if self.headers_list:
-            note_advisory(("headers_list",), "give headers as a list of {name, value}")
-        problems.extend(Problem(("headers",) + path, message) for path, message in _header_problems(self.headers))
         return problems
-
-    def header_pairs(self) -> list[tuple[str, str]]:
-        if isinstance(self.headers, dict):
-            return [(str(k), str(v)) for k, v in self.headers.items()]
-        return [(str(item["name"]), str(item["value"])) for item in self.headers or ()]
-
-
-def _header_problems(headers: Any) -> list[tuple[tuple[str, ...], str]]:
-    if headers is None or isinstance(headers, dict):
-        return []
-    if not isinstance(headers, list):
-        return [((), "expected a list of {name: ..., value: ...}")]
-    return [((str(index),), "expected {name: ..., value: ...}") for index, item in enumerate(headers)
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item]
 
 
 @dataclass
