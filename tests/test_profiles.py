@@ -164,10 +164,9 @@ def detected_env(monkeypatch):
 
 # --- tests -----------------------------------------------------------------------------------
 
-def test_a_grpc_profiles_request_passes_through_to_the_otlp_exporter_unchanged():
-    request = profiles_request()
-    data = request.SerializeToString()
-    telemetry = SelfMetrics(CollectorRegistry())
+def through_memory_limiter_to_otlp(data: bytes, telemetry):
+    """(the client's answer, the recording sink) for ``data`` sent over gRPC through a profiles
+    pipeline of memory_limiter into the otlp exporter."""
     sink = GrpcRecorder()
 
     async def scenario():
@@ -187,7 +186,14 @@ def test_a_grpc_profiles_request_passes_through_to_the_otlp_exporter_unchanged()
         finally:
             await sink.stop()
 
-    response = asyncio.run(scenario())
+    return asyncio.run(scenario()), sink
+
+
+def test_a_grpc_profiles_request_passes_through_to_the_otlp_exporter_unchanged():
+    request = profiles_request()
+    data = request.SerializeToString()
+    telemetry = SelfMetrics(CollectorRegistry())
+    response, sink = through_memory_limiter_to_otlp(data, telemetry)
     assert not response.HasField("partial_success")
     # Nothing in the pipeline changes data, so the exporter forwards the bytes the client sent.
     assert sink.bodies == [data]
@@ -409,26 +415,7 @@ def test_profiles_without_samples_reach_the_exporter():
     assert samples(request) == 0 and len(profiles_of(request)) == 2
     data = request.SerializeToString()
     telemetry = SelfMetrics(CollectorRegistry())
-    sink = GrpcRecorder()
-
-    async def scenario():
-        endpoint = await sink.start()
-        try:
-            exporter = {"otlp/profiles": {"endpoint": endpoint, "tls": {"insecure": True}, **NO_QUEUE}}
-            grpc_port = free_port()
-            text = relay_yaml(exporter, {"memory_limiter": PROCESSORS["memory_limiter"]}, ["memory_limiter"],
-                              grpc_port, free_port())
-
-            async def send():
-                response = await grpc_export(grpc_port, data)
-                await asyncio.wait_for(sink.arrived.wait(), WAIT)
-                return response
-
-            return await run_relay(text, telemetry, send)
-        finally:
-            await sink.stop()
-
-    response = asyncio.run(scenario())
+    response, sink = through_memory_limiter_to_otlp(data, telemetry)
     assert not response.HasField("partial_success")
     assert sink.bodies == [data]
 
