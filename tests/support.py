@@ -23,6 +23,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from aiohttp import web
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2
@@ -533,3 +534,28 @@ def emit_sample_metrics(exporter, resource) -> None:
     meter.create_gauge("genops.budget.utilization").set(0.42, labels)
     provider.force_flush()
     provider.shutdown()
+
+
+class HeaderSink:
+    """An OTLP/HTTP downstream that keeps each POST's headers."""
+
+    def __init__(self):
+        self.headers: list[dict] = []
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.headers.append(dict(request.headers))
+        return web.Response(status=200, body=b"", content_type="application/x-protobuf")
+
+    async def __aenter__(self) -> "HeaderSink":
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._runner.cleanup()

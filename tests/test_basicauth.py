@@ -19,7 +19,6 @@ import aiohttp
 import bcrypt
 import grpc
 import pytest
-from aiohttp import web
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -38,7 +37,7 @@ from relay.pipeline.registry import default_registry
 from relay.receivers import otlp
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import Recorder, traces_request
+from tests.support import HeaderSink, Recorder, traces_request
 
 AUTH_ID = "basicauth/otlp"
 RECEIVER = "otlp/basic"
@@ -379,30 +378,6 @@ def test_a_client_only_extension_cannot_guard_a_receiver():
 
 
 # --- exporters --------------------------------------------------------------------------------
-
-class HeaderSink:
-    """An OTLP/HTTP downstream that keeps each POST's headers."""
-
-    def __init__(self):
-        self.headers: list[dict] = []
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.headers.append(dict(request.headers))
-        return web.Response(status=200, body=b"", content_type="application/x-protobuf")
-
-    async def __aenter__(self) -> "HeaderSink":
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
 
 
 QUIET = {"sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}

@@ -15,7 +15,6 @@ import time
 import aiohttp
 import grpc
 import pytest
-from aiohttp import web
 from google.rpc import status_pb2
 from prometheus_client import CollectorRegistry
 
@@ -29,7 +28,7 @@ from relay.pipeline.registry import Registry
 from relay.receivers import otlp
 from relay.signals import Signal
 from relay.telemetry import SelfMetrics
-from tests.support import Recorder, traces_request
+from tests.support import HeaderSink, Recorder, traces_request
 
 TOKEN = "s3cr3t-token-value"
 RECEIVER = "otlp/auth"
@@ -469,31 +468,6 @@ def test_the_grpc_exporter_picks_up_a_rotated_token_file(sink, tmp_path):
 
     asyncio.run(run())
     assert sink.metadata[0]["authorization"] == "Bearer old-token"
-
-
-class HeaderSink:
-    """A fake OTLP/HTTP downstream that keeps each POST's headers."""
-
-    def __init__(self):
-        self.headers: list[dict] = []
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.headers.append(dict(request.headers))
-        return web.Response(status=200, body=b"", content_type=PROTOBUF)
-
-    async def __aenter__(self) -> "HeaderSink":
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
 
 
 def test_the_http_exporter_sends_the_token_on_every_post_and_follows_rotation(tmp_path, component_log):
