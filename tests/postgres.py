@@ -19,7 +19,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.promtools import WITHOUT_VARIABLE
+from tests.support import free_port
 
 USER = "postgres"
 _INSTALL_HINT = "apt-get install postgresql (Debian/Ubuntu)"
@@ -46,12 +46,6 @@ def binaries() -> Path:
     if os.environ.get("CI"):
         pytest.fail(f"{message}. CI is set, so the PostgreSQL tests must run, not skip.", pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -106,7 +100,7 @@ def postgres_server():
         os.chown(root, account.pw_uid, account.pw_gid)
         as_user = ["runuser", "-u", USER, "--"]
     password = secrets.token_urlsafe(18)
-    server = PostgresServer(bin_dir, root, _free_port(), password, as_user)
+    server = PostgresServer(bin_dir, root, free_port(), password, as_user)
     password_file = root / "password"
     password_file.write_text(password + "\n", encoding="utf-8")
     if as_user:

@@ -75,10 +75,22 @@ def component_logging(caplog):
         logger.propagate = saved[1]
 
 
+# Every port free_port() has handed out in this test process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port, never one this process handed out before: the kernel may give a
+    just-closed port again, so two asked for in a row (a relay's OTLP and telemetry ports) could
+    otherwise be the same, and the relay would fail to start."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free loopback port this process has not handed out already, in 1000 tries")
 
 
 class Sink:
