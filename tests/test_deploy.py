@@ -247,12 +247,17 @@ def test_rules_with_threshold_makes_the_cost_alert_fire_lower(tmp_path):
 # and its counter starts again from 0 under the same label. Per rolling 24h at 30h: team a
 # node-a 40 (hours 6-10) + 190 (hours 11-30: the reset adds the new count, 0) = 230, node-b
 # 120, so 350; team b 72 + 48 = 120, crossing 100 only as the sum of both relays.
-REPLICA_COST_SERIES = [
-    {"series": series("genops_openrouter_cost_total", genops_team=team, genops_model="m1", service="openrouter",
-                      relay_replica=replica), "values": values}
-    for team, replica, values in [("a", "node-a", "0+10x10 0+10x19"), ("a", "node-b", "0+5x30"),
-                                  ("b", "node-a", "0+3x30"), ("b", "node-b", "0+2x30")]
-]
+def replica_cost_series(a_on_node_a: str) -> list[dict]:
+    return [
+        {"series": series("genops_openrouter_cost_total", genops_team=team, genops_model="m1", service="openrouter",
+                          relay_replica=replica), "values": values}
+        for team, replica, values in [("a", "node-a", a_on_node_a), ("a", "node-b", "0+5x30"),
+                                      ("b", "node-a", "0+3x30"), ("b", "node-b", "0+2x30")]
+    ]
+
+
+# Team a's relay on node-a restarts at 10h: its counter starts again from 0.
+REPLICA_COST_SERIES = replica_cost_series("0+10x10 0+10x19")
 
 
 def test_daily_cost_by_team_sums_the_replicas_of_a_fleet(tmp_path):
@@ -267,11 +272,20 @@ def test_daily_cost_by_team_sums_the_replicas_of_a_fleet(tmp_path):
                 {"labels": 'genops_openrouter:daily_cost_by_team{genops_team="b"}', "value": 120},
             ],
         }],
-        # Once per team, not once per replica: the alert carries no relay_replica.
+    })
+
+
+def test_the_daily_cost_alert_fires_once_per_team_not_once_per_replica(tmp_path):
+    # The alert's group may be evaluated before the recording rule's at the same instant, so it can
+    # see the rule's value of a minute before: counters without a reset give the same value at both.
+    promtool_test(tmp_path, RULES, {
+        "interval": "1h",
+        "input_series": replica_cost_series("0+10x30"),
+        # The alert carries no relay_replica: one per team, with the fleet's total.
         "alert_rule_test": [{
             "eval_time": "30h",
             "alertname": "OpenRouterHighDailyCost",
-            "exp_alerts": [cost_alert("a", "350.00"), cost_alert("b", "120.00")],
+            "exp_alerts": [cost_alert("a", "360.00"), cost_alert("b", "120.00")],
         }],
     })
 
