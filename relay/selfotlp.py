@@ -27,15 +27,16 @@ GRPC_PORT = 4317
 
 
 @dataclass(frozen=True)
-class Signal:
-    """Where a signal goes: OTLP/HTTP's default path and the gRPC service method."""
+class Route:
+    """Where one signal of the relay's own telemetry goes: OTLP/HTTP's default path and the
+    gRPC service method."""
 
     path: str
     method: str
 
 
-LOGS = Signal("/v1/logs", "/opentelemetry.proto.collector.logs.v1.LogsService/Export")
-METRICS = Signal("/v1/metrics", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+LOGS = Route("/v1/logs", "/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+METRICS = Route("/v1/metrics", "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
 
 
 @dataclass
@@ -76,7 +77,7 @@ class _NoRetry:
 class GrpcSender:
     """One ``Export`` call per request, on a channel opened once."""
 
-    def __init__(self, signal: Signal, where: Destination, logger: logging.Logger = log):
+    def __init__(self, signal: Route, where: Destination, logger: logging.Logger = log):
         self.signal = signal
         self.compression = where.compression
         self.logger = logger
@@ -109,7 +110,7 @@ class GrpcSender:
 class HttpSender:
     """OTLP/HTTP: a protobuf POST to the signal's path (or the path the endpoint gives)."""
 
-    def __init__(self, signal: Signal, where: Destination):
+    def __init__(self, signal: Route, where: Destination):
         url = urlsplit(where.url)
         path = url.path if url.path not in ("", "/") else signal.path
         self.url = urlunsplit((url.scheme, url.netloc, path, url.query, ""))
@@ -146,7 +147,7 @@ class HttpSender:
             self._session = None
 
 
-def sender(signal: Signal, where: Destination, logger: logging.Logger = log) -> GrpcSender | HttpSender:
+def sender(signal: Route, where: Destination, logger: logging.Logger = log) -> GrpcSender | HttpSender:
     return GrpcSender(signal, where, logger) if where.protocol == "grpc" else HttpSender(signal, where)
 
 
