@@ -223,21 +223,13 @@ def _hash(algorithm: str) -> Callable[[str], str]:
     return lambda text: hashlib.new(algorithm, text.encode("utf-8")).hexdigest()
 
 
-def _affix(test: Callable[[str, str], bool], name: str) -> Callable[[Call, Any], Getter]:
+def _affix(combine: Callable[[str, str], Any], name: str) -> Callable[[Call, Any], Getter]:
+    """A converter of a string and its ``name`` (prefix or suffix): HasPrefix, TrimSuffix, ..."""
     def build(call: Call, compiler) -> Getter:
         call = args.arity(call, "value", name)
         read = _string_target(call, compiler, 0, "the value")
         affix = _string_target(call, compiler, 1, f"the {name}")
-        return lambda item: test(read(item), affix(item))
-    return build
-
-
-def _trim_affix(cut: Callable[[str, str], str], name: str) -> Callable[[Call, Any], Getter]:
-    def build(call: Call, compiler) -> Getter:
-        call = args.arity(call, "value", name)
-        read = _string_target(call, compiler, 0, "the value")
-        affix = _string_target(call, compiler, 1, f"the {name}")
-        return lambda item: cut(read(item), affix(item))
+        return lambda item: combine(read(item), affix(item))
     return build
 
 
@@ -550,8 +542,8 @@ CONVERTERS: dict[str, Converter] = {
     "ToUpperCase": Converter(_on_text(str.upper), "string", str.upper),
     "TraceID": Converter(_id(16), "bytes"),
     "Trim": Converter(_trim, "string"),
-    "TrimPrefix": Converter(_trim_affix(str.removeprefix, "prefix"), "string"),
-    "TrimSuffix": Converter(_trim_affix(str.removesuffix, "suffix"), "string"),
+    "TrimPrefix": Converter(_affix(str.removeprefix, "prefix"), "string"),
+    "TrimSuffix": Converter(_affix(str.removesuffix, "suffix"), "string"),
     "UUID": Converter(_uuid, "string"),
     "Values": Converter(_values, "list"),
 }
