@@ -571,3 +571,16 @@ class HeaderSink:
 
     async def __aexit__(self, *exc) -> None:
         await self._runner.cleanup()
+
+
+def wait_for_answer(check, what: str, timeout: float = 60.0, interval: float = 0.1):
+    """``check()``'s first truthy answer, asked every ``interval`` seconds; past ``timeout`` an
+    AssertionError naming ``what`` and the last answer."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last answer: {last}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_remote_write_prometheus import Prometheus
-from tests.support import RelayProcess, free_port
+from tests.support import RelayProcess, free_port, wait_for_answer
 
 CONFIGMAP = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "configmap.yaml"
 RATES = {"openai/gpt-4o": (2.5, 10.0), "anthropic/claude-3.5-sonnet": (3.0, 15.0)}
@@ -100,17 +99,6 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def wait_for(check, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last answer: {last}")
-
-
 @contextlib.contextmanager
 def running_fleet(tmp_path, labels: dict[str, str]):
     """One relay per entry of CALLS, each with RELAY_REPLICA from ``labels``, into one Prometheus."""
@@ -148,7 +136,7 @@ def test_two_replicas_write_disjoint_series_that_sum_to_the_fleet_total(fleet):
                for r in prometheus.query('sum by (relay_replica) (genops_openrouter_cost_total{genops_team="search"})')}
         return got if got.keys() == want.keys() and all(abs(got[r] - want[r]) <= 1e-9 for r in want) else None
 
-    got = wait_for(per_replica, "each replica's cost")
+    got = wait_for_answer(per_replica, "each replica's cost")
     assert got == pytest.approx(want, abs=1e-9)
     # The same team's counter, once per replica: the two differ in relay_replica alone.
     series = prometheus.query('genops_openrouter_cost_total{genops_team="search", genops_model="openai/gpt-4o"}')
@@ -159,7 +147,7 @@ def test_two_replicas_write_disjoint_series_that_sum_to_the_fleet_total(fleet):
         cost(CALLS["node-a"] + CALLS["node-b"]), abs=1e-9)
 
     # Every series carries the shipped external labels, target_info of the app's resource included.
-    wait_for(lambda: len(prometheus.query("genops_openrouter_target_info")) == 2, "both apps' target_info")
+    wait_for_answer(lambda: len(prometheus.query("genops_openrouter_target_info")) == 2, "both apps' target_info")
     info = {s["metric"]["instance"]: s["metric"]["relay_replica"]
             for s in prometheus.query("genops_openrouter_target_info")}
     assert info == {"chat-api-node-a": "node-a", "chat-api-node-b": "node-b"}
@@ -170,7 +158,7 @@ def test_two_replicas_write_disjoint_series_that_sum_to_the_fleet_total(fleet):
 
     # A few more flushes of both relays land too: the replicas keep writing without colliding.
     stamp = prometheus.value('max(timestamp(genops_openrouter_cost_total{relay_replica="node-b"}))')
-    wait_for(lambda: prometheus.value('min(timestamp(genops_openrouter_cost_total))') > stamp + 1,
+    wait_for_answer(lambda: prometheus.value('min(timestamp(genops_openrouter_cost_total))') > stamp + 1,
              "later flushes of both replicas")
     own = scrape(f"http://127.0.0.1:{prometheus.port}/metrics")
     assert {(name, labels): v for (name, labels), v in own.items() if name in REFUSED and v} == {}
@@ -192,7 +180,7 @@ def test_without_distinct_replica_labels_the_fleet_total_is_lost(tmp_path):
         for replica, (_, ports) in relays.items():
             send(ports["otlp"], replica, CALLS[replica])
         want = {model for calls in CALLS.values() for model, _, _ in calls}
-        wait_for(lambda: {r["metric"]["genops_model"] for r in prometheus.query("genops_openrouter_cost_total")}
+        wait_for_answer(lambda: {r["metric"]["genops_model"] for r in prometheus.query("genops_openrouter_cost_total")}
                  == want, "both models' cost")
         per_model = {r["metric"]["genops_model"]: float(r["value"][1])
                      for r in prometheus.query('genops_openrouter_cost_total{genops_team="search"}')}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from relay.signals import Signal
 from tests import promtools
-from tests.support import RelayProcess, free_port
+from tests.support import RelayProcess, free_port, wait_for_answer
 
 CONFIG = """
 receivers:
@@ -70,17 +69,6 @@ def by_job(sink) -> dict[str, dict]:
     return found
 
 
-def wait_for(check, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
-
-
 @pytest.fixture
 def app_endpoint():
     registry = CollectorRegistry()
@@ -129,7 +117,7 @@ def test_scraped_values_arrive_at_the_sink_as_otlp(tmp_path, sink, app_endpoint,
             return found if ups == {"app": 1.0, "prometheus": 1.0} and "prometheus_build_info" in found.get(
                 "prometheus", {}) else None
 
-        found = wait_for(both_up, "both targets up, Prometheus' build info included")
+        found = wait_for_answer(both_up, "both targets up, Prometheus' build info included")
 
         app = found["app"]
         (counter,) = app["e2e_requests_total"].sum.data_points
